@@ -1,0 +1,197 @@
+"""The core schema (SPEC.md, "Core schema") as SQLAlchemy 2.0 typed models.
+
+Times are stored as UTC and come back timezone-aware; callers render them in Asia/Shanghai.
+`report_numbers` and `query_log` carry no foreign keys on purpose: they are the two tables that
+grow to 亿 rows, are bulk-loaded with COPY and (on PostgreSQL) hash-partitioned; the registry's
+loaders are the only writers and guarantee the references.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC, on every backend alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Authority(Base):
+    __tablename__ = "authorities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(2), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # national | provincial | review_group | accreditation
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(120), default="")
+
+
+class Institution(Base):
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uscc: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), index=True)
+    review_authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    abnormal: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    review_authority: Mapped[Authority] = relationship(lazy="joined")
+    certificates: Mapped[list["Certificate"]] = relationship(
+        back_populates="institution", order_by="Certificate.number"
+    )
+    names: Mapped[list["InstitutionName"]] = relationship(order_by="InstitutionName.valid_from")
+    addresses: Mapped[list["InstitutionAddress"]] = relationship(order_by="InstitutionAddress.id")
+
+
+class InstitutionName(Base):
+    """Every name an institution has had; the current one has ``valid_to`` NULL."""
+
+    __tablename__ = "institution_names"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), index=True)
+    valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    valid_to: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class InstitutionAddress(Base):
+    __tablename__ = "institution_addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    address: Mapped[str] = mapped_column(String(300))
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(12), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    issuing_authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    issued_on: Mapped[dt.date | None] = mapped_column(Date)
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10))  # valid | suspended | revoked | expired
+
+    institution: Mapped[Institution] = relationship(back_populates="certificates")
+    issuing_authority: Mapped[Authority] = relationship(lazy="joined")
+
+
+class CertificateEvent(Base):
+    __tablename__ = "certificate_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10))
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(200))
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("institution_id", "quarter", "sha256", name="uq_batches_institution_quarter_sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    quarter: Mapped[str] = mapped_column(String(6))
+    source: Mapped[str] = mapped_column(String(8))  # file | api
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    institution: Mapped[Institution] = relationship()
+
+
+class ReportNumber(Base):
+    __tablename__ = "report_numbers"
+    __table_args__ = (
+        Index("ix_report_numbers_institution_quarter", "institution_id", "quarter"),
+        {"postgresql_partition_by": "HASH (number)"},
+    )
+
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    quarter: Mapped[str] = mapped_column(String(6))
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    withdraw_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class QueryLog(Base):
+    __tablename__ = "query_log"
+    __table_args__ = (Index("ix_query_log_number_at", "number", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    number: Mapped[str] = mapped_column(String(200))
+    institution_text: Mapped[str | None] = mapped_column(Text)
+    institution_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str] = mapped_column(String(64))
+
+
+class RegistryState(Base):
+    """Small named counters: the institution directory's version, and the like."""
+
+    __tablename__ = "registry_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+REPORT_NUMBER_PARTITIONS = 16

@@ -1,0 +1,100 @@
+"""Quarters, their upload deadlines and the pending window, in Asia/Shanghai time."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FIRST_QUARTER = (2019, 1)
+
+Clock = Callable[[], dt.datetime]
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def local_now(clock: Clock = system_clock) -> dt.datetime:
+    return clock().astimezone(SHANGHAI)
+
+
+def iso_local(moment: dt.datetime | None) -> str | None:
+    """ISO-8601 with the +08:00 offset, seconds precision."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(SHANGHAI).isoformat(timespec="seconds")
+
+
+_QUARTER = re.compile(r"^(\d{4})\s*[Qq]([1-4])$")
+
+
+@dataclass(frozen=True, order=True)
+class Quarter:
+    year: int
+    q: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Quarter":
+        m = _QUARTER.match((text or "").strip())
+        if not m:
+            raise ValueError(f"{text!r} is not a quarter like 2020Q4")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @classmethod
+    def containing(cls, day: dt.date) -> "Quarter":
+        return cls(day.year, (day.month - 1) // 3 + 1)
+
+    def __str__(self) -> str:
+        return f"{self.year}Q{self.q}"
+
+    @property
+    def first_day(self) -> dt.date:
+        return dt.date(self.year, 3 * self.q - 2, 1)
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.next().first_day - dt.timedelta(days=1)
+
+    @property
+    def deadline(self) -> dt.date:
+        """Last day of the first month after the quarter."""
+        nxt = self.next().first_day
+        return (nxt.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+    def next(self) -> "Quarter":
+        return Quarter(self.year + 1, 1) if self.q == 4 else Quarter(self.year, self.q + 1)
+
+    def previous(self) -> "Quarter":
+        return Quarter(self.year - 1, 4) if self.q == 1 else Quarter(self.year, self.q - 1)
+
+    def has_started(self, today: dt.date) -> bool:
+        return today >= self.first_day
+
+    def is_late(self, today: dt.date) -> bool:
+        return today > self.deadline
+
+
+def pending_window(today: dt.date) -> tuple[dt.date, dt.date]:
+    """First day and deadline of the earliest quarter whose deadline has not passed."""
+    quarter = Quarter.containing(today).previous()
+    if quarter.deadline < today:
+        quarter = quarter.next()
+    return quarter.first_day, quarter.deadline
+
+
+def default_upload_quarter(today: dt.date) -> Quarter:
+    """The most recent quarter still inside its upload window (the current one always is)."""
+    return Quarter.containing(today)
+
+
+def quarters_between(first: Quarter, last: Quarter) -> list[Quarter]:
+    out, q = [], first
+    while q <= last:
+        out.append(q)
+        q = q.next()
+    return out
