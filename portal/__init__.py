@@ -1,0 +1,74 @@
+"""The web portal: ``create_app`` reads top to bottom as the steps that build the app."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .settings import ROOT, finish_settings, load_settings
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
+    _load_settings(app, config)
+    _register_extensions(app)
+    _register_blueprints(app)
+    _register_error_handlers(app)
+    _register_commands(app)
+    return app
+
+
+def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
+    settings = load_settings()
+    settings.update(config or {})
+    finish_settings(settings)
+    app.config.update(settings)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_BYTES"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        RATELIMIT_STORAGE_URI=settings["REDIS_URL"] or "memory://",
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2} if settings["REDIS_URL"] else {},
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_KEY_PREFIX="rnr",
+        RATELIMIT_SWALLOW_ERRORS=True,
+        JSON_AS_ASCII=False,
+    )
+    if settings["TRUSTED_PROXIES"] > 0:
+        n = settings["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register_extensions(app: Flask) -> None:
+    from .extensions import close_db_session, csrf, limiter, registry_ext
+
+    registry_ext.init_app(app)
+    limiter.init_app(app)
+    csrf.init_app(app)
+    app.teardown_appcontext(close_db_session)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from . import api, health, public
+    from .extensions import csrf
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    from .errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def _register_commands(app: Flask) -> None:
+    from .commands import register_commands
+
+    register_commands(app)

@@ -1,0 +1,63 @@
+"""Flask extensions, created unbound and bound in ``create_app``."""
+from __future__ import annotations
+
+from flask import current_app, g, request
+from flask_limiter import Limiter
+from flask_wtf import CSRFProtect
+
+from registry.runtime import Registry, RuntimeSettings
+
+
+def client_address() -> str:
+    """The client's address as ProxyFix(x_for=TRUSTED_PROXIES) established it."""
+    return request.remote_addr or "unknown"
+
+
+limiter = Limiter(key_func=client_address)
+csrf = CSRFProtect()
+
+
+class RegistryExtension:
+    """Builds one :class:`Registry` per app from its config; ``registry()`` returns it."""
+
+    def init_app(self, app) -> None:
+        from pathlib import Path
+
+        cfg = app.config
+        settings = RuntimeSettings(
+            database_url=cfg["DATABASE_URL"],
+            redis_url=cfg["REDIS_URL"],
+            bloom_dir=Path(cfg["BLOOM_DIR"]),
+            files_dir=Path(cfg["FILES_DIR"]),
+            secret_key=cfg["SECRET_KEY"],
+            bloom_capacity=int(cfg["BLOOM_CAPACITY"]),
+            bloom_error_rate=float(cfg["BLOOM_ERROR_RATE"]),
+            bloom_shards=int(cfg["BLOOM_SHARDS"]),
+            background_interval=float(cfg["BACKGROUND_INTERVAL"]),
+        )
+        clock = cfg.get("CLOCK")
+        app.extensions["registry"] = Registry(settings, **({"clock": clock} if clock else {}))
+
+        @app.before_request
+        def _start_background():
+            app.extensions["registry"].ensure_background()
+
+
+def registry() -> Registry:
+    return current_app.extensions["registry"]
+
+
+def db_session():
+    """One session per request, closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = registry().sessions()
+    return g.db_session
+
+
+def close_db_session(_exc=None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+registry_ext = RegistryExtension()

@@ -1,0 +1,73 @@
+"""Settings: the environment is read here and nowhere else (SPEC.md, "Settings")."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Typed settings from ``environ`` (default ``os.environ``) with the embedded defaults."""
+    env = os.environ if environ is None else environ
+    instance = Path(env.get("INSTANCE_DIR") or ROOT / "instance")
+    error_rate = _float(env.get("BLOOM_ERROR_RATE", "0.001"), "BLOOM_ERROR_RATE")
+    if not 0 < error_rate < 0.5:
+        raise ValueError("BLOOM_ERROR_RATE must be between 0 and 0.5")
+    return {
+        "INSTANCE_DIR": str(instance),
+        "DATABASE_URL": env.get("DATABASE_URL") or "",
+        "REDIS_URL": env.get("REDIS_URL") or "",
+        "SECRET_KEY": env.get("SECRET_KEY") or "",
+        "FILES_DIR": env.get("FILES_DIR") or "",
+        "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
+        "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),
+        "BLOOM_ERROR_RATE": error_rate,
+        "BLOOM_CAPACITY": _int(env.get("BLOOM_CAPACITY", "10000000"), "BLOOM_CAPACITY"),
+        "BLOOM_SHARDS": _int(env.get("BLOOM_SHARDS", "0"), "BLOOM_SHARDS"),
+        "TRUSTED_PROXIES": _int(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES"),
+        "BACKGROUND_INTERVAL": _float(env.get("BACKGROUND_INTERVAL", "3"), "BACKGROUND_INTERVAL"),
+        "QUERY_LOG_FLUSH_SECONDS": _float(env.get("QUERY_LOG_FLUSH_SECONDS", "2"), "QUERY_LOG_FLUSH_SECONDS"),
+        "MAX_UPLOAD_BYTES": _int(env.get("MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)), "MAX_UPLOAD_BYTES"),
+    }
+
+
+def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill the defaults that depend on other settings (paths under the instance folder)."""
+    instance = Path(config["INSTANCE_DIR"])
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'registry.db'}"
+    if not config.get("FILES_DIR"):
+        config["FILES_DIR"] = str(instance / "files")
+    config.setdefault("BLOOM_DIR", str(instance / "bloom"))
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret(instance)
+    return config
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key kept in the instance folder, so the embedded mode needs no setup."""
+    import secrets
+
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()

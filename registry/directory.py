@@ -1,0 +1,201 @@
+"""The institution directory: an in-process map of every institution (SPEC.md).
+
+It resolves the free-text ``institution`` of a query (USCC, certificate number, current or
+former name) and fills verdicts without SQL. It reloads when the ``directory_version`` counter
+in ``registry_state`` changes; every change to institutions or certificates bumps it in the same
+transaction (:func:`bump_directory_version`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from .models import Certificate, Institution, InstitutionName, RegistryState
+from .normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
+
+DIRECTORY_VERSION = "directory_version"
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    number: str
+    status: str
+    issuing_authority: str
+    expires_on: dt.date | None
+
+    def to_json(self) -> dict:
+        return {
+            "number": self.number,
+            "status": self.status,
+            "issuing_authority": self.issuing_authority,
+            "expires_on": self.expires_on.isoformat() if self.expires_on else None,
+        }
+
+
+@dataclass(frozen=True)
+class InstitutionInfo:
+    id: int
+    uscc: str
+    name: str
+    abnormal: bool
+    review_authority_code: str
+    review_authority_name: str
+    certificates: tuple[CertificateInfo, ...]
+    former_names: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "uscc": self.uscc,
+            "abnormal": self.abnormal,
+            "certificates": [c.to_json() for c in self.certificates],
+        }
+
+
+@dataclass
+class _Snapshot:
+    version: int = -1
+    by_id: dict[int, InstitutionInfo] = field(default_factory=dict)
+    by_uscc: dict[str, int] = field(default_factory=dict)
+    by_certificate: dict[str, int] = field(default_factory=dict)
+    by_name_key: dict[str, list[int]] = field(default_factory=dict)
+
+
+def read_version(session: Session) -> int:
+    value = session.scalar(select(RegistryState.value).where(RegistryState.key == DIRECTORY_VERSION))
+    return int(value or 0)
+
+
+def bump_directory_version(session: Session) -> None:
+    """Tell every worker's directory to reload; call inside the transaction that changed data."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(RegistryState).values(key=DIRECTORY_VERSION, value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": RegistryState.value + 1})
+    session.execute(stmt)
+
+
+class InstitutionDirectory:
+    """Thread-safe, swap-on-reload map; lookups never touch the database."""
+
+    def __init__(self) -> None:
+        self._snapshot = _Snapshot()
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot.version >= 0
+
+    def refresh(self, session: Session, *, force: bool = False) -> bool:
+        """Reload if the stored version changed; returns whether it reloaded."""
+        version = read_version(session)
+        if not force and version == self._snapshot.version:
+            return False
+        with self._lock:
+            self._snapshot = self._load(session, version)
+        return True
+
+    @staticmethod
+    def _load(session: Session, version: int) -> _Snapshot:
+        snap = _Snapshot(version=version)
+        institutions = session.scalars(
+            select(Institution).options(
+                selectinload(Institution.certificates).joinedload(Certificate.issuing_authority),
+                selectinload(Institution.names),
+            )
+        ).all()
+        for inst in institutions:
+            certs = tuple(
+                CertificateInfo(c.number, c.status, c.issuing_authority.name, c.expires_on) for c in inst.certificates
+            )
+            former = tuple(n.name for n in inst.names if n.valid_to is not None and n.name != inst.name)
+            info = InstitutionInfo(
+                id=inst.id,
+                uscc=inst.uscc,
+                name=inst.name,
+                abnormal=inst.abnormal,
+                review_authority_code=inst.review_authority.code,
+                review_authority_name=inst.review_authority.name,
+                certificates=certs,
+                former_names=former,
+            )
+            snap.by_id[inst.id] = info
+            snap.by_uscc[inst.uscc] = inst.id
+            for c in certs:
+                snap.by_certificate[c.number] = inst.id
+            keys = {inst.name_key} | {n.name_key for n in inst.names}
+            for key in keys:
+                ids = snap.by_name_key.setdefault(key, [])
+                # the current holder of a name wins over a former holder
+                if key == inst.name_key:
+                    ids.insert(0, inst.id)
+                else:
+                    ids.append(inst.id)
+        return snap
+
+    def get(self, institution_id: int) -> InstitutionInfo | None:
+        return self._snapshot.by_id.get(institution_id)
+
+    def by_uscc(self, uscc: str) -> InstitutionInfo | None:
+        snap = self._snapshot
+        iid = snap.by_uscc.get((uscc or "").strip().upper())
+        return snap.by_id.get(iid) if iid is not None else None
+
+    def resolve(self, text: str | None) -> InstitutionInfo | None:
+        """USCC (any case), certificate number, or current/former name; None when nothing matches."""
+        if not text or not text.strip():
+            return None
+        snap = self._snapshot
+        try:
+            iid = snap.by_uscc.get(normalize_uscc(text))
+            if iid is not None:
+                return snap.by_id[iid]
+        except InvalidValue:
+            pass
+        try:
+            iid = snap.by_certificate.get(normalize_certificate_number(text))
+            if iid is not None:
+                return snap.by_id[iid]
+        except InvalidValue:
+            pass
+        ids = snap.by_name_key.get(name_key(text))
+        return snap.by_id[ids[0]] if ids else None
+
+    def suggest(self, text: str, limit: int = 8) -> list[InstitutionInfo]:
+        """Institutions whose name, former name, USCC or certificate starts with or contains ``text``."""
+        key = name_key(text).upper()
+        if len(key) < 2:
+            return []
+        snap = self._snapshot
+        prefix, contains = [], []
+        for info in snap.by_id.values():
+            hay = [name_key(info.name).upper(), info.uscc] + [name_key(n).upper() for n in info.former_names]
+            hay += [c.number for c in info.certificates]
+            if any(h.startswith(key) for h in hay):
+                prefix.append(info)
+            elif any(key in h for h in hay):
+                contains.append(info)
+            if len(prefix) >= limit:
+                break
+        return (prefix + contains)[:limit]
+
+    def __len__(self) -> int:
+        return len(self._snapshot.by_id)
+
+
+__all__ = [
+    "CertificateInfo",
+    "InstitutionInfo",
+    "InstitutionDirectory",
+    "bump_directory_version",
+    "read_version",
+]

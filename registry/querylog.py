@@ -1,0 +1,77 @@
+"""The query log, written in bulk off the request path.
+
+Each verification appends a record to an in-process buffer; a background flush (and a final one
+at shutdown) inserts them with one executemany. The client is stored as an HMAC of its address
+under a key derived from the server secret and the 30-day period, so keys rotate by themselves
+and raw addresses are never kept.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import threading
+from collections import deque
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import QueryLog
+
+log = logging.getLogger(__name__)
+ROTATION_DAYS = 30
+
+
+def client_key(secret: bytes, at: dt.datetime) -> bytes:
+    period = int(at.timestamp() // 86400) // ROTATION_DAYS
+    return hmac.new(secret, f"query-log-client:{period}".encode(), hashlib.sha256).digest()
+
+
+def client_hmac(secret: bytes, address: str, at: dt.datetime) -> str:
+    return hmac.new(client_key(secret, at), (address or "").encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class QueryLogBuffer:
+    def __init__(self, *, sessions: sessionmaker[Session], secret: bytes, max_buffer: int = 200_000) -> None:
+        self._sessions = sessions
+        self._secret = secret
+        self._buffer: deque[dict] = deque()
+        self._max = max_buffer
+        self._flush_lock = threading.Lock()
+        self.dropped = 0
+
+    def record(self, *, at: dt.datetime, number: str, institution_text: str | None, institution_id: int | None,
+               status: str, client_address: str) -> None:
+        if len(self._buffer) >= self._max:
+            self.dropped += 1  # the database has been down for long; keep serving
+            return
+        self._buffer.append({
+            "at": at,
+            "number": number[:200],
+            "institution_text": (institution_text or None) and institution_text[:500],
+            "institution_id": institution_id,
+            "status": status,
+            "client": client_hmac(self._secret, client_address, at),
+        })
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def flush(self) -> int:
+        """Insert everything buffered so far; on failure the records stay for the next flush."""
+        with self._flush_lock:
+            rows = []
+            while self._buffer:
+                rows.append(self._buffer.popleft())
+            if not rows:
+                return 0
+            try:
+                with self._sessions() as session:
+                    session.execute(insert(QueryLog), rows)
+                    session.commit()
+            except Exception:
+                log.exception("query log flush failed; %d records kept for the next try", len(rows))
+                self._buffer.extendleft(reversed(rows))
+                return 0
+            return len(rows)

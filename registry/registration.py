@@ -1,0 +1,255 @@
+"""Registering and withdrawing report numbers: bits first, then rows, in one transaction."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .loaders import chunked, make_loader
+from .models import Batch, Institution, ReportNumber
+from .normalize import normalize_number
+from .quarters import SHANGHAI, Clock, Quarter, system_clock
+
+CHUNK = 50_000
+
+
+class RegistrationRefused(ValueError):
+    """The registration as a whole is refused; nothing changed. ``code`` names the reason."""
+
+    def __init__(self, code: str, message_zh: str, message_en: str):
+        super().__init__(message_en)
+        self.code = code
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+
+class BloomWriter(Protocol):
+    def add(self, numbers: Iterable[str], *, batch_id: int) -> None: ...
+
+
+class BloomIndexLike(Protocol):
+    def writing(self, session: Session): ...
+
+
+@dataclass
+class Receipt:
+    batch_id: int
+    institution_id: int
+    uscc: str
+    institution_name: str
+    quarter: str
+    source: str
+    file_name: str | None
+    sha256: str
+    accepted: int
+    duplicates: int
+    rejected: int
+    late: bool
+    created_by: str | None
+    created_at: dt.datetime
+    repeated: bool = False          # the same file again: the earlier receipt, nothing changed
+    in_file_duplicates: int | None = None
+    already_registered: int | None = None
+
+    def to_json(self) -> dict:
+        from .quarters import iso_local
+
+        return {
+            "batch_id": self.batch_id,
+            "institution": {"uscc": self.uscc, "name": self.institution_name},
+            "quarter": self.quarter,
+            "source": self.source,
+            "file_name": self.file_name,
+            "sha256": self.sha256,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "late": self.late,
+            "created_by": self.created_by,
+            "created_at": iso_local(self.created_at),
+            "repeated": self.repeated,
+        }
+
+
+@dataclass
+class WithdrawResult:
+    withdrawn: int = 0
+    already_withdrawn: int = 0
+    not_registered: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+def receipt_of(batch: Batch, institution: Institution, *, repeated: bool = False) -> Receipt:
+    return Receipt(
+        batch_id=batch.id,
+        institution_id=institution.id,
+        uscc=institution.uscc,
+        institution_name=institution.name,
+        quarter=batch.quarter,
+        source=batch.source,
+        file_name=batch.file_name,
+        sha256=batch.sha256,
+        accepted=batch.accepted,
+        duplicates=batch.duplicates,
+        rejected=batch.rejected,
+        late=batch.late,
+        created_by=batch.created_by,
+        created_at=batch.created_at,
+        repeated=repeated,
+    )
+
+
+class RegistrationService:
+    def __init__(self, *, sessions: sessionmaker[Session], bloom: BloomIndexLike, clock: Clock = system_clock) -> None:
+        self._sessions = sessions
+        self._bloom = bloom
+        self._clock = clock
+
+    def check_quarter(self, quarter: Quarter) -> bool:
+        """Refuse a quarter that has not started; return whether an upload now is late."""
+        today = self._clock().astimezone(SHANGHAI).date()
+        if quarter < Quarter(2019, 1):
+            raise RegistrationRefused("quarter_too_early", f"{quarter} 早于 2019 年第一季度，无需报送", f"{quarter} is before 2019Q1, when reporting began")
+        if not quarter.has_started(today):
+            raise RegistrationRefused(
+                "quarter_not_started",
+                f"{quarter} 尚未开始（{quarter.first_day} 起），不能报送",
+                f"quarter {quarter} has not started yet (it starts {quarter.first_day})",
+            )
+        return quarter.is_late(today)
+
+    def find_repeat(self, *, institution_id: int, quarter: Quarter, sha256: str) -> Receipt | None:
+        """The earlier receipt of the same file for the same institution and quarter, if any."""
+        with self._sessions() as session:
+            batch = session.scalar(
+                select(Batch).where(
+                    Batch.institution_id == institution_id, Batch.quarter == str(quarter), Batch.sha256 == sha256
+                )
+            )
+            if batch is None:
+                return None
+            return receipt_of(batch, session.get(Institution, institution_id), repeated=True)
+
+    def register(
+        self,
+        *,
+        institution_id: int,
+        quarter: Quarter,
+        numbers: Iterable[str],
+        sha256: str,
+        source: str = "file",
+        file_name: str | None = None,
+        created_by: str | None = None,
+        rejected: Callable[[], int] = lambda: 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> Receipt:
+        """Register already-normalised ``numbers`` as one batch. All or nothing.
+
+        ``numbers`` may be a generator over millions of rows (it is consumed in chunks); any
+        exception it raises rolls the whole batch back. Bits are set in the Bloom index before the
+        rows commit, so a committed number is never answered "not found".
+        """
+        late = self.check_quarter(quarter)
+        repeat = self.find_repeat(institution_id=institution_id, quarter=quarter, sha256=sha256)
+        if repeat is not None:
+            return repeat
+        now = self._clock()
+        with self._sessions() as session:
+            institution = session.get(Institution, institution_id)
+            if institution is None:
+                raise RegistrationRefused("unknown_institution", "机构不存在", "unknown institution")
+            with self._bloom.writing(session) as writer:
+                batch = Batch(
+                    institution_id=institution_id,
+                    quarter=str(quarter),
+                    source=source,
+                    file_name=file_name,
+                    sha256=sha256,
+                    late=late,
+                    created_by=created_by,
+                    created_at=now,
+                )
+                session.add(batch)
+                session.flush()
+                loader = make_loader(session)
+                done = 0
+                for chunk in chunked(numbers, CHUNK):
+                    writer.add(chunk, batch_id=batch.id)
+                    loader.stage(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done)
+                counts = loader.finish(
+                    institution_id=institution_id, quarter=str(quarter), batch_id=batch.id, registered_at=now
+                )
+                batch.accepted = counts.inserted
+                batch.duplicates = counts.in_file_duplicates + counts.already_registered
+                batch.rejected = rejected()
+                session.commit()
+            receipt = receipt_of(batch, institution)
+            receipt.in_file_duplicates = counts.in_file_duplicates
+            receipt.already_registered = counts.already_registered
+            return receipt
+
+    def declare_zero(self, *, institution_id: int, quarter: Quarter, created_by: str | None = None) -> Receipt:
+        """Declare that the institution issued no reports in ``quarter`` (counts as on time)."""
+        digest = hashlib.sha256(f"zero:{quarter}".encode()).hexdigest()
+        receipt = self.register(
+            institution_id=institution_id, quarter=quarter, numbers=(), sha256=digest, source="zero",
+            created_by=created_by,
+        )
+        return receipt
+
+    def withdraw(
+        self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]], when: dt.datetime | None = None
+    ) -> WithdrawResult:
+        """Withdraw ``(line, number, reason)`` items of one institution in one transaction.
+
+        Numbers the institution never registered are listed in ``not_registered`` (row errors);
+        already-withdrawn ones are counted and left as they were.
+        """
+        when = when or self._clock()
+        result = WithdrawResult()
+        with self._sessions() as session:
+            for line, raw, reason in items:
+                number = normalize_number(raw)
+                changed = session.execute(
+                    update(ReportNumber)
+                    .where(
+                        ReportNumber.number == number,
+                        ReportNumber.institution_id == institution_id,
+                        ReportNumber.withdrawn_at.is_(None),
+                    )
+                    .values(withdrawn_at=when, withdraw_reason=(reason or "")[:500])
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    result.withdrawn += 1
+                    continue
+                exists = session.scalar(
+                    select(ReportNumber.number).where(
+                        ReportNumber.number == number, ReportNumber.institution_id == institution_id
+                    )
+                )
+                if exists is None:
+                    result.not_registered.append((line, number))
+                else:
+                    result.already_withdrawn += 1
+            session.commit()
+        return result
+
+
+def sha256_of(fileobj, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a binary file object, read in chunks; the position is restored to the start."""
+    digest = hashlib.sha256()
+    fileobj.seek(0)
+    while True:
+        block = fileobj.read(chunk)
+        if not block:
+            break
+        digest.update(block)
+    fileobj.seek(0)
+    return digest.hexdigest()

@@ -1,0 +1,150 @@
+"""Verification: the verdict on a report number (SPEC.md, "Public contract").
+
+The Bloom index answers "not registered" without SQL; the database confirms everything else in
+one statement. The institution directory resolves the institution text and fills the verdict.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .directory import InstitutionDirectory, InstitutionInfo
+from .models import ReportNumber
+from .normalize import normalize_number
+from .quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
+
+
+class BloomLookup(Protocol):
+    def lookup(self, number: str) -> bool | None: ...
+
+
+class Unavailable(RuntimeError):
+    """A backend the answer needs is down."""
+
+
+STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
+
+
+@dataclass
+class Verdict:
+    number: str
+    status: str
+    institution: InstitutionInfo | None
+    institution_resolved: bool | None
+    checked_at: dt.datetime
+    quarter: str | None = None
+    registered_at: dt.datetime | None = None
+    withdrawn_at: dt.datetime | None = None
+    withdraw_reason: str | None = None
+    candidates: list[InstitutionInfo] = field(default_factory=list)
+    pending_since: dt.date | None = None
+    pending_until: dt.date | None = None
+    source: str = "bloom"  # bloom | database: where a negative came from
+
+    def to_json(self) -> dict:
+        return {
+            "number": self.number,
+            "status": self.status,
+            "institution": self.institution.to_json() if self.institution else None,
+            "institution_resolved": self.institution_resolved,
+            "quarter": self.quarter,
+            "registered_at": iso_local(self.registered_at),
+            "withdrawn_at": iso_local(self.withdrawn_at),
+            "candidates": [{"name": c.name, "uscc": c.uscc} for c in self.candidates],
+            "pending_since": self.pending_since.isoformat() if self.pending_since else None,
+            "pending_until": self.pending_until.isoformat() if self.pending_until else None,
+            "checked_at": iso_local(self.checked_at),
+        }
+
+
+class VerificationService:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        bloom: BloomLookup,
+        directory: InstitutionDirectory,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._sessions = sessions
+        self._bloom = bloom
+        self._directory = directory
+        self._clock = clock
+
+    def verify(self, raw_number: str, institution_text: str | None = None) -> Verdict:
+        """Raises :class:`InvalidValue` for a malformed number, :class:`Unavailable` when the
+        database is needed and down."""
+        number = normalize_number(raw_number)
+        now = self._clock()
+        given = bool(institution_text and institution_text.strip())
+        asked = self._directory.resolve(institution_text) if given else None
+        resolved = (asked is not None) if given else None
+
+        maybe = self._bloom.lookup(number)
+        if maybe is False:
+            return self._negative(number, "not_found", asked, resolved, now)
+        rows = self._rows(number)
+        verdict = self._decide(number, rows, asked, resolved, now)
+        if maybe is None:
+            verdict.source = "database"
+        return verdict
+
+    def _rows(self, number: str) -> list[ReportNumber]:
+        try:
+            with self._sessions() as session:
+                return list(session.scalars(select(ReportNumber).where(ReportNumber.number == number)))
+        except (OperationalError, DBAPIError) as exc:
+            raise Unavailable("the registry database is unreachable") from exc
+
+    def _negative(self, number, status, asked, resolved, now) -> Verdict:
+        since, until = pending_window(now.astimezone(SHANGHAI).date())
+        return Verdict(
+            number=number,
+            status=status,
+            institution=asked,
+            institution_resolved=resolved,
+            checked_at=now,
+            pending_since=since,
+            pending_until=until,
+        )
+
+    def _decide(self, number, rows, asked, resolved, now) -> Verdict:
+        if asked is not None:
+            own = next((r for r in rows if r.institution_id == asked.id), None)
+            if own is not None:
+                return self._registered(number, own, asked, resolved, now)
+            return self._negative(number, "mismatch" if rows else "not_found", asked, resolved, now)
+        if not rows:
+            return self._negative(number, "not_found", None, resolved, now)
+        if len(rows) == 1:
+            registrant = self._directory.get(rows[0].institution_id)
+            return self._registered(number, rows[0], registrant, resolved, now)
+        candidates = [c for c in (self._directory.get(r.institution_id) for r in rows) if c is not None]
+        candidates.sort(key=lambda c: c.name)
+        return Verdict(
+            number=number,
+            status="ambiguous",
+            institution=None,
+            institution_resolved=resolved,
+            checked_at=now,
+            candidates=candidates,
+        )
+
+    @staticmethod
+    def _registered(number, row: ReportNumber, registrant, resolved, now) -> Verdict:
+        return Verdict(
+            number=number,
+            status="withdrawn" if row.withdrawn_at else "found",
+            institution=registrant,
+            institution_resolved=resolved,
+            checked_at=now,
+            quarter=row.quarter,
+            registered_at=row.registered_at,
+            withdrawn_at=row.withdrawn_at,
+            withdraw_reason=row.withdraw_reason,
+        )
