@@ -1,0 +1,216 @@
+"""Report-number files: CSV, TXT or XLSX in, normalised numbers (ranges expanded) out.
+
+The numbers are produced by a generator, so a million-line file is read in constant memory;
+duplicates are left in (the database counts them). Rejected rows are collected as
+:class:`RowProblem` while iterating; ``warnings`` and ``rows`` are complete once iteration ends.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
+from importers.tabular import DEFAULT_MAX_BYTES, EXCEL_ERRORS, Column, Layout, Row, locate_columns, open_table
+from registry.normalize import InvalidValue, normalize_number
+
+DEFAULT_MAX_NUMBERS = 1_000_000
+DEFAULT_MAX_RANGE = 100_000
+DEFAULT_MAX_PROBLEMS = 100_000
+
+NUMBER_COLUMN = Column(
+    "number", "报告编号", "report_number",
+    ("报告号", "报告编码", "报告书编号", "检验报告编号", "检测报告编号", "检验检测报告编号", "编号",
+     "report no", "report number", "report num", "report id", "number"),
+)
+
+_RANGE_SEPARATOR = re.compile(r"[~至]")
+_SUFFIX = re.compile(r"^(.*?)(\d+)$")
+
+
+class Rejected(Exception):
+    """A value (or row) that is rejected, with its reason in both languages."""
+
+    def __init__(self, code: str, message_zh: str, message_en: str):
+        super().__init__(message_en)
+        self.code, self.message_zh, self.message_en = code, message_zh, message_en
+
+    @classmethod
+    def from_invalid(cls, exc: InvalidValue, *, end: str | None = None) -> Rejected:
+        zh, en = invalid_value_messages(exc)
+        if end:
+            zh, en = f"范围的{'起点' if end == 'start' else '终点'}：{zh}", f"range {end}: {en}"
+        return cls(exc.code, zh, en)
+
+
+@dataclass(frozen=True)
+class NumberSpan:
+    """One cell's numbers: a single number, or a range of ``count`` numbers."""
+
+    prefix: str
+    first: int
+    count: int
+    width: int  # zero padding of the numeric suffix; 0 = none
+    single: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self.single is not None:
+            yield self.single
+            return
+        for n in range(self.first, self.first + self.count):
+            yield f"{self.prefix}{n:0{self.width}d}"
+
+
+def parse_number_cell(raw: str, *, max_range: int = DEFAULT_MAX_RANGE) -> NumberSpan:
+    """Normalise one cell: a report number or a range ``START~END`` / ``START至END``."""
+    if raw.strip() in EXCEL_ERRORS:
+        raise Rejected("cell_error", f"单元格是 Excel 错误值 {raw.strip()}，不是报告编号",
+                       f"the cell holds the Excel error {raw.strip()}, not a report number")
+    text = unicodedata.normalize("NFKC", raw)
+    if not _RANGE_SEPARATOR.search(text):
+        try:
+            number = normalize_number(raw)
+        except InvalidValue as exc:
+            raise Rejected.from_invalid(exc) from None
+        return NumberSpan(number, 0, 1, 0, single=number)
+    return parse_range(text, max_range=max_range)
+
+
+def parse_range(text: str, *, max_range: int = DEFAULT_MAX_RANGE) -> NumberSpan:
+    parts = _RANGE_SEPARATOR.split(text)
+    if len(parts) != 2:
+        raise Rejected("range_format", "范围应写作“起始编号~结束编号”或“起始编号至结束编号”",
+                       "a range is written START~END or START至END")
+    ends = []
+    for part, end in zip(parts, ("start", "end")):
+        try:
+            ends.append(normalize_number(part))
+        except InvalidValue as exc:
+            raise Rejected.from_invalid(exc, end=end) from None
+    start, stop = ends
+    # "WT2020-0098~0102": an end of digits only, shorter than the start, abbreviates the start.
+    start_match = _SUFFIX.match(start)
+    if start_match and stop.isdigit() and len(stop) < len(start) and (start_match.group(1) or len(stop) < len(start_match.group(2))):
+        stop = start[: len(start) - len(stop)] + stop
+    stop_match = _SUFFIX.match(stop)
+    if not start_match or not stop_match:
+        raise _range_prefix()
+    prefix, first_digits = start_match.groups()
+    stop_prefix, last_digits = stop_match.groups()
+    if prefix != stop_prefix:
+        raise _range_prefix()
+    padded = first_digits.startswith("0") or last_digits.startswith("0")
+    if len(first_digits) != len(last_digits) and padded:
+        raise _range_prefix()
+    first, last = int(first_digits), int(last_digits)
+    if last < first:
+        raise Rejected("range_reversed", f"范围的终点 {stop} 小于起点 {start}",
+                       f"the range ends ({stop}) before it starts ({start})")
+    count = last - first + 1
+    if count > max_range:
+        raise Rejected("range_too_long", f"范围含 {count} 个编号，超过每个范围 {max_range} 个的上限",
+                       f"the range holds {count} numbers, more than the limit of {max_range} per range")
+    width = len(first_digits) if len(first_digits) == len(last_digits) else 0
+    return NumberSpan(prefix, first, count, width)
+
+
+def _range_prefix() -> Rejected:
+    return Rejected("range_prefix", "范围两端的前缀或数字位数不一致，应只有末尾的数字不同（如 WT2020-0098~WT2020-0102）",
+                    "the two ends of a range must share a prefix and differ only in a trailing number "
+                    "of the same width (e.g. WT2020-0098~WT2020-0102)")
+
+
+def too_many_numbers(filename: str, max_numbers: int) -> FileRefused:
+    return FileRefused("too_many_numbers", f"展开范围后超过每个文件 {max_numbers} 个编号的上限",
+                       f"more than {max_numbers} numbers in the file after expanding ranges", filename=filename)
+
+
+def too_many_problems(filename: str, max_problems: int) -> FileRefused:
+    return FileRefused("too_many_problems", f"超过 {max_problems} 行有错误，请检查文件是否选错",
+                       f"more than {max_problems} rows are wrong; is this the right file?", filename=filename)
+
+
+class WidthSurvey:
+    """Notices digit-only numbers shorter than most: Excel drops leading zeros of number cells."""
+
+    def __init__(self) -> None:
+        self.widths: Counter[int] = Counter()
+
+    def observe(self, number: str) -> None:
+        if number.isdigit():
+            self.widths[len(number)] += 1
+
+    def warning(self) -> FileWarning | None:
+        widths = self.widths
+        total = sum(widths.values())
+        if total < 3:
+            return None
+        width, most = widths.most_common(1)[0]
+        shorter = sum(n for w, n in widths.items() if w < width)
+        if most * 2 < total or not shorter:
+            return None
+        return FileWarning(
+            "leading_zeros",
+            f"{shorter} 个纯数字编号比多数编号（{width} 位）短，可能被 Excel 去掉了开头的 0；"
+            "如是，请把该列设为“文本”格式后重新导出",
+            f"{shorter} digit-only numbers are shorter than most ({width} digits): Excel may have dropped "
+            "their leading zeros; if so, format the column as Text and export again",
+        )
+
+
+class NumberFile:
+    """A report-number file being read; iterate :meth:`numbers` once."""
+
+    def __init__(self, layout: Layout, filename: str, *, max_numbers: int, max_range: int, max_problems: int):
+        self.filename = filename
+        self.problems: list[RowProblem] = []
+        self.warnings: list[FileWarning] = list(layout.warnings)
+        self.rows = 0
+        self._layout = layout
+        self._max_numbers = max_numbers
+        self._max_range = max_range
+        self._max_problems = max_problems
+        self._started = False
+
+    def numbers(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("numbers() can be iterated once")
+        self._started = True
+        total = 0
+        survey = WidthSurvey()
+        for row in self._layout.data_rows:
+            self.rows += 1
+            index = self._layout.index("number", row)
+            raw = row.text(index)
+            try:
+                span = parse_number_cell(raw, max_range=self._max_range)
+            except Rejected as rejected:
+                self._reject(row, index, raw, rejected)
+                continue
+            total += span.count
+            if total > self._max_numbers:
+                raise too_many_numbers(self.filename, self._max_numbers)
+            if span.single is not None:
+                survey.observe(span.single)
+            yield from span
+        warning = survey.warning()
+        if warning:
+            self.warnings.append(warning)
+
+    def _reject(self, row: Row, index: int, raw: str, rejected: Rejected) -> None:
+        self.problems.append(RowProblem(row.line, row.location(index), raw, rejected.code,
+                                        rejected.message_zh, rejected.message_en))
+        if len(self.problems) > self._max_problems:
+            raise too_many_problems(self.filename, self._max_problems)
+
+
+def read_report_numbers(fileobj: BinaryIO, filename: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                        max_numbers: int = DEFAULT_MAX_NUMBERS, max_range: int = DEFAULT_MAX_RANGE,
+                        max_problems: int = DEFAULT_MAX_PROBLEMS) -> NumberFile:
+    """Open a report-number file; whole-file problems raise :class:`FileRefused` here, before any row."""
+    table = open_table(fileobj, filename, max_bytes=max_bytes)
+    layout = locate_columns(table, [NUMBER_COLUMN], filename, single_column=True)
+    return NumberFile(layout, filename, max_numbers=max_numbers, max_range=max_range, max_problems=max_problems)
