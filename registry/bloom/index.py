@@ -1,0 +1,362 @@
+"""`BloomIndex`: the pre-check in front of the report_numbers table, and its life cycle.
+
+`lookup` answers False (definitely not registered, zero SQL), True (maybe: confirm in the
+database) or None (the index cannot be trusted now: ask the database). Writers set bits in every
+live generation before their rows commit; a rebuild builds a new generation from a database
+snapshot while lookups go on, then switches atomically (SPEC, "The Bloom index").
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from sqlalchemy import text
+
+from registry.bloom.gate import WriterGate
+from registry.bloom.layout import Layout, Pointer
+from registry.bloom.stores import LocalStore, RebuildInProgress, RedisStore, ShardStore, StaleShard
+
+CHUNK = 50_000
+#: after a store error, lookups answer None at once for this long instead of each waiting on a timeout.
+BREAKER_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class BloomConfig:
+    capacity: int  # total capacity across shards (numbers)
+    error_rate: float = 0.001
+    shards: int = 0  # 0 = choose so each shard is about 8–64 MiB (min 1)
+
+
+class BloomStoreError(RuntimeError):
+    """A write could not reach the store; the caller's unit of work must roll back."""
+
+
+def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None, logger=None) -> "BloomIndex":
+    """A Bloom index over the Redis store when ``redis`` is given, else over shard files in ``directory``.
+
+    ``directory`` also holds ``writers.lock`` (the writer gate on SQLite). Give the Redis client
+    short socket timeouts: a lookup waits at most that long before answering None.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    store: ShardStore = RedisStore(redis) if redis is not None else LocalStore(directory)
+    return BloomIndex(config=config, engine=engine, store=store, gate=WriterGate(engine=engine, directory=directory),
+                      logger=logger or logging.getLogger("registry.bloom"))
+
+
+class Writer:
+    """Sets bits for one unit of work; handed out by `BloomIndex.writing`."""
+
+    def __init__(self, index: "BloomIndex"):
+        self._index = index
+
+    def add(self, numbers: Iterable[str], *, batch_id: int) -> None:
+        """Set the bits of ``numbers`` in every live generation, durably, then advance the
+        newest-batch marker. Streams in chunks. Raises `BloomStoreError` when the store fails."""
+        index = self._index
+        store = index._store
+        try:
+            targets = index._write_targets()
+            valid = {t.generation: True for t, _ in targets}
+            it = iter(numbers)
+            while chunk := list(islice(it, CHUNK)):
+                grouped: dict[tuple, dict[int, list[int]]] = {}
+                for pointer, building in targets:
+                    by_shard = grouped.get(_hash_key(pointer.layout))
+                    if by_shard is None:
+                        by_shard = grouped[_hash_key(pointer.layout)] = _group(pointer.layout, chunk)
+                    if valid[pointer.generation] and not store.write_bits(pointer, by_shard, building=building):
+                        valid[pointer.generation] = False
+            for pointer, building in targets:
+                if valid[pointer.generation]:
+                    store.advance_marker(pointer.generation, batch_id)
+                elif not building:
+                    index._distrust(f"shard of generation {pointer.generation} lost (seen by a writer)", rebuild=True)
+        except Exception as exc:
+            index._failed("write", exc, breaker=False)
+            raise BloomStoreError(f"Bloom store write failed: {exc}") from exc
+
+
+def _hash_key(layout: Layout) -> tuple:
+    return (layout.shards, layout.num_slices, layout.bits_per_slice)
+
+
+def _group(layout: Layout, numbers: list[str]) -> dict[int, list[int]]:
+    by_shard: dict[int, list[int]] = {}
+    for number in numbers:
+        shard, offs = layout.offsets(number)
+        lst = by_shard.get(shard)
+        if lst is None:
+            by_shard[shard] = offs
+        else:
+            lst += offs
+    return by_shard
+
+
+class BloomIndex:
+    def __init__(self, *, config: BloomConfig, engine, store: ShardStore, gate: WriterGate, logger: logging.Logger):
+        self.config = config
+        self._engine = engine
+        self._store = store
+        self._gate = gate
+        self._log = logger
+        self._lock = threading.Lock()
+        self._pointer: Pointer | None = None  # trusted generation; None = database mode
+        self._generation: int | None = None  # last generation seen, trusted or not
+        self._reason: str | None = "not checked yet"
+        self._rebuilding = False
+        self._errors = 0
+        self._breaker_until = 0.0
+        self.needs_rebuild = False
+
+    # --- lookups ---------------------------------------------------------------------------------
+    def lookup(self, number: str) -> bool | None:
+        pointer = self._pointer
+        if pointer is None or self._breaker_until > time.monotonic():
+            return None
+        shard, offs = pointer.layout.offsets(number)
+        try:
+            return self._store.probe(pointer.generation, shard, offs)
+        except StaleShard as exc:
+            return self._after_stale(number, pointer, exc.generation)
+        except Exception as exc:  # noqa: BLE001 - a store failure means "ask the database"
+            self._failed("lookup", exc)
+            return None
+
+    def _after_stale(self, number: str, seen: Pointer, found: int) -> bool | None:
+        """A shard did not carry our generation: a switch happened (adopt it), one is under way
+        (ask the database this once), or the store lost it (database mode until a rebuild)."""
+        try:
+            current = self._store.read_pointer()
+            if current is not None and current.generation != seen.generation:
+                with self._lock:
+                    if self._pointer is seen:
+                        self._trust(current)
+                shard, offs = current.layout.offsets(number)
+                try:
+                    return self._store.probe(current.generation, shard, offs)
+                except StaleShard:
+                    return None
+            if current is not None and found > current.generation:
+                announced = self._store.read_announcement()
+                if announced is not None and announced.generation == found:
+                    return None
+            self._distrust(f"shard of generation {seen.generation} missing or replaced (found {found})", rebuild=True)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("lookup", exc)
+        return None
+
+    # --- writers ---------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self, session) -> Iterator[Writer]:
+        """Hold the shared writer gate for the caller's unit of work (commit inside the block)."""
+        with self._gate.shared(session):
+            yield Writer(self)
+
+    def _write_targets(self) -> list[tuple[Pointer, bool]]:
+        targets = []
+        current = self._store.read_pointer()
+        if current is not None:
+            targets.append((current, False))
+        announced = self._store.read_announcement()
+        if announced is not None and (current is None or announced.generation != current.generation):
+            targets.append((announced, True))
+        return targets
+
+    # --- trust -----------------------------------------------------------------------------------
+    def check_marker(self, newest_batch_id: int | None) -> None:
+        """Trust the store only when its pointer, shard headers and newest-batch marker are intact
+        and the marker has reached the database's newest batch."""
+        try:
+            pointer = self._store.read_pointer()
+            if pointer is None and newest_batch_id is None:
+                pointer = self._initialize()
+            if pointer is None:
+                self._distrust("no generation in the store", rebuild=True)
+                return
+            self._generation = pointer.generation
+            marker = self._store.read_marker(pointer.generation)
+            if marker is None:
+                self._distrust(f"marker of generation {pointer.generation} missing", rebuild=True)
+                return
+            if newest_batch_id is not None and marker < newest_batch_id:
+                self._distrust(f"marker {marker} behind newest batch {newest_batch_id}", rebuild=True)
+                return
+            bad = [g for g in self._store.header_generations(pointer) if g != pointer.generation]
+            if bad:
+                announced = self._store.read_announcement()
+                switching = announced is not None and all(g == announced.generation for g in bad)
+                if switching and self._store.rebuild_running():
+                    self._distrust("generation switch under way", rebuild=False)
+                else:
+                    self._distrust(f"shards of generation {pointer.generation} missing or replaced", rebuild=True)
+                return
+            self._breaker_until = 0.0
+            with self._lock:
+                self._trust(pointer)
+        except Exception as exc:  # noqa: BLE001 - never raise into the app's poller
+            self._failed("check_marker", exc)
+            self._distrust(f"store unreachable ({exc.__class__.__name__})", rebuild=False)
+
+    def _initialize(self) -> Pointer | None:
+        """Create an empty first generation — only while the registry has no batch (checked again
+        under the exclusive writer gate, so no writer can slip in between)."""
+        try:
+            with self._store.rebuild_lock(), self._gate.exclusive():
+                pointer = self._store.read_pointer()
+                if pointer is not None:
+                    return pointer
+                with self._engine.connect() as conn:
+                    if conn.execute(text("SELECT max(id) FROM batches")).scalar() is not None:
+                        return None
+                layout = Layout.for_capacity(self.config.capacity, self.config.error_rate, self.config.shards)
+                pointer = Pointer(_new_generation(None, None), layout)
+                self._store.create_generation(pointer)
+                self._store.switch(pointer, None)
+                self._log.info("bloom: created empty generation %s (%s shards)", pointer.generation, layout.shards)
+                return pointer
+        except RebuildInProgress:
+            return None
+
+    def _trust(self, pointer: Pointer) -> None:
+        self._pointer = pointer
+        self._generation = pointer.generation
+        self._reason = None
+        self.needs_rebuild = False
+
+    def _distrust(self, reason: str, *, rebuild: bool) -> None:
+        with self._lock:
+            if self._pointer is not None or reason != self._reason:
+                self._log.warning("bloom: database mode: %s", reason)
+            self._pointer = None
+            self._reason = reason
+            if rebuild:
+                self.needs_rebuild = True
+
+    def _failed(self, what: str, exc: Exception, *, breaker: bool = True) -> None:
+        self._errors += 1
+        if breaker:
+            if self._breaker_until <= time.monotonic():
+                self._log.warning("bloom: %s failed (%s: %s); asking the database for %.0f s",
+                                  what, exc.__class__.__name__, exc, BREAKER_SECONDS)
+            self._breaker_until = time.monotonic() + BREAKER_SECONDS
+        else:
+            self._log.error("bloom: %s failed (%s: %s)", what, exc.__class__.__name__, exc)
+
+    # --- rebuild ---------------------------------------------------------------------------------
+    def rebuild(self, *, capacity: int | None = None) -> dict:
+        """Build a new generation from the database and switch to it; lookups keep answering."""
+        started = time.monotonic()
+        store = self._store
+        with store.rebuild_lock():
+            with self._engine.connect() as conn:
+                rows = conn.execute(text("SELECT count(*) FROM report_numbers")).scalar() or 0
+            cap = max(self.config.capacity, capacity or 0, 2 * rows)
+            layout = Layout.for_capacity(cap, self.config.error_rate, self.config.shards)
+            old = store.read_pointer()
+            stale = store.read_announcement()
+            if stale is not None:  # left by a rebuild that died
+                store.clear_announcement()
+                store.discard_generation(stale)
+            if isinstance(store, LocalStore):
+                store.discard_stale({old.generation} if old else set())
+            new = Pointer(_new_generation(old, stale), layout)
+            store.create_generation(new)
+            self._rebuilding = True
+            try:
+                store.announce(new)
+                self._gate.barrier()  # every writer that might have missed the announcement has committed
+                scanned, newest = self._load_snapshot(new)
+                store.advance_marker(new.generation, newest or 0)
+                with self._gate.exclusive():
+                    store.switch(new, old)
+            except BaseException:
+                try:
+                    store.clear_announcement()
+                    store.discard_generation(new)
+                except Exception:  # noqa: BLE001
+                    self._log.exception("bloom: cleaning up a failed rebuild")
+                raise
+            finally:
+                self._rebuilding = False
+            self._breaker_until = 0.0
+            with self._lock:
+                self._trust(new)
+        seconds = round(time.monotonic() - started, 3)
+        self._log.info("bloom: rebuilt generation %s: %s rows, capacity %s, %s shards, %.1f s",
+                       new.generation, scanned, cap, layout.shards, seconds)
+        return {"rows": scanned, "capacity": cap, "shards": layout.shards, "seconds": seconds,
+                "generation": new.generation}
+
+    def _load_snapshot(self, pointer: Pointer) -> tuple[int, int | None]:
+        scanned = 0
+        with self._engine.connect() as conn:
+            newest = conn.execute(text("SELECT max(id) FROM batches")).scalar()
+            result = conn.execution_options(yield_per=CHUNK).execute(text("SELECT number FROM report_numbers"))
+            for part in result.partitions():
+                numbers = [row[0] for row in part]
+                scanned += len(numbers)
+                if not self._store.write_bits(pointer, _group(pointer.layout, numbers), building=True):
+                    raise BloomStoreError(f"generation {pointer.generation} vanished during the rebuild")
+            conn.rollback()
+        return scanned, newest
+
+    # --- reports ---------------------------------------------------------------------------------
+    def check(self) -> dict:
+        """Figures for `bloom check`, and every registered number whose bits are not all set."""
+        store = self._store
+        pointer = store.read_pointer()
+        with self._engine.connect() as conn:
+            items = conn.execute(text("SELECT count(*) FROM report_numbers")).scalar() or 0
+            distinct = conn.execute(text("SELECT count(DISTINCT number) FROM report_numbers")).scalar() or 0
+            missing: list[str] = []
+            missing_count = 0
+            if pointer is not None:
+                result = conn.execution_options(yield_per=CHUNK).execute(text("SELECT number FROM report_numbers"))
+                for part in result.partitions():
+                    numbers = [row[0] for row in part]
+                    found = store.probe_many(pointer.generation, [pointer.layout.offsets(n) for n in numbers])
+                    for number, ok in zip(numbers, found):
+                        if not ok:
+                            missing_count += 1
+                            if len(missing) < 100:
+                                missing.append(number)
+            conn.rollback()
+        report = {"items": items, "distinct_numbers": distinct, "store": store.kind,
+                  "mode": "bloom" if self._pointer is not None else "database", "reason": self._reason,
+                  "missing": missing, "missing_count": missing_count}
+        if pointer is None:
+            return report | {"generation": None, "capacity": None, "shards": None, "fill_ratio": None,
+                             "estimated_false_positive_rate": None}
+        layout = pointer.layout
+        fill = store.bit_count(pointer) / (layout.num_bits * layout.shards)
+        return report | {"generation": pointer.generation, "capacity": layout.capacity, "shards": layout.shards,
+                         "error_rate": layout.error_rate, "fill_ratio": fill,
+                         "estimated_false_positive_rate": fill ** layout.num_slices}
+
+    def status(self) -> dict:
+        """Cheap figures for /readyz; no store round trip."""
+        breaker = self._breaker_until > time.monotonic()
+        mode = "bloom" if self._pointer is not None and not breaker else "database"
+        reason = self._reason or ("store errors; asking the database" if breaker else None)
+        return {"store": self._store.kind, "mode": mode, "generation": self._generation,
+                "rebuilding": self._rebuilding, "degraded": mode == "database" or self._rebuilding,
+                "reason": reason, "errors": self._errors}
+
+    def close(self) -> None:
+        self._pointer = None
+        self._reason = "closed"
+        self._store.close()
+
+
+def _new_generation(old: Pointer | None, stale: Pointer | None) -> int:
+    """Microseconds since the epoch, above any generation seen (fits Redis's i64)."""
+    floor = max(old.generation if old else 0, stale.generation if stale else 0)
+    return max(time.time_ns() // 1000, floor + 1)

@@ -1,0 +1,451 @@
+"""The two shard stores behind one small interface: files on this host, or strings in Redis.
+
+Both hold the same bytes per shard (header + bits, MSB first), a pointer to the current
+generation, a rebuild announcement, and a newest-batch marker per generation.
+"""
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
+
+
+class StaleShard(Exception):
+    """A shard's header does not carry the expected generation (0 when missing or not ours)."""
+
+    def __init__(self, generation: int):
+        super().__init__(generation)
+        self.generation = generation
+
+
+class RebuildInProgress(RuntimeError):
+    """Another process holds the rebuild lock."""
+
+
+class ShardStore(Protocol):
+    kind: str
+
+    def read_pointer(self) -> Pointer | None: ...
+    def read_announcement(self) -> Pointer | None: ...
+    def read_marker(self, generation: int) -> int | None: ...
+    def advance_marker(self, generation: int, batch_id: int) -> None: ...
+    def header_generations(self, pointer: Pointer) -> list[int]: ...
+    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool: ...
+    def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]: ...
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool: ...
+    def create_generation(self, pointer: Pointer) -> None: ...
+    def discard_generation(self, pointer: Pointer) -> None: ...
+    def announce(self, pointer: Pointer) -> None: ...
+    def clear_announcement(self) -> None: ...
+    def switch(self, new: Pointer, old: Pointer | None) -> None: ...
+    def rebuild_lock(self) -> contextmanager: ...
+    def rebuild_running(self) -> bool: ...
+    def bit_count(self, pointer: Pointer) -> int: ...
+    def shard_bytes(self, pointer: Pointer, shard: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+# --- local files ---------------------------------------------------------------------------------
+class LocalStore:
+    """Shard files under one directory, memory-mapped read-only by readers; writers map a shard
+    writable under an exclusive ``flock`` on it and ``msync`` before returning."""
+
+    kind = "local"
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._dir = str(self.directory)
+        self._paths: list[str] = []
+        self._maps: dict[int, tuple[int, mmap.mmap]] = {}
+        self._lock = threading.Lock()
+
+    # paths
+    def shard_path(self, shard: int) -> str:
+        paths = self._paths
+        while len(paths) <= shard:
+            paths.append(os.path.join(self._dir, f"shard-{len(paths):03d}.bin"))
+        return paths[shard]
+
+    def _building_path(self, generation: int, shard: int) -> str:
+        return f"{self.shard_path(shard)}.g{generation}.tmp"
+
+    def _marker_path(self, generation: int) -> Path:
+        return self.directory / f"marker-g{generation}"
+
+    # pointer, announcement
+    def _read_json(self, name: str) -> Pointer | None:
+        try:
+            return Pointer.loads((self.directory / name).read_text())
+        except FileNotFoundError:
+            return None
+
+    def _write_json(self, name: str, pointer: Pointer) -> None:
+        tmp = self.directory / f"{name}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "w") as f:
+            f.write(pointer.dumps())
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.directory / name)
+        _fsync_dir(self.directory)
+
+    def read_pointer(self) -> Pointer | None:
+        return self._read_json("current.json")
+
+    def read_announcement(self) -> Pointer | None:
+        return self._read_json("rebuilding.json")
+
+    def announce(self, pointer: Pointer) -> None:
+        self._write_json("rebuilding.json", pointer)
+
+    def clear_announcement(self) -> None:
+        _unlink(self.directory / "rebuilding.json")
+
+    # markers: 8 bytes, big-endian, updated in place under flock
+    def read_marker(self, generation: int) -> int | None:
+        try:
+            raw = self._marker_path(generation).read_bytes()
+        except FileNotFoundError:
+            return None
+        return int.from_bytes(raw, "big") if len(raw) == 8 else None
+
+    def advance_marker(self, generation: int, batch_id: int) -> None:
+        fd = os.open(self._marker_path(generation), os.O_RDWR | os.O_CREAT, 0o664)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 8, 0)
+            current = int.from_bytes(raw, "big") if len(raw) == 8 else 0
+            if batch_id > current or len(raw) != 8:
+                os.pwrite(fd, max(batch_id, current).to_bytes(8, "big"), 0)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # reading
+    def header_generations(self, pointer: Pointer) -> list[int]:
+        gens = []
+        for shard in range(pointer.layout.shards):
+            try:
+                with open(self.shard_path(shard), "rb") as f:
+                    gens.append(generation_of(f.read(HEADER_SIZE)))
+            except FileNotFoundError:
+                gens.append(0)
+        return gens
+
+    def _remap(self, shard: int, ino: int) -> mmap.mmap:
+        with self._lock:
+            entry = self._maps.get(shard)
+            if entry is not None and entry[0] == ino:
+                return entry[1]
+            try:
+                with open(self.shard_path(shard), "rb") as f:
+                    st = os.fstat(f.fileno())
+                    header = parse_header(f.read(HEADER_SIZE))
+                    if st.st_size < HEADER_SIZE + (header.num_slices * header.bits_per_slice + 7) // 8:
+                        raise StaleShard(0)
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (FileNotFoundError, HeaderError):
+                self._maps.pop(shard, None)
+                raise StaleShard(0) from None
+            # the old mapping is dropped, not closed: another thread may still be reading it
+            self._maps[shard] = (st.st_ino, mm)
+            return mm
+
+    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+        try:
+            ino = os.stat(self.shard_path(shard)).st_ino
+        except FileNotFoundError:
+            raise StaleShard(0) from None
+        entry = self._maps.get(shard)
+        mm = entry[1] if entry is not None and entry[0] == ino else self._remap(shard, ino)
+        if int.from_bytes(mm[:8], "big") != generation:
+            raise StaleShard(int.from_bytes(mm[:8], "big"))
+        for o in offsets:
+            if not mm[HEADER_SIZE + (o >> 3)] & (0x80 >> (o & 7)):
+                return False
+        return True
+
+    def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
+        out = []
+        for shard, offsets in items:
+            try:
+                out.append(self.probe(generation, shard, offsets))
+            except StaleShard:
+                out.append(False)
+        return out
+
+    def bit_count(self, pointer: Pointer) -> int:
+        total = 0
+        for shard in range(pointer.layout.shards):
+            with open(self.shard_path(shard), "rb") as f:
+                f.seek(HEADER_SIZE)
+                while chunk := f.read(1 << 22):
+                    total += int.from_bytes(chunk, "big").bit_count()
+        return total
+
+    def shard_bytes(self, pointer: Pointer, shard: int) -> bytes:
+        with open(self.shard_path(shard), "rb") as f:
+            return f.read()
+
+    # writing
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool:
+        """Set bits in each shard; False when a shard is missing or of another generation (skipped)."""
+        ok = True
+        for shard, offsets in by_shard.items():
+            path = self._building_path(pointer.generation, shard) if building else self.shard_path(shard)
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                ok = False
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if generation_of(os.pread(fd, HEADER_SIZE, 0)) != pointer.generation:
+                    ok = False
+                    continue
+                size = pointer.layout.shard_bytes
+                if os.fstat(fd).st_size < size:
+                    ok = False
+                    continue
+                with mmap.mmap(fd, size) as mm:
+                    for o in offsets:
+                        mm[HEADER_SIZE + (o >> 3)] |= 0x80 >> (o & 7)
+                    mm.flush()
+            finally:
+                os.close(fd)
+        return ok
+
+    def create_generation(self, pointer: Pointer) -> None:
+        layout = pointer.layout
+        for shard in range(layout.shards):
+            path = self._building_path(pointer.generation, shard)
+            with open(path, "wb") as f:
+                f.write(layout.header(pointer.generation, shard))
+                f.truncate(layout.shard_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        self.advance_marker(pointer.generation, 0)
+
+    def discard_generation(self, pointer: Pointer) -> None:
+        for shard in range(pointer.layout.shards):
+            _unlink(self._building_path(pointer.generation, shard))
+        _unlink(self._marker_path(pointer.generation))
+
+    def discard_stale(self, keep: set[int]) -> None:
+        """Remove building files and markers of generations not in ``keep`` (a crashed rebuild's)."""
+        for p in self.directory.iterdir():
+            name = p.name
+            if name.startswith("shard-") and name.endswith(".tmp") or name.startswith("marker-g"):
+                gen = name.rsplit(".g", 1)[-1].removesuffix(".tmp") if name.endswith(".tmp") else name[8:]
+                if gen.isdigit() and int(gen) not in keep:
+                    _unlink(p)
+
+    def switch(self, new: Pointer, old: Pointer | None) -> None:
+        # rename, never truncate: readers that still map an old file keep a valid mapping
+        for shard in range(new.layout.shards):
+            os.rename(self._building_path(new.generation, shard), self.shard_path(shard))
+        if old is not None:
+            for shard in range(new.layout.shards, old.layout.shards):
+                _unlink(self.shard_path(shard))
+        _fsync_dir(self.directory)
+        self._write_json("current.json", new)
+        self.clear_announcement()
+        if old is not None and old.generation != new.generation:
+            _unlink(self._marker_path(old.generation))
+
+    # rebuild lock
+    @contextmanager
+    def rebuild_lock(self) -> Iterator[None]:
+        fd = os.open(self.directory / "rebuild.lock", os.O_RDWR | os.O_CREAT, 0o664)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RebuildInProgress("a Bloom rebuild is already running on this host") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def rebuild_running(self) -> bool:
+        fd = os.open(self.directory / "rebuild.lock", os.O_RDWR | os.O_CREAT, 0o664)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            self._maps.clear()
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- Redis -----------------------------------------------------------------------------------------
+_ADVANCE_MARKER = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+local b = tonumber(ARGV[1])
+if b > v or redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], math.max(b, v)) end
+return 1
+"""
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+#: BITFIELD operations per command; keeps each command (and Redis's time in it) small.
+_OPS_PER_COMMAND = 4096
+
+
+class RedisStore:
+    """One Redis string per shard (`rnr:bloom:g{gen}:s{shard}`); a lookup is one `BITFIELD_RO` on one key."""
+
+    kind = "redis"
+    POINTER = "rnr:bloom:current"
+    ANNOUNCEMENT = "rnr:bloom:rebuilding"
+    REBUILD_LOCK = "rnr:bloom:rebuild-lock"
+    REBUILD_LOCK_SECONDS = 6 * 3600
+
+    def __init__(self, client):
+        self.client = client
+        self._advance = client.register_script(_ADVANCE_MARKER)
+        self._release = client.register_script(_RELEASE_LOCK)
+
+    @staticmethod
+    def key(generation: int, shard: int) -> str:
+        return f"rnr:bloom:g{generation}:s{shard}"
+
+    @staticmethod
+    def marker_key(generation: int) -> str:
+        return f"rnr:bloom:g{generation}:marker"
+
+    def _read(self, key: str) -> Pointer | None:
+        raw = self.client.get(key)
+        return None if raw is None else Pointer.loads(raw)
+
+    def read_pointer(self) -> Pointer | None:
+        return self._read(self.POINTER)
+
+    def read_announcement(self) -> Pointer | None:
+        return self._read(self.ANNOUNCEMENT)
+
+    def announce(self, pointer: Pointer) -> None:
+        self.client.set(self.ANNOUNCEMENT, pointer.dumps())
+
+    def clear_announcement(self) -> None:
+        self.client.delete(self.ANNOUNCEMENT)
+
+    def read_marker(self, generation: int) -> int | None:
+        raw = self.client.get(self.marker_key(generation))
+        return None if raw is None else int(raw)
+
+    def advance_marker(self, generation: int, batch_id: int) -> None:
+        self._advance(keys=[self.marker_key(generation)], args=[int(batch_id)])
+
+    def header_generations(self, pointer: Pointer) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for shard in range(pointer.layout.shards):
+            pipe.getrange(self.key(pointer.generation, shard), 0, HEADER_SIZE - 1)
+        return [generation_of(raw) for raw in pipe.execute()]
+
+    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+        args = ["BITFIELD_RO", f"rnr:bloom:g{generation}:s{shard}", "GET", "i64", 0]
+        for o in offsets:
+            args += ("GET", "u1", HEADER_BITS + o)
+        reply = self.client.execute_command(*args)
+        if reply[0] != generation:
+            raise StaleShard(reply[0])
+        return all(reply[1:])
+
+    def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
+        pipe = self.client.pipeline(transaction=False)
+        for shard, offsets in items:
+            args = ["BITFIELD_RO", self.key(generation, shard), "GET", "i64", 0]
+            for o in offsets:
+                args += ("GET", "u1", HEADER_BITS + o)
+            pipe.execute_command(*args)
+        return [reply[0] == generation and all(reply[1:]) for reply in pipe.execute()]
+
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool:
+        """One pipelined `BITFIELD key GET i64 0 SET u1 o 1 …` per shard (split when long); False when
+        a shard's header was not this generation's (the key was lost)."""
+        pipe = self.client.pipeline(transaction=False)
+        for shard, offsets in by_shard.items():
+            key = self.key(pointer.generation, shard)
+            for start in range(0, len(offsets), _OPS_PER_COMMAND):
+                args = ["BITFIELD", key, "GET", "i64", 0]
+                for o in offsets[start:start + _OPS_PER_COMMAND]:
+                    args += ("SET", "u1", HEADER_BITS + o, 1)
+                pipe.execute_command(*args)
+        replies = pipe.execute()
+        return all(reply[0] == pointer.generation for reply in replies)
+
+    def create_generation(self, pointer: Pointer) -> None:
+        layout = pointer.layout
+        pipe = self.client.pipeline(transaction=False)
+        for shard in range(layout.shards):
+            key = self.key(pointer.generation, shard)
+            pipe.set(key, layout.header(pointer.generation, shard))
+            pipe.setrange(key, layout.shard_bytes - 1, b"\0")
+        pipe.set(self.marker_key(pointer.generation), 0)
+        pipe.execute()
+
+    def discard_generation(self, pointer: Pointer) -> None:
+        keys = [self.key(pointer.generation, s) for s in range(pointer.layout.shards)]
+        self.client.unlink(*keys, self.marker_key(pointer.generation))
+
+    def switch(self, new: Pointer, old: Pointer | None) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.POINTER, new.dumps())
+        pipe.delete(self.ANNOUNCEMENT)
+        pipe.execute()
+        if old is not None and old.generation != new.generation:
+            # readers still holding the old pointer find the key gone (generation 0), re-read the
+            # pointer and retry, so the old keys can go at once; UNLINK frees them off the main thread
+            self.discard_generation(old)
+
+    @contextmanager
+    def rebuild_lock(self) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        if not self.client.set(self.REBUILD_LOCK, token, nx=True, ex=self.REBUILD_LOCK_SECONDS):
+            raise RebuildInProgress("a Bloom rebuild is already running (Redis lock held)")
+        try:
+            yield
+        finally:
+            self._release(keys=[self.REBUILD_LOCK], args=[token])
+
+    def rebuild_running(self) -> bool:
+        return bool(self.client.exists(self.REBUILD_LOCK))
+
+    def bit_count(self, pointer: Pointer) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for shard in range(pointer.layout.shards):
+            pipe.bitcount(self.key(pointer.generation, shard), HEADER_SIZE, -1)
+        return sum(pipe.execute())
+
+    def shard_bytes(self, pointer: Pointer, shard: int) -> bytes:
+        return self.client.get(self.key(pointer.generation, shard)) or b""
+
+    def close(self) -> None:
+        pass
