@@ -195,3 +195,51 @@ class RegistryState(Base):
 
 
 REPORT_NUMBER_PARTITIONS = 16
+
+
+from sqlalchemy import JSON  # noqa: E402 - kept with the complaint models, added by their own migration
+
+
+class Complaint(Base):
+    """A public report of a suspicious report number, routed to one authority (SPEC.md, "complaint").
+
+    ``complainant_name``/``complainant_contact`` are personal data: only the handling authority
+    and SAMR may see them, never the public status page.
+    """
+
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_code: Mapped[str] = mapped_column(String(32), unique=True)
+    number: Mapped[str] = mapped_column(String(200))
+    institution_text: Mapped[str | None] = mapped_column(String(200))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))  # not_found | wrong_institution | altered | other
+    description: Mapped[str] = mapped_column(Text)
+    complainant_name: Mapped[str | None] = mapped_column(String(100))
+    complainant_contact: Mapped[str | None] = mapped_column(String(200))
+    attachment_path: Mapped[str | None] = mapped_column(String(255))
+    attachment_type: Mapped[str | None] = mapped_column(String(64))
+    verdict_status: Mapped[str | None] = mapped_column(String(16))
+    verdict_json: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    authority: Mapped[Authority] = relationship(lazy="joined")
+    events: Mapped[list["ComplaintEvent"]] = relationship(order_by="ComplaintEvent.id", viewonly=True)
+
+
+class ComplaintEvent(Base):
+    """One entry of a complaint's trail; append-only (never updated or deleted)."""
+
+    __tablename__ = "complaint_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaints.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(100))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
