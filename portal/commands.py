@@ -260,6 +260,7 @@ def bloom_rebuild(capacity: int | None):
 def bloom_check():
     """Report items, capacity, fill and FP rate; exit 1 if a registered number is missing."""
     reg = registry()
+    reg.refresh(auto_rebuild=False)
     figures = reg.bloom.check()
     missing = figures.pop("missing", [])
     for key, value in figures.items():

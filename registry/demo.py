@@ -56,17 +56,28 @@ def _uscc(rng: random.Random, division: str) -> str:
     return make_uscc(body[:17])
 
 
-def number_for(fmt: str, abbr: str, code: str, quarter: Quarter, serial: int) -> str:
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def lab_code(index: int) -> str:
+    """A short code unique to each demo lab, printed in its report numbers."""
+    if index == 0:
+        return "WT"
+    return KINDS[index % len(KINDS)][1] + LETTERS[(index // len(KINDS)) % len(LETTERS)]
+
+
+def number_for(fmt: str, abbr: str, index: int, quarter: Quarter, serial: int) -> str:
     y = quarter.year
     if fmt == "prefix":
-        return f"{code}{y}-{serial:06d}"
+        return f"{lab_code(index)}{y}-{serial:06d}"
     if fmt == "provincial":
         return f"（{y}）{abbr}检字第{serial:04d}号"
     if fmt == "document":
         return f"{abbr}环测〔{y}〕第{serial:03d}号"
     if fmt == "quarterly":
-        return f"BG-{y}-Q{quarter.q}-{serial:04d}"
-    return f"{y}{quarter.q}{serial:05d}"
+        lab = "BG" if index == 3 else lab_code(index)
+        return f"{lab}-{y}-Q{quarter.q}-{serial:04d}"
+    return f"{y}{index:03d}{quarter.q}{serial:05d}"
 
 
 def load_demo_data(
@@ -122,7 +133,7 @@ def load_demo_data(
             if index % 7 == 6 and quarter == quarters[-2]:
                 continue  # some institutions missed a quarter, for the compliance views
             start = (quarter.q - 1) * numbers_per_quarter + 1
-            numbers = [number_for(fmt, ABBR[code], prefix, quarter, start + k) for k in range(numbers_per_quarter)]
+            numbers = [number_for(fmt, ABBR[code], index, quarter, start + k) for k in range(numbers_per_quarter)]
             if index < 2 and quarter == quarters[0]:
                 numbers.extend(SHARED_NUMBERS)
             from .normalize import normalize_number
@@ -135,7 +146,7 @@ def load_demo_data(
             batches += 1
             _backdate(session_factory, receipt.batch_id, quarter, late=index % 9 == 8, today=today)
         # a voided report in the oldest quarter
-        first = normalize_number(number_for(fmt, ABBR[code], prefix, quarters[0], (quarters[0].q - 1) * numbers_per_quarter + 1))
+        first = normalize_number(number_for(fmt, ABBR[code], index, quarters[0], (quarters[0].q - 1) * numbers_per_quarter + 1))
         registration.withdraw(institution_id=iid, items=[(None, first, "报告信息有误，已作废重新出具")])
     return DemoSummary(len(plan_ids), total, batches, created=True)
 

@@ -80,7 +80,7 @@ class Registry:
         self.last_refresh_error: str | None = None
 
     # --- the periodic checks ----------------------------------------------------------------
-    def refresh(self) -> None:
+    def refresh(self, *, auto_rebuild: bool = True) -> None:
         """Reload the directory if it changed; check the Bloom marker; rebuild if it lost bits."""
         try:
             with self.sessions() as session:
@@ -92,7 +92,7 @@ class Registry:
             self.last_refresh_error = f"{exc.__class__.__name__}: {exc}"
             log.warning("registry refresh failed: %s", self.last_refresh_error)
             return
-        if self.bloom.needs_rebuild:
+        if auto_rebuild and self.bloom.needs_rebuild:
             self.start_rebuild()
 
     def start_rebuild(self, *, wait: bool = False) -> None:
@@ -142,11 +142,14 @@ class Registry:
             if self.redis is not None:
                 self.redis.close()
 
-    def wait_until_trusted(self, timeout: float = 30.0) -> bool:
-        """For the CLI and tests: refresh until the index answers from its bits."""
+    def wait_until_trusted(self, timeout: float = 60.0) -> bool:
+        """For the CLI and tests: check the index, rebuilding it here and now if it lost bits."""
         deadline = time.monotonic() + timeout
         while True:
-            self.refresh()
+            self.refresh(auto_rebuild=False)
+            if self.bloom.needs_rebuild:
+                self.start_rebuild(wait=True)
+                continue
             if self.bloom.status().get("mode") == "bloom" or time.monotonic() > deadline:
                 return self.bloom.status().get("mode") == "bloom"
             time.sleep(0.05)

@@ -178,6 +178,9 @@ def stack(request, tmp_path):
         "BLOOM_SHARDS": 4,
         "TESTING": True,
         "BACKGROUND_INTERVAL": 0,
+        # high enough never to trip in functional tests; rate-limit tests set their own
+        "RATELIMIT_VERIFY": "100000/minute",
+        "RATELIMIT_COMPLAINT": "100000/minute",
     }
     if kind == "sqlite-local":
         config["DATABASE_URL"] = database_url_for("sqlite", request, tmp_path)

@@ -1,0 +1,168 @@
+"""GET /api/v1/verify per the public contract, on SQLite + local shards and PostgreSQL + Redis."""
+import datetime as dt
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from tests.builders import make_institution, register
+
+KEYS = {"number", "status", "institution", "institution_resolved", "quarter", "registered_at", "withdrawn_at",
+        "candidates", "pending_since", "pending_until", "checked_at"}
+
+
+@contextmanager
+def count_sql(engine):
+    statements = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def labs(reg):
+    with reg.sessions() as s:
+        a = make_institution(s, name="上海市产品质量检验所", province="09")
+        b = make_institution(s, name="广州市环境监测有限公司", province="19", abnormal=True)
+        c = make_institution(s, name="杭州检测技术有限公司", former_names=("杭州老检测站",), province="11")
+        ids = a.id, b.id, c.id
+    register(reg, a, ["WT2020-000123", "（2020）沪检字第0123号", "2020-0001"])
+    register(reg, b, ["2020-0001", "国环测〔2021〕第045号"])
+    register(reg, c, ["BG-2020-Q4-0001"])
+    reg.registration.withdraw(institution_id=ids[1], items=[(1, "国环测(2021)第045号", "作废")])
+    reg.refresh()
+    return {"a": reg.directory.get(ids[0]), "b": reg.directory.get(ids[1]), "c": reg.directory.get(ids[2])}
+
+
+def get(client, **params):
+    response = client.get("/api/v1/verify", query_string=params)
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response, response.get_json()
+
+
+def test_found_without_institution(client, labs):
+    response, body = get(client, number="wt2020—000123")
+    assert response.status_code == 200
+    assert set(body) == KEYS
+    assert response.headers["Cache-Control"] == "no-store"
+    assert body["status"] == "found"
+    assert body["number"] == "WT2020-000123"
+    assert body["institution"]["uscc"] == labs["a"].uscc
+    assert body["institution"]["certificates"][0].keys() == {"number", "status", "issuing_authority", "expires_on"}
+    assert body["institution_resolved"] is None
+    assert body["quarter"] == "2026Q3"
+    assert body["registered_at"].endswith("+08:00") and body["checked_at"].endswith("+08:00")
+    assert body["pending_since"] is None and body["pending_until"] is None and body["candidates"] == []
+
+
+@pytest.mark.parametrize("how", ["uscc", "lower", "certificate", "name", "former"])
+def test_found_with_institution_in_every_form(client, labs, how):
+    c = labs["c"]
+    text = {"uscc": c.uscc, "lower": c.uscc.lower(), "certificate": c.certificates[0].number,
+            "name": " 杭州检测技术 有限公司", "former": "杭州老检测站"}[how]
+    _, body = get(client, number="BG-2020-Q4-0001", institution=text)
+    assert body["status"] == "found"
+    assert body["institution_resolved"] is True
+    assert body["institution"]["name"] == "杭州检测技术有限公司"
+
+
+def test_withdrawn(client, labs):
+    _, body = get(client, number="国环测〔2021〕第045号")
+    assert body["status"] == "withdrawn"
+    assert body["withdrawn_at"].endswith("+08:00")
+    assert body["institution"]["abnormal"] is True
+
+
+def test_mismatch_names_only_the_institution_asked_about(client, labs):
+    _, body = get(client, number="WT2020-000123", institution=labs["c"].uscc)
+    assert body["status"] == "mismatch"
+    assert body["institution"]["uscc"] == labs["c"].uscc
+    assert labs["a"].uscc not in str(body)
+    assert body["pending_since"] and body["pending_until"]
+    assert body["quarter"] is None
+
+
+def test_ambiguous_lists_candidates(client, labs):
+    _, body = get(client, number="2020-0001")
+    assert body["status"] == "ambiguous"
+    assert body["institution"] is None
+    assert sorted(c["uscc"] for c in body["candidates"]) == sorted([labs["a"].uscc, labs["b"].uscc])
+
+
+def test_ambiguous_resolved_by_institution(client, labs):
+    _, body = get(client, number="2020-0001", institution="上海市产品质量检验所")
+    assert body["status"] == "found" and body["institution"]["uscc"] == labs["a"].uscc
+
+
+def test_unresolved_institution_is_said(client, labs):
+    _, body = get(client, number="2020-0001", institution="不存在的机构")
+    assert body["institution_resolved"] is False
+    assert body["status"] == "ambiguous"
+    _, body = get(client, number="WT2020-000123", institution="不存在的机构")
+    assert body["status"] == "found" and body["institution_resolved"] is False
+
+
+def test_not_found_with_pending_dates(client, labs):
+    _, body = get(client, number="NOPE-1", institution=labs["a"].uscc)
+    assert body["status"] == "not_found"
+    assert body["institution"]["uscc"] == labs["a"].uscc
+    today = dt.date.fromisoformat(body["checked_at"][:10])
+    since = dt.date.fromisoformat(body["pending_since"])
+    until = dt.date.fromisoformat(body["pending_until"])
+    assert since <= today <= until
+    _, body = get(client, number="NOPE-1")
+    assert body["institution"] is None and body["status"] == "not_found"
+
+
+@pytest.mark.parametrize("number", ["", "   ", "A" * 65, "<script>", "AB@CD"])
+def test_invalid_number(client, labs, number):
+    response, body = get(client, number=number)
+    assert response.status_code == 400
+    assert body["error"]["code"] == "invalid_number"
+    assert body["error"]["message"]
+
+
+def test_negative_costs_no_sql_and_positive_at_most_one(app, reg, client, labs):
+    for _ in range(3):  # let any warm-up (limiter, first request hooks) happen first
+        client.get("/api/v1/verify?number=WARMUP")
+    absent = [f"ABSENT-{i}" for i in range(200)]
+    with count_sql(reg.engine) as statements:
+        for number in absent:
+            assert get(client, number=number)[1]["status"] == "not_found"
+    # a false positive of the Bloom filter may legitimately cost one statement (rate 0.001)
+    assert len(statements) <= 1, statements
+    with count_sql(reg.engine) as statements:
+        _, body = get(client, number="WT2020-000123", institution=labs["a"].uscc)
+    assert body["status"] == "found"
+    assert len(statements) == 1
+
+
+def test_verdict_page_sql_budget(app, reg, client, labs):
+    client.get("/verify?number=WARMUP")
+    with count_sql(reg.engine) as statements:
+        response = client.get("/verify", query_string={"number": "ABSENT-PAGE-1"})
+    assert response.status_code == 200
+    assert statements == []
+    with count_sql(reg.engine) as statements:
+        response = client.get("/verify", query_string={"number": "WT2020-000123"})
+    assert response.status_code == 200 and len(statements) == 1
+
+
+def test_query_log_is_written_with_hashed_client(app, reg, client, labs):
+    from sqlalchemy import select
+
+    from registry.models import QueryLog
+
+    get(client, number="WT2020-000123")
+    get(client, number="NOPE-2", institution="不存在的机构")
+    reg.query_log.flush()
+    with reg.sessions() as s:
+        rows = s.scalars(select(QueryLog).order_by(QueryLog.id)).all()
+    assert [r.status for r in rows][-2:] == ["found", "not_found"]
+    assert all(r.client and "127.0.0.1" not in r.client and len(r.client) == 32 for r in rows)
