@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from registry.normalize import InvalidValue
 from registry.quarters import Quarter
@@ -86,6 +86,7 @@ class _Progress:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db():
     """Create or migrate the database to the newest schema."""
     from registry.migrate import upgrade
@@ -95,6 +96,7 @@ def init_db():
 
 
 @click.command("seed-authorities")
+@with_appcontext
 def seed_authorities_cmd():
     """Insert SAMR, the provincial bureaus, review groups and CNAS (idempotent)."""
     from registry.authorities import seed_authorities
@@ -106,6 +108,7 @@ def seed_authorities_cmd():
 
 
 @click.command("demo-data")
+@with_appcontext
 @click.option("--institutions", default=40, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--numbers-per-quarter", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
 def demo_data(institutions: int, numbers_per_quarter: int):
@@ -123,6 +126,7 @@ def demo_data(institutions: int, numbers_per_quarter: int):
 
 
 @click.command("import-numbers")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--institution", "uscc", required=True, help="USCC of the institution")
 @click.option("--quarter", required=True, help="quarter like 2020Q4")
@@ -180,6 +184,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
 
 
 @click.command("withdraw-numbers")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--institution", "uscc", required=True)
 @click.option("--rejected-csv", type=click.Path(dir_okay=False, writable=True))
@@ -211,6 +216,7 @@ def withdraw_numbers(file: str, uscc: str, rejected_csv: str | None):
 
 
 @click.command("import-certificates")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--rejected-csv", type=click.Path(dir_okay=False, writable=True))
 def import_certificates(file: str, rejected_csv: str | None):

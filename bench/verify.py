@@ -1,0 +1,181 @@
+"""bench/verify: /api/v1/verify against a bare Flask JSON endpoint on the same gunicorn.
+
+For each backend (embedded: SQLite + mapped Bloom shards; production: PostgreSQL + Redis) and
+each registry size (1 M and 10 M numbers) it loads the registry, starts both servers with the
+same gunicorn settings, and runs wrk against them alternately with a query mix of half present,
+half absent numbers; rate limiting (limits too high to trip) and query logging stay on.
+It prints req/s and p50/p99 of both and the ratio.
+
+    .venv/bin/python -m bench.verify [--sizes 1000000,10000000] [--backends embedded,postgres-redis]
+                                     [--duration 10] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench.common import ROOT, absent_number, free_port, gunicorn, synthetic_number, wait_http
+
+PG_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def build_registry(env: dict, size: int) -> None:
+    """Load `size` numbers for 50 institutions through the real registration path."""
+    os.environ.update(env)
+    from portal import create_app
+    from registry.institutions import create_institution
+    from registry.migrate import upgrade
+    from registry.authorities import seed_authorities
+    from registry.models import Authority
+    from registry.normalize import make_uscc
+    from registry.quarters import Quarter
+    from sqlalchemy import select
+
+    app = create_app({"BACKGROUND_INTERVAL": 0})
+    reg = app.extensions["registry"]
+    upgrade(reg.engine)
+    with reg.sessions() as s:
+        seed_authorities(s)
+        authority = s.scalar(select(Authority).where(Authority.code == "11"))
+        ids = [create_institution(s, uscc=make_uscc(f"9133000000{i:07d}"), name=f"基准测试机构{i}", review_authority=authority).id
+               for i in range(50)]
+        s.commit()
+    reg.wait_until_trusted()
+    per = size // len(ids)
+    started = time.monotonic()
+    for k, iid in enumerate(ids):
+        numbers = (synthetic_number(k * per + j) for j in range(per))
+        reg.registration.register(institution_id=iid, quarter=Quarter(2026, 3), numbers=numbers, sha256=f"{k:064d}")
+    print(f"  loaded {size:,} numbers in {time.monotonic() - started:.0f}s", flush=True)
+    reg.close()
+
+
+def run_wrk(port: int, paths_file: Path, duration: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", "-s", str(ROOT / "bench" / "verify.lua"),
+         f"http://127.0.0.1:{port}", "--", str(paths_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": _ms(lat.get("50")), "p99": _ms(lat.get("99")), "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def _ms(value: str | None) -> float:
+    if not value:
+        return float("nan")
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-verify-{backend}-"))
+    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench", "RATELIMIT_VERIFY": "100000000/minute",
+           "BLOOM_CAPACITY": str(max(size * 2, 1_000_000)), "DATABASE_URL": "", "REDIS_URL": ""}
+    dbname = None
+    if backend == "postgres-redis":
+        from registry.db import make_engine
+
+        dbname = f"bench_verify_{os.getpid()}"
+        admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}"'))
+            c.execute(text(f'CREATE DATABASE "{dbname}"'))
+        env["DATABASE_URL"] = PG_SERVER.rsplit("/", 1)[0] + "/" + dbname
+        env["REDIS_URL"] = REDIS
+        import redis
+
+        redis.Redis.from_url(REDIS).flushdb()
+    pid = os.fork()
+    if pid == 0:  # load in a child so this process keeps no app state
+        try:
+            build_registry(env, size)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+    rng = random.Random(7)
+    paths = work / "paths.txt"
+    with paths.open("w") as fh:
+        for _ in range(20_000):
+            number = synthetic_number(rng.randrange(size)) if rng.random() < 0.5 else absent_number(rng.randrange(10**9))
+            fh.write(f"/api/v1/verify?number={number}\n")
+
+    app_port, bare_port = free_port(), free_port()
+    app_proc = gunicorn("wsgi:app", app_port, env)
+    bare_proc = gunicorn("bench.bare_app:app", bare_port, env)
+    try:
+        wait_http(f"http://127.0.0.1:{app_port}/healthz")
+        wait_http(f"http://127.0.0.1:{bare_port}/api/v1/verify?number=1")
+        run_wrk(app_port, paths, 3)  # warm-up: page cache, connections, the directory
+        run_wrk(bare_port, paths, 3)
+        bare, ours = [], []
+        for _ in range(rounds):
+            bare.append(run_wrk(bare_port, paths, duration))
+            ours.append(run_wrk(app_port, paths, duration))
+    finally:
+        for proc in (app_proc, bare_proc):
+            proc.terminate()
+            proc.wait(timeout=30)
+        if dbname:
+            from registry.db import make_engine
+
+            admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        shutil.rmtree(work, ignore_errors=True)
+    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    return {
+        "backend": backend, "size": size,
+        "bare_rps": med(bare, "rps"), "bare_p50": med(bare, "p50"), "bare_p99": med(bare, "p99"),
+        "rps": med(ours, "rps"), "p50": med(ours, "p50"), "p99": med(ours, "p99"),
+        "errors": sum(r["errors"] for r in ours),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--backends", default="embedded,postgres-redis")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("bench/verify needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    results = []
+    for backend in args.backends.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(f"{backend}, {size:,} numbers …", flush=True)
+            r = bench_one(backend, size, args.duration, args.rounds)
+            results.append(r)
+            print(f"  bare   {r['bare_rps']:8.0f} req/s  p50 {r['bare_p50']:.2f} ms  p99 {r['bare_p99']:.2f} ms")
+            print(f"  verify {r['rps']:8.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
+                  f"ratio {r['rps'] / r['bare_rps']:.2f}x  non-2xx {r['errors']}", flush=True)
+    print("\nbackend          size         bare req/s  verify req/s  ratio  p50 ms (bare/verify)  p99 ms (bare/verify)")
+    for r in results:
+        print(f"{r['backend']:<16} {r['size']:>11,} {r['bare_rps']:>11.0f} {r['rps']:>13.0f}  {r['rps'] / r['bare_rps']:.2f}x"
+              f"  {r['bare_p50']:.2f}/{r['p50']:.2f}{'':>12}{r['bare_p99']:.2f}/{r['p99']:.2f}")
+    by = {(r["backend"], r["size"]): r["rps"] for r in results}
+    for backend in args.backends.split(","):
+        sizes = sorted(s for b, s in by if b == backend)
+        if len(sizes) > 1:
+            print(f"{backend}: {sizes[-1]:,} vs {sizes[0]:,} numbers: {by[(backend, sizes[-1])] / by[(backend, sizes[0])]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The CLI of the contract through app.test_cli_runner(), on both stacks."""
+import csv
+
+import openpyxl
+import pytest
+from sqlalchemy import func, select
+
+from registry.models import Authority, Batch, Certificate, Institution, ReportNumber
+from registry.normalize import make_uscc
+from tests.builders import make_institution
+
+
+@pytest.fixture
+def lab(reg):
+    with reg.sessions() as s:
+        inst = make_institution(s, name="南京市计量测试研究院", province="10")
+        return inst.uscc, inst.id
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def count(reg, model, *where):
+    with reg.sessions() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_init_db_and_seed_are_idempotent(runner, reg):
+    assert runner.invoke(args=["init-db"]).exit_code == 0
+    first = runner.invoke(args=["seed-authorities"])
+    again = runner.invoke(args=["seed-authorities"])
+    assert first.exit_code == again.exit_code == 0
+    assert "0 created" in again.output
+    assert count(reg, Authority) == 39
+    assert count(reg, Authority, Authority.code == "32") == 1
+
+
+def test_demo_data_loads_once(runner, reg):
+    result = runner.invoke(args=["demo-data", "--institutions", "6", "--numbers-per-quarter", "5"])
+    assert result.exit_code == 0, result.output
+    institutions = count(reg, Institution)
+    numbers = count(reg, ReportNumber)
+    assert institutions == 6 and numbers > 0
+    again = runner.invoke(args=["demo-data", "--institutions", "6", "--numbers-per-quarter", "5"])
+    assert again.exit_code == 0 and "already" in again.output
+    assert count(reg, ReportNumber) == numbers
+    with reg.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Institution).where(Institution.abnormal)) == 1
+        withdrawn = s.scalar(select(func.count()).select_from(ReportNumber).where(ReportNumber.withdrawn_at.is_not(None)))
+    assert withdrawn == 6
+
+
+def test_import_numbers_all_good(runner, reg, lab, tmp_path):
+    uscc, iid = lab
+    path = write(tmp_path / "q3.csv", "报告编号\nNJ2026-0001\nNJ2026-0002~NJ2026-0004\n")
+    result = runner.invoke(args=["import-numbers", path, "--institution", uscc.lower(), "--quarter", "2026Q3"])
+    assert result.exit_code == 0, result.output
+    assert "registered 4" in result.output
+    reg.refresh()
+    assert reg.verifier.verify("NJ2026-0003").status == "found"
+    # the same file again: the earlier receipt, nothing changed
+    again = runner.invoke(args=["import-numbers", path, "--institution", uscc, "--quarter", "2026Q3"])
+    assert again.exit_code == 0 and "already registered as batch" in again.output
+    assert count(reg, Batch) == 1
+
+
+def test_import_numbers_some_rejected(runner, reg, lab, tmp_path):
+    uscc, _ = lab
+    path = write(tmp_path / "q3.csv", "报告编号\nNJ2026-0101\nBAD@NUMBER\nNJ2026-0101\nNJ2026-0105~NJ2026-0103\n", "gb18030")
+    rejected = tmp_path / "rejected.csv"
+    result = runner.invoke(args=["import-numbers", path, "--institution", uscc, "--quarter", "2026Q3",
+                                 "--rejected-csv", str(rejected)])
+    assert result.exit_code == 1, result.output
+    assert "q3.csv:line 3" in result.output
+    with rejected.open(encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:2] == ["line", "location"] and len(rows) == 3
+    assert count(reg, ReportNumber) == 1
+    with reg.sessions() as s:
+        batch = s.scalar(select(Batch))
+    assert (batch.accepted, batch.duplicates, batch.rejected) == (1, 1, 2)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--institution", "91110000100000000X", "--quarter", "2026Q3"], "check character"),
+    (["--institution", make_uscc("91110000999999999"), "--quarter", "2026Q3"], "no institution"),
+    (["--quarter", "2099Q1"], "has not started"),
+    (["--quarter", "2026Q9"], "--quarter"),
+])
+def test_import_numbers_refused(runner, reg, lab, tmp_path, args, needle):
+    path = write(tmp_path / "q.csv", "NJ2026-0001\n")
+    if "--institution" not in args:
+        args = ["--institution", lab[0]] + args
+    result = runner.invoke(args=["import-numbers", path] + args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert count(reg, ReportNumber) == 0 and count(reg, Batch) == 0
+
+
+def test_import_numbers_unreadable_file_changes_nothing(runner, reg, lab, tmp_path):
+    bad = tmp_path / "numbers.xlsx"
+    bad.write_bytes(b"PK\x03\x04 this is not really a workbook")
+    result = runner.invoke(args=["import-numbers", str(bad), "--institution", lab[0], "--quarter", "2026Q3"])
+    assert result.exit_code == 2, result.output
+    assert "numbers.xlsx" in result.output and "Traceback" not in result.output
+    missing = runner.invoke(args=["import-numbers", str(tmp_path / "nope.csv"), "--institution", lab[0], "--quarter", "2026Q3"])
+    assert missing.exit_code == 2 and "nope.csv" in missing.output
+    assert count(reg, Batch) == 0
+
+
+def test_late_batch_is_flagged(runner, reg, lab, tmp_path):
+    path = write(tmp_path / "old.txt", "NJ2020-9\n")
+    result = runner.invoke(args=["import-numbers", path, "--institution", lab[0], "--quarter", "2020Q4"])
+    assert result.exit_code == 0 and "(late)" in result.output
+    with reg.sessions() as s:
+        assert s.scalar(select(Batch.late)) is True
+
+
+def test_withdraw_numbers(runner, reg, lab, tmp_path):
+    uscc, _ = lab
+    runner.invoke(args=["import-numbers", write(tmp_path / "n.txt", "NJ-1\nNJ-2\n"), "--institution", uscc, "--quarter", "2026Q3"])
+    path = write(tmp_path / "w.csv", "报告编号,撤销原因\nNJ-1,报告作废\nNJ-404,写错了\n")
+    result = runner.invoke(args=["withdraw-numbers", path, "--institution", uscc])
+    assert result.exit_code == 1, result.output
+    assert "withdrawn 1" in result.output and "NJ-404" in result.output
+    reg.refresh()
+    assert reg.verifier.verify("NJ-1").status == "withdrawn"
+    assert reg.verifier.verify("NJ-2").status == "found"
+
+
+def test_import_certificates(runner, reg, tmp_path):
+    uscc = make_uscc("91320100MA1000001")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["证书编号", "机构名称", "统一社会信用代码", "发证日期", "有效期至", "状态", "地址"])
+    sheet.append(["201012345678", "江苏某检测有限公司", uscc.lower(), "2020-12-01", "2026/11/30", "有效", "南京市江宁区1号；南京市浦口区2号"])
+    sheet.append(["201012345679", "江苏某检测有限公司", uscc, "2020年12月1日", "2026-11-30", "暂停", ""])
+    sheet.append(["209912345678", "坏证书", uscc, "2020-12-01", "2026-11-30", "有效", ""])
+    path = tmp_path / "certs.xlsx"
+    book.save(path)
+    result = runner.invoke(args=["import-certificates", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "institutions created 1" in result.output
+    assert count(reg, Certificate) == 2
+    # a new name for a known USCC becomes current, the old one former; a status change is kept
+    csv_path = write(tmp_path / "certs2.csv", f"certificate_number,institution_name,uscc,issued_on,expires_on,status\n"
+                                              f"201012345679,江苏新名称检测有限公司,{uscc},2020-12-01,2026-11-30,valid\n")
+    result = runner.invoke(args=["import-certificates", csv_path])
+    assert result.exit_code == 0, result.output
+    assert "renamed 1" in result.output
+    reg.refresh()
+    assert reg.directory.resolve("江苏某检测有限公司").name == "江苏新名称检测有限公司"
+    with reg.sessions() as s:
+        inst = s.scalar(select(Institution))
+        assert s.scalar(select(Authority.code).where(Authority.id == inst.review_authority_id)) == "10"
+
+
+def test_bloom_check_and_rebuild(runner, reg, lab, tmp_path):
+    runner.invoke(args=["import-numbers", write(tmp_path / "n.txt", "NJ-1\nNJ-2\n"), "--institution", lab[0], "--quarter", "2026Q3"])
+    check = runner.invoke(args=["bloom", "check"])
+    assert check.exit_code == 0, check.output
+    assert "missing_count: 0" in check.output
+    rebuild = runner.invoke(args=["bloom", "rebuild"])
+    assert rebuild.exit_code == 0, rebuild.output
+    reg.refresh()
+    assert reg.verifier.verify("NJ-2").status == "found"

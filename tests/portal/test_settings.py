@@ -1,0 +1,75 @@
+"""Settings come from the environment in one function; the factory builds an app from them."""
+from pathlib import Path
+
+import pytest
+
+from portal import create_app
+from portal.settings import finish_settings, load_settings
+
+
+def test_embedded_defaults():
+    s = finish_settings(load_settings({"INSTANCE_DIR": "/tmp/rnr-settings-test"}))
+    assert s["DATABASE_URL"] == "sqlite:////tmp/rnr-settings-test/registry.db"
+    assert s["REDIS_URL"] == ""
+    assert s["FILES_DIR"] == "/tmp/rnr-settings-test/files"
+    assert s["RATELIMIT_VERIFY"] == "30/minute;500/day"
+    assert s["RATELIMIT_COMPLAINT"] == "5/hour"
+    assert s["BLOOM_ERROR_RATE"] == 0.001
+    assert s["TRUSTED_PROXIES"] == 0
+    assert len(s["SECRET_KEY"]) >= 32
+    # the generated key is kept, so every process of the instance agrees on it
+    assert finish_settings(load_settings({"INSTANCE_DIR": "/tmp/rnr-settings-test"}))["SECRET_KEY"] == s["SECRET_KEY"]
+
+
+def test_environment_overrides_with_types():
+    s = load_settings({"DATABASE_URL": "postgresql+psycopg://x@h/db", "REDIS_URL": "redis://h:6379/0",
+                       "BLOOM_CAPACITY": "5000", "BLOOM_ERROR_RATE": "0.0001", "TRUSTED_PROXIES": "2"})
+    assert (s["BLOOM_CAPACITY"], s["BLOOM_ERROR_RATE"], s["TRUSTED_PROXIES"]) == (5000, 0.0001, 2)
+    assert s["REDIS_URL"] == "redis://h:6379/0"
+
+
+@pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"}])
+def test_bad_settings_are_named(env):
+    with pytest.raises(ValueError, match=next(iter(env))):
+        load_settings(env)
+
+
+def test_factory_uses_given_config(stack):
+    app = create_app(stack)
+    try:
+        assert app.config["DATABASE_URL"] == stack["DATABASE_URL"]
+        assert set(app.blueprints) >= {"public", "api", "health"}
+        assert app.config["RATELIMIT_STORAGE_URI"] == (stack["REDIS_URL"] or "memory://")
+    finally:
+        app.extensions["registry"].close()
+
+
+def test_wsgi_is_one_line():
+    source = (Path(__file__).resolve().parents[2] / "wsgi.py").read_text().strip().splitlines()
+    assert [line for line in source if line.strip()] == ["from portal import create_app", "app = create_app()"]
+
+
+def test_registry_is_flask_free():
+    root = Path(__file__).resolve().parents[2] / "registry"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "import flask" not in text and "from flask" not in text and "from portal" not in text, path
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    body = client.get("/readyz").get_json()
+    assert body["status"] == "ok", body
+    assert {"database", "bloom", "directory"} <= set(body["parts"])
+
+
+def test_readiness_is_503_when_database_is_down(tmp_path):
+    app = create_app({"INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+                      "REDIS_URL": "", "SECRET_KEY": "x", "BACKGROUND_INTERVAL": 0})
+    try:
+        response = app.test_client().get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["parts"]["database"]["status"] == "down"
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        app.extensions["registry"].close()
