@@ -59,7 +59,7 @@ _MAGIC_REFUSALS = [
 
 
 # --- rows ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
     """One non-blank row: raw cell values and where they came from.
 
