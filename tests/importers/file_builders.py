@@ -88,12 +88,12 @@ def raw_xlsx(rows: dict[int, list[str]], *, sheet: str = "Sheet1") -> bytes:
                  '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
                  f"<sheetData>{body}</sheetData></worksheet>")
     out = io.BytesIO()
+    parts = {"[Content_Types].xml": _CONTENT_TYPES, "_rels/.rels": _ROOT_RELS,
+             "xl/workbook.xml": _WORKBOOK.format(name=escape(sheet)), "xl/_rels/workbook.xml.rels": _WORKBOOK_RELS,
+             "xl/worksheets/sheet1.xml": sheet_xml}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
-        archive.writestr("_rels/.rels", _ROOT_RELS)
-        archive.writestr("xl/workbook.xml", _WORKBOOK.format(name=escape(sheet)))
-        archive.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
-        archive.writestr("xl/worksheets/sheet1.xml", sheet_xml)
+        for name, text in parts.items():  # a fixed timestamp keeps the bytes reproducible
+            archive.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), text, zipfile.ZIP_DEFLATED)
     return out.getvalue()
 
 
