@@ -305,3 +305,21 @@ def test_file_object_not_at_its_start():
     buffer = io.BytesIO(b"junk" + xlsx_bytes([["报告编号"], ["P-1"]]))
     buffer.seek(4)
     assert list(read_report_numbers(buffer, "a.xlsx").numbers()) == ["P-1"]
+
+
+@pytest.mark.parametrize(("encoding", "detected"), [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"),
+                                                    ("gbk", "gb18030"), ("gb2312", "gb18030")])
+def test_encoding_detection(encoding, detected):
+    from importers.tabular import open_table
+
+    table = open_table(io.BytesIO(txt_bytes(["报告编号", "检字第1号"], encoding=encoding)), "a.txt")
+    assert table.encoding == detected
+
+
+def test_neither_utf8_nor_gb18030_falls_back_to_charset_normalizer():
+    from importers.tabular import open_table
+
+    data = ("report_number\n" + "".join(f"R-{i}\n" for i in range(50)) + "ÿ-2\n").encode("latin-1")
+    assert open_table(io.BytesIO(data), "a.csv").encoding not in {"utf-8", "gb18030"}
+    numbers, numbers_file = read(data)
+    assert len(numbers) == 50 and [p.line for p in numbers_file.problems] == [52]
