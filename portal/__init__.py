@@ -44,20 +44,24 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
 
 
 def _register_extensions(app: Flask) -> None:
+    from . import i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
 
     registry_ext.init_app(app)
     limiter.init_app(app)
     csrf.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
     app.teardown_appcontext(close_db_session)
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, health, public
+    from . import api, complaints, health, public
     from .extensions import csrf
 
     app.register_blueprint(health.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(complaints.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -21,17 +22,18 @@ CODES = {
     503: "unavailable",
 }
 
+# (the page's text, through the catalogue; the English of the JSON body)
 MESSAGES = {
-    400: ("请求无效。", "The request is not valid."),
-    401: ("需要登录或有效的凭证。", "Authentication is required."),
-    403: ("您无权访问此页面。", "You may not access this page."),
-    404: ("页面不存在。", "There is no such page."),
-    405: ("不支持此请求方式。", "This method is not allowed here."),
-    413: ("提交的内容过大。", "The request is too large."),
-    422: ("文件无法处理。", "The file cannot be processed."),
-    429: ("查询过于频繁，请稍后再试。", "Too many requests: please wait and try again."),
-    500: ("服务器内部错误，请稍后再试。", "Something went wrong on our side; please try again later."),
-    503: ("服务暂时不可用，请稍后再试。", "The service is temporarily unavailable; please try again later."),
+    400: (_l("请求无效。"), "The request is not valid."),
+    401: (_l("需要登录或有效的凭证。"), "Authentication is required."),
+    403: (_l("您无权访问此页面。"), "You may not access this page."),
+    404: (_l("页面不存在。"), "There is no such page."),
+    405: (_l("不支持此请求方式。"), "This method is not allowed here."),
+    413: (_l("提交的内容过大。"), "The request is too large."),
+    422: (_l("文件无法处理。"), "The file cannot be processed."),
+    429: (_l("查询过于频繁，请稍后再试。"), "Too many requests: please wait and try again."),
+    500: (_l("服务器内部错误，请稍后再试。"), "Something went wrong on our side; please try again later."),
+    503: (_l("服务暂时不可用，请稍后再试。"), "The service is temporarily unavailable; please try again later."),
 }
 
 
@@ -54,12 +56,9 @@ def error_response(status: int, message: str | None = None, *, code: str | None 
         extra = {"retry_after": retry_after} if retry_after is not None else {}
         response = api_error(status, code or CODES.get(status, "error"), message or en, **extra)
     else:
-        response = render_template(
-            "error.html", status=status, message_zh=message or zh, message_en=en, retry_after=retry_after
-        ), status
-        from flask import make_response
-
-        response = make_response(response)
+        page = render_template("error.html", status=status, message=message or str(zh), retry_after=retry_after)
+        response = make_response(page, status)
+        response.headers["Cache-Control"] = "no-store"
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
@@ -74,7 +73,7 @@ def register_error_handlers(app) -> None:
     def _http(exc: HTTPException):
         status = exc.code or 500
         if status == 400 and exc.description and "CSRF" in str(exc.description):
-            return error_response(400, "表单已过期或无效，请刷新页面后重新提交。" if not wants_json() else "CSRF token missing or invalid")
+            return error_response(400, str(_l("表单已过期或无效，请刷新页面后重新提交。")) if not wants_json() else "CSRF token missing or invalid")
         return error_response(status)
 
     @app.errorhandler(Exception)

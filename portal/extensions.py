@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app, g, request
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_wtf import CSRFProtect
 
@@ -15,6 +16,7 @@ def client_address() -> str:
 
 limiter = Limiter(key_func=client_address)
 csrf = CSRFProtect()
+babel = Babel()
 
 
 class RegistryExtension:

@@ -1,7 +1,9 @@
-"""Public pages: search form, verdict page, QR deep link."""
+"""Public pages: search form, verdict page, QR deep link, and institution suggestions."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from registry.normalize import InvalidValue
 from registry.verification import Unavailable
@@ -9,22 +11,42 @@ from registry.verification import Unavailable
 from .api import log_query, verify_limit
 from .errors import error_response
 from .extensions import limiter, registry
+from .jsonio import json_response
 
 bp = Blueprint("public", __name__)
+
+# Suggestions are asked as the user types (debounced), so they get more room than verification.
+DEFAULT_SUGGEST_LIMIT = "60/minute;2000/day"
+MAX_SUGGESTIONS = 8
+
+INVALID_NUMBER = {
+    "empty": _l("请输入报告编号。"),
+    "too_long": _l("报告编号过长：最多 64 个字符。"),
+    "bad_character": _l("报告编号含有不允许的字符：请按报告上印制的编号输入。"),
+}
+
+
+def suggest_limit() -> str:
+    return current_app.config.get("RATELIMIT_SUGGEST", DEFAULT_SUGGEST_LIMIT)
+
+
+def _search_page(number: str, institution: str, error: str | None = None, status: int = 200):
+    return render_template("index.html", number=number, institution=institution, error=error), status
 
 
 @bp.get("/")
 def index():
-    return render_template("index.html", number="", institution="")
+    return _search_page(request.args.get("number", "")[:200], request.args.get("institution", "")[:200])
 
 
 def _verdict_page(number: str, institution: str | None):
     if not number.strip():
-        return render_template("index.html", number="", institution=institution or "", error="请输入报告编号。"), 400
+        return _search_page("", institution or "", _("请输入报告编号。"), 400)
     try:
         verdict = registry().verifier.verify(number, institution)
     except InvalidValue as exc:
-        return render_template("index.html", number=number, institution=institution or "", error=str(exc)), 400
+        message = INVALID_NUMBER.get(exc.code, INVALID_NUMBER["bad_character"])
+        return _search_page(number, institution or "", str(message), 400)
     except Unavailable:
         return error_response(503)
     log_query(verdict, number, institution)
@@ -45,3 +67,16 @@ def verify():
 @limiter.limit(verify_limit)
 def deep_link(uscc: str, number: str):
     return _verdict_page(number, uscc)
+
+
+@bp.get("/api/v1/institutions/suggest")
+@limiter.limit(suggest_limit)
+def suggest():
+    """Names, former names, USCC and certificate numbers, from the in-process directory (no SQL)."""
+    text = request.args.get("q", "")[:100]
+    found = registry().directory.suggest(text, limit=MAX_SUGGESTIONS)
+    response = json_response({
+        "suggestions": [{"name": i.name, "uscc": i.uscc, "former_names": list(i.former_names)} for i in found]
+    })
+    response.headers["Cache-Control"] = "private, max-age=60"
+    return response
