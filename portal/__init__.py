@@ -15,6 +15,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _load_settings(app, config)
     _register_extensions(app)
     _register_blueprints(app)
+    _register_hot_path(app)
     _register_error_handlers(app)
     _register_commands(app)
     return app
@@ -46,9 +47,11 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
 def _register_extensions(app: Flask) -> None:
     from . import i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
+    from .ratelimit import verify_limiter
 
     registry_ext.init_app(app)
     limiter.init_app(app)
+    verify_limiter.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
@@ -64,6 +67,13 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(complaints.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
+
+
+def _register_hot_path(app: Flask) -> None:
+    from .extensions import limiter
+    from .ratelimit import verify_limiter
+
+    verify_limiter.skip_generic_check(app, limiter, {"api.verify", "public.verify", "public.deep_link"})
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -9,6 +9,7 @@ from registry.verification import Unavailable
 from .errors import api_error
 from .extensions import client_address, limiter, registry
 from .jsonio import json_response
+from .ratelimit import verify_limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -29,7 +30,8 @@ def log_query(verdict, raw_number: str, institution_text: str | None) -> None:
 
 
 @bp.get("/verify")
-@limiter.limit(verify_limit)
+@limiter.exempt
+@verify_limiter.limit
 def verify():
     number = request.args.get("number", "")
     institution = request.args.get("institution") or None

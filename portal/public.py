@@ -11,6 +11,7 @@ from registry.verification import Unavailable
 from .api import log_query, verify_limit
 from .errors import error_response
 from .extensions import limiter, registry
+from .ratelimit import verify_limiter
 from .jsonio import json_response
 
 bp = Blueprint("public", __name__)
@@ -58,13 +59,15 @@ def _verdict_page(number: str, institution: str | None):
 
 
 @bp.get("/verify")
-@limiter.limit(verify_limit)
+@limiter.exempt
+@verify_limiter.limit
 def verify():
     return _verdict_page(request.args.get("number", ""), request.args.get("institution") or None)
 
 
 @bp.get("/v/<uscc>/<path:number>")
-@limiter.limit(verify_limit)
+@limiter.exempt
+@verify_limiter.limit
 def deep_link(uscc: str, number: str):
     return _verdict_page(number, uscc)
 

@@ -8,6 +8,7 @@ and raw addresses are never kept.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -23,9 +24,14 @@ log = logging.getLogger(__name__)
 ROTATION_DAYS = 30
 
 
-def client_key(secret: bytes, at: dt.datetime) -> bytes:
-    period = int(at.timestamp() // 86400) // ROTATION_DAYS
+@functools.lru_cache(maxsize=8)
+def _period_key(secret: bytes, period: int) -> bytes:
     return hmac.new(secret, f"query-log-client:{period}".encode(), hashlib.sha256).digest()
+
+
+def client_key(secret: bytes, at: dt.datetime) -> bytes:
+    """The key of the 30-day period containing ``at``: it changes by itself, nothing stored."""
+    return _period_key(secret, int(at.timestamp() // 86400) // ROTATION_DAYS)
 
 
 def client_hmac(secret: bytes, address: str, at: dt.datetime) -> str:
