@@ -11,6 +11,12 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 
 from registry.complaints import CATEGORIES, MAX_DESCRIPTION
 
+try:  # WTForms 3.3 deprecates (value, label) tuples
+    from wtforms import SelectChoice as _Choice
+except ImportError:  # pragma: no cover - older WTForms
+    def _Choice(value, label):
+        return (value, label)
+
 CATEGORY_LABELS = {
     "not_found": _l("查不到该报告编号"),
     "wrong_institution": _l("登记的机构与报告上的不一致"),
@@ -55,7 +61,7 @@ class ComplaintForm(FlaskForm):
     number = StringField(_l("报告编号"), filters=[_strip],
                          validators=[DataRequired(_l("请填写报告编号。")), Length(max=200)])
     institution = StringField(_l("报告上的出具机构"), filters=[_strip], validators=[Optional(), Length(max=200)])
-    category = RadioField(_l("问题类型"), choices=[(c, CATEGORY_LABELS[c]) for c in CATEGORIES],
+    category = RadioField(_l("问题类型"), choices=[_Choice(c, CATEGORY_LABELS[c]) for c in CATEGORIES],
                           validators=[InputRequired(_l("请选择问题类型。"))])
     description = TextAreaField(
         _l("问题描述"), filters=[_newlines],

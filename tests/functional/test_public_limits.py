@@ -1,0 +1,130 @@
+"""Rate limits on the public pages and the API, and what happens when Redis is down."""
+from __future__ import annotations
+
+import pytest
+
+from portal import create_app
+from tests.builders import make_institution, register
+
+
+def _app(config):
+    app = create_app(config)
+    app.extensions["registry"].wait_until_trusted(timeout=5)
+    return app
+
+
+@pytest.fixture
+def limited_app(stack):
+    app = _app({**stack, "RATELIMIT_VERIFY": "2/minute", "RATELIMIT_COMPLAINT": "1/hour"})
+    yield app
+    app.extensions["registry"].close()
+
+
+def test_429_page_in_chinese_says_how_long_to_wait(limited_app):
+    client = limited_app.test_client()
+    for _ in range(2):
+        assert client.get("/verify?number=RL-1").status_code == 200
+    response = client.get("/verify?number=RL-1")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert "查询过于频繁，请稍后再试。" in html
+    retry = int(response.headers["Retry-After"])
+    assert 1 <= retry <= 60
+    assert f"请在 {retry} 秒后重试。" in html
+    assert response.headers["X-RateLimit-Limit"] == "2"
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert "X-RateLimit-Reset" in response.headers
+    html = client.get("/verify?number=RL-1&lang=en").get_data(as_text=True)
+    assert "Too many requests" in html and "Please try again in" in html
+
+
+def test_429_json_on_the_api(limited_app):
+    client = limited_app.test_client()
+    for _ in range(2):
+        ok = client.get("/api/v1/verify?number=RL-1")
+        assert ok.status_code == 200 and ok.headers["X-RateLimit-Remaining"] in ("1", "0")
+    response = client.get("/api/v1/verify?number=RL-1")
+    assert response.status_code == 429
+    body = response.get_json()
+    assert body["error"]["code"] == "rate_limited" and body["error"]["message"]
+    assert isinstance(body["retry_after"], int) and 1 <= body["retry_after"] <= 60
+    assert response.headers["Retry-After"] == str(body["retry_after"])
+    assert response.headers["X-RateLimit-Limit"] == "2"
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_health_endpoints_are_exempt(limited_app):
+    client = limited_app.test_client()
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
+def test_complaint_submissions_are_limited(limited_app):
+    import re
+
+    client = limited_app.test_client()
+    form = client.get("/complaints/new").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    first = client.post("/complaints", data={"csrf_token": token})
+    assert first.status_code == 400  # counted, refused (nothing filled in)
+    response = client.post("/complaints", data={"csrf_token": token})
+    assert response.status_code == 429
+    assert "X-RateLimit-Limit" in response.headers and "Retry-After" in response.headers
+    html = response.get_data(as_text=True)
+    assert "分钟后重试" in html  # an hour's limit is said in minutes
+
+
+def test_clients_are_keyed_by_their_own_address_not_forwarded_for(limited_app):
+    client = limited_app.test_client()
+    for i in range(2):
+        client.get("/verify?number=RL-2", headers={"X-Forwarded-For": f"10.0.0.{i}"})
+    # TRUSTED_PROXIES is 0: a client's own X-Forwarded-For is not believed
+    assert client.get("/verify?number=RL-2", headers={"X-Forwarded-For": "10.0.0.99"}).status_code == 429
+
+
+def test_redis_down_verification_still_answers_and_limits_fall_back_to_memory(tmp_path, request):
+    """REDIS_URL points at a closed port: answers come from the database, limits from memory."""
+    from tests.conftest import database_url_for
+
+    config = {
+        "INSTANCE_DIR": str(tmp_path / "instance"),
+        "FILES_DIR": str(tmp_path / "instance" / "files"),
+        "SECRET_KEY": "test-secret",
+        "BLOOM_CAPACITY": 200_000,
+        "BLOOM_SHARDS": 4,
+        "TESTING": True,
+        "BACKGROUND_INTERVAL": 0,
+        "DATABASE_URL": database_url_for("sqlite", request, tmp_path),
+        "REDIS_URL": "redis://127.0.0.1:6390/15",
+        "RATELIMIT_VERIFY": "3/minute",
+    }
+    # numbers registered while everything was up (SQLite + local shards) ...
+    healthy = _app({**config, "REDIS_URL": ""})
+    with healthy.extensions["registry"].sessions() as session:
+        lab = make_institution(session, name="离线检测中心")
+        session.expunge(lab)
+    healthy.extensions["registry"].refresh()
+    register(healthy.extensions["registry"], lab, ["DOWN-1"])
+    healthy.extensions["registry"].close()
+    # ... then served by an app whose Redis is unreachable
+    app = create_app(config)
+    reg = app.extensions["registry"]
+    try:
+        reg.refresh()
+        client = app.test_client()
+        found = client.get("/api/v1/verify?number=DOWN-1")
+        assert found.status_code == 200 and found.get_json()["status"] == "found"
+        html = client.get("/verify?number=DOWN-1").get_data(as_text=True)
+        assert 'data-status="found"' in html and "离线检测中心" in html
+        missing = client.get("/verify?number=DOWN-404").get_data(as_text=True)
+        assert 'data-status="not_found"' in missing  # from the database, never a guess
+        limited = client.get("/verify?number=DOWN-1")
+        assert limited.status_code == 429  # the fourth in a minute: the in-memory fallback counts
+        assert "X-RateLimit-Limit" in limited.headers
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        body = ready.get_json()
+        assert body["status"] == "degraded" and "redis" in body["degraded"]
+    finally:
+        reg.close()
