@@ -243,3 +243,99 @@ class ComplaintEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+# --- accounts, API tokens, uploads awaiting confirmation, holidays (migration 0003) ---------
+
+
+class Account(Base):
+    """A person who signs in: an institution user (bound to an institution), a regulator user
+    (bound to an authority) or an admin. Passwords are stored as werkzeug scrypt hashes."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # institution | regulator | admin
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    failed_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    institution: Mapped[Institution | None] = relationship(lazy="joined")
+    authority: Mapped[Authority | None] = relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """A lab system's credential for the upload API; only the SHA-256 of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotentResponse(Base):
+    """The stored answer to an API call made with an ``Idempotency-Key``: a retry gets it again."""
+
+    __tablename__ = "idempotent_responses"
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_idempotent_responses_token_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Upload(Base):
+    """A file uploaded through the portal: checked (preview), then registered once confirmed.
+
+    The file itself waits under FILES_DIR with a random name; ``state`` goes
+    checking → ready → queued → importing → done (or failed); ``report`` is the validation report.
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    quarter: Mapped[str] = mapped_column(String(6))
+    file_name: Mapped[str] = mapped_column(String(255))
+    stored_name: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(12), default="checking")
+    progress: Mapped[int] = mapped_column(BigInteger, default=0)
+    report: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Holiday(Base):
+    """A public holiday, or (``is_workday``) a make-up workday, for dates the calendar lacks."""
+
+    __tablename__ = "holidays"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    is_workday: Mapped[bool] = mapped_column(Boolean, default=False)
