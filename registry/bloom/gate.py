@@ -3,7 +3,8 @@ barrier (every writer that started before its announcement has committed) and fo
 
 PostgreSQL: a transaction-level shared advisory lock on the writer's session (released at commit);
 the exclusive side takes the session-level lock on a connection of its own. SQLite (one host):
-``flock`` on ``directory/writers.lock``.
+``flock`` on ``directory/writers.lock``, entered through ``directory/writers.turnstile`` so a waiting
+rebuild is not starved by writers that keep re-taking the shared lock (``flock`` does not queue).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class WriterGate:
         self._engine = engine
         self._postgres = is_postgres(engine)
         self._path = Path(directory) / "writers.lock"
+        self._turnstile = Path(directory) / "writers.turnstile"
 
     @contextmanager
     def shared(self, session):
@@ -32,8 +34,17 @@ class WriterGate:
             session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": ADVISORY_KEY})
             yield
             return
-        with self._flock(fcntl.LOCK_SH):
+        with self._flock(self._turnstile, fcntl.LOCK_SH):
+            fd = self._open(self._path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+        try:
             yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def exclusive(self):
@@ -47,7 +58,7 @@ class WriterGate:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
                     conn.commit()
             return
-        with self._flock(fcntl.LOCK_EX):
+        with self._flock(self._turnstile, fcntl.LOCK_EX), self._flock(self._path, fcntl.LOCK_EX):
             yield
 
     def barrier(self) -> None:
@@ -55,10 +66,14 @@ class WriterGate:
         with self.exclusive():
             pass
 
+    @staticmethod
+    def _open(path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+
     @contextmanager
-    def _flock(self, how: int):
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o664)
+    def _flock(self, path: Path, how: int):
+        fd = self._open(path)
         try:
             fcntl.flock(fd, how)
             yield

@@ -217,7 +217,8 @@ class LocalStore:
                 with mmap.mmap(fd, size) as mm:
                     for o in offsets:
                         mm[HEADER_SIZE + (o >> 3)] |= 0x80 >> (o & 7)
-                    mm.flush()
+                    if not building:  # a generation being built is fsynced once, at the switch
+                        mm.flush()
             finally:
                 os.close(fd)
         return ok
@@ -250,7 +251,14 @@ class LocalStore:
     def switch(self, new: Pointer, old: Pointer | None) -> None:
         # rename, never truncate: readers that still map an old file keep a valid mapping
         for shard in range(new.layout.shards):
-            os.rename(self._building_path(new.generation, shard), self.shard_path(shard))
+            path = self._building_path(new.generation, shard)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(path, self.shard_path(shard))
         if old is not None:
             for shard in range(new.layout.shards, old.layout.shards):
                 _unlink(self.shard_path(shard))

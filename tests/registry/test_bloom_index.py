@@ -284,7 +284,7 @@ def test_rebuild_while_writers_write(open_index, session_factory, engine):
     with session_factory() as session:
         institution_id = make_institution(session)
         batch_id = make_batch(session, institution_id)
-        insert_numbers(session, numbers("PRE", 20_000), institution_id=institution_id, batch_id=batch_id)
+        insert_numbers(session, numbers("PRE", 10_000), institution_id=institution_id, batch_id=batch_id)
         session.commit()
 
     committed: list[str] = []
@@ -314,11 +314,11 @@ def test_rebuild_while_writers_write(open_index, session_factory, engine):
         done.set()
         thread.join(timeout=60)
     assert not errors, errors
-    assert figures["rows"] >= 20_000
+    assert figures["rows"] >= 10_000
     index.check_marker(newest_batch(engine))
     assert index.status()["mode"] == "bloom"
     assert all(index.lookup(n) is True for n in committed)
-    assert all(index.lookup(n) is True for n in numbers("PRE", 20_000))
+    assert all(index.lookup(n) is True for n in numbers("PRE", 10_000))
     assert index.check()["missing_count"] == 0
 
 
@@ -395,6 +395,5 @@ def test_redis_timeout_and_down(open_index, store_kind, session_factory, redis_c
     with session_factory() as session:
         with pytest.raises(BloomStoreError):
             with down.writing(session) as writer:
-                down._pointer = index._pointer  # as if it had been trusted before Redis went away
                 writer.add(["X-3"], batch_id=1)
         session.rollback()
