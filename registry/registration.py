@@ -6,10 +6,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .loaders import chunked, make_loader
+from .pipeline import BitsPipeline, BloomTarget, RowsPipeline
 from .models import Batch, Institution, ReportNumber
 from .normalize import normalize_number
 from .quarters import SHANGHAI, Clock, Quarter, system_clock
@@ -103,10 +105,13 @@ def receipt_of(batch: Batch, institution: Institution, *, repeated: bool = False
 
 
 class RegistrationService:
-    def __init__(self, *, sessions: sessionmaker[Session], bloom: BloomIndexLike, clock: Clock = system_clock) -> None:
+    def __init__(self, *, sessions: sessionmaker[Session], bloom: BloomIndexLike, clock: Clock = system_clock,
+                 bloom_target: BloomTarget | None = None) -> None:
         self._sessions = sessions
         self._bloom = bloom
         self._clock = clock
+        # where a helper process can open the same Bloom store, for large batches (None: inline)
+        self._bloom_target = bloom_target
 
     def check_quarter(self, quarter: Quarter) -> bool:
         """Refuse a quarter that has not started; return whether an upload now is late."""
@@ -174,17 +179,26 @@ class RegistrationService:
                 )
                 session.add(batch)
                 session.flush()
-                loader = make_loader(session)
+                loader = make_loader(session, institution_id=institution_id, quarter=str(quarter),
+                                     batch_id=batch.id, registered_at=now)
+                bits = BitsPipeline(writer, batch.id, self._bloom_target)
+                rows = RowsPipeline(loader.load)
                 done = 0
-                for chunk in chunked(numbers, CHUNK):
-                    writer.add(chunk, batch_id=batch.id)
-                    loader.stage(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done)
-                counts = loader.finish(
-                    institution_id=institution_id, quarter=str(quarter), batch_id=batch.id, registered_at=now
-                )
+                try:
+                    for chunk in chunked(numbers, CHUNK):
+                        bits.submit(chunk)
+                        rows.submit(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done)
+                finally:
+                    # both joined before anything commits: the bits are set before the rows commit
+                    rows_error = _join(rows)
+                    bits_error = _join(bits)
+                if rows_error or bits_error:
+                    raise rows_error or bits_error
+                counts = loader.counts()
+                loader.finish()
                 batch.accepted = counts.inserted
                 batch.duplicates = counts.in_file_duplicates + counts.already_registered
                 batch.rejected = rejected()
@@ -240,6 +254,123 @@ class RegistrationService:
                     result.already_withdrawn += 1
             session.commit()
         return result
+
+    # --- continuous registration and the quarter overview (issue 6) ---------------------------
+    def register_continuous(
+        self, *, institution_id: int, quarter: Quarter, numbers: list[str], created_by: str | None = None
+    ) -> tuple[Receipt, "ContinuousCounts"]:
+        """Add already-normalised ``numbers`` to the institution's API batch of today (Shanghai
+        date) for ``quarter``, creating it on the first call of the day: a lab system that
+        registers each report as it is issued leaves one batch per day and quarter, not thousands.
+
+        Bits are set before the rows commit, as in :meth:`register`. Returns the day's batch and
+        the counts of this call alone.
+        """
+        late = self.check_quarter(quarter)
+        now = self._clock()
+        day = now.astimezone(SHANGHAI).date()
+        digest = hashlib.sha256(f"api:{institution_id}:{quarter}:{day.isoformat()}".encode()).hexdigest()
+        for attempt in (1, 2):
+            with self._sessions() as session:
+                institution = session.get(Institution, institution_id)
+                if institution is None:
+                    raise RegistrationRefused("unknown_institution", "机构不存在", "unknown institution")
+                with self._bloom.writing(session) as writer:
+                    batch = session.scalar(
+                        select(Batch).where(Batch.institution_id == institution_id, Batch.quarter == str(quarter),
+                                            Batch.sha256 == digest).with_for_update()
+                    )
+                    if batch is None:
+                        batch = Batch(institution_id=institution_id, quarter=str(quarter), source="api",
+                                      file_name=None, sha256=digest, late=late, created_by=created_by,
+                                      created_at=now, accepted=0, duplicates=0, rejected=0)
+                        session.add(batch)
+                        try:
+                            session.flush()
+                        except IntegrityError:  # a concurrent call created today's batch first
+                            session.rollback()
+                            if attempt == 2:
+                                raise
+                            continue
+                    loader = make_loader(session)
+                    for chunk in chunked(numbers, CHUNK):
+                        writer.add(chunk, batch_id=batch.id)
+                        loader.stage(chunk)
+                    counts = loader.finish(institution_id=institution_id, quarter=str(quarter), batch_id=batch.id,
+                                           registered_at=now)
+                    duplicates = counts.in_file_duplicates + counts.already_registered
+                    batch.accepted += counts.inserted
+                    batch.duplicates += duplicates
+                    session.commit()
+                return receipt_of(batch, institution), ContinuousCounts(counts.inserted, duplicates)
+        raise AssertionError("unreachable")
+
+    def add_rejected(self, *, batch_id: int, rejected: int) -> None:
+        """Count rows rejected before registration (bad numbers in an API call) on the batch."""
+        if rejected:
+            with self._sessions() as session:
+                session.execute(update(Batch).where(Batch.id == batch_id).values(rejected=Batch.rejected + rejected))
+                session.commit()
+
+    def quarter_overview(self, *, institution_id: int) -> list["QuarterStatus"]:
+        """Every quarter from the later of the institution's first certificate and 2019Q1 up to
+        the current one, newest first: ``on_time``, ``late``, ``missing`` or ``open``, with counts."""
+        from .models import Certificate
+        from .quarters import quarters_between
+
+        today = self._clock().astimezone(SHANGHAI).date()
+        with self._sessions() as session:
+            first_issued = session.scalar(
+                select(func.min(Certificate.issued_on)).where(Certificate.institution_id == institution_id))
+            rows = session.execute(
+                select(Batch.quarter, Batch.late, Batch.accepted, Batch.source).where(
+                    Batch.institution_id == institution_id)
+            ).all()
+        first = max(Quarter(2019, 1), Quarter.containing(first_issued) if first_issued else Quarter(2019, 1))
+        current = Quarter.containing(today)
+        by_quarter: dict[str, list] = {}
+        for row in rows:
+            by_quarter.setdefault(row.quarter, []).append(row)
+        out = []
+        for q in reversed(quarters_between(first, current)) if first <= current else []:
+            batches = by_quarter.get(str(q), [])
+            if any(not b.late for b in batches):
+                state = "on_time"
+            elif batches:
+                state = "late"
+            elif today <= q.deadline:
+                state = "open"
+            else:
+                state = "missing"
+            out.append(QuarterStatus(
+                quarter=str(q), state=state, deadline=q.deadline, batches=len(batches),
+                numbers=sum(b.accepted for b in batches), zero=any(b.source == "zero" for b in batches),
+            ))
+        return out
+
+
+@dataclass(frozen=True)
+class ContinuousCounts:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class QuarterStatus:
+    quarter: str
+    state: str  # on_time | late | missing | open
+    deadline: dt.date
+    batches: int
+    numbers: int
+    zero: bool
+
+
+def _join(stage) -> BaseException | None:
+    try:
+        stage.join()
+    except BaseException as exc:  # reported by the caller after both stages stopped
+        return exc
+    return None
 
 
 def sha256_of(fileobj, chunk: int = 1 << 20) -> str:

@@ -21,6 +21,7 @@ from .bloom import BloomConfig, open_bloom_index
 from .db import make_engine, make_session_factory
 from .directory import InstitutionDirectory
 from .models import Batch
+from .pipeline import BloomTarget
 from .querylog import QueryLogBuffer
 from .quarters import Clock, system_clock
 from .registration import RegistrationService
@@ -73,7 +74,13 @@ class Registry:
         self.verifier = VerificationService(
             sessions=self.sessions, bloom=self.bloom, directory=self.directory, clock=clock
         )
-        self.registration = RegistrationService(sessions=self.sessions, bloom=self.bloom, clock=clock)
+        self.registration = RegistrationService(
+            sessions=self.sessions, bloom=self.bloom, clock=clock,
+            bloom_target=BloomTarget(
+                database_url=settings.database_url, redis_url=settings.redis_url, directory=str(settings.bloom_dir),
+                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards,
+            ),
+        )
         self._background_pid: int | None = None
         self._stop = threading.Event()
         self._rebuilding = threading.Lock()
