@@ -20,7 +20,7 @@ from registry.verification import Unavailable
 
 from .errors import error_response
 from .extensions import limiter, registry
-from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm
+from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, field_attrs
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _limit_body(_endpoint, _values) -> None:
 
 
 def _form_page(form: ComplaintForm, status: int = 200, problem: str | None = None):
-    response = make_response(render_template("complaint_form.html", form=form, problem=problem), status)
+    response = make_response(render_template("complaint_form.html", form=form, problem=problem, attrs=field_attrs), status)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -73,3 +73,15 @@ class ComplaintForm(FlaskForm):
     attachment = FileField(_l("附件（选填，JPEG、PNG 或 PDF，不超过 5 MB）"))
     # A honeypot: hidden from people (and from assistive technology); bots fill it in.
     website = StringField("website", filters=[_strip])
+
+
+def field_attrs(field, hint: str | None = None) -> dict:
+    """ARIA attributes tying an input to its hint and its error messages."""
+    described = [hint] if hint else []
+    attrs = {}
+    if field.errors:
+        described.append(f"{field.id}-error")
+        attrs["aria-invalid"] = "true"
+    if described:
+        attrs["aria-describedby"] = " ".join(described)
+    return attrs
