@@ -243,6 +243,9 @@ class ComplaintEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
+    # the audit chain (migration 0004, registry/audit.py): position and HMAC seal
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 # --- accounts, API tokens, uploads awaiting confirmation, holidays (migration 0003) ---------
@@ -339,3 +342,33 @@ class Holiday(Base):
     day: Mapped[dt.date] = mapped_column(Date, unique=True)
     name: Mapped[str] = mapped_column(String(100))
     is_workday: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- regulator console: abnormal institutions' history, complaint findings (migration 0004) ----
+
+
+class AbnormalMark(Base):
+    """One change of an institution's abnormal flag (异常检验检测机构), with who, when and why."""
+
+    __tablename__ = "abnormal_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    abnormal: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    authority: Mapped[Authority | None] = relationship(lazy="joined")
+
+
+class ComplaintFinding(Base):
+    """How a concluded complaint was found: forged | not_registered | misreported | unfounded."""
+
+    __tablename__ = "complaint_findings"
+
+    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaints.id"), primary_key=True)
+    finding: Mapped[str] = mapped_column(String(32), index=True)
+    concluded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    concluded_by: Mapped[str] = mapped_column(String(100))
