@@ -111,7 +111,8 @@ class BloomIndex:
         self._pointer: Pointer | None = None  # trusted generation; None = database mode
         self._generation: int | None = None  # last generation seen, trusted or not
         self._reason: str | None = "not checked yet"
-        self._rebuilding = False
+        self._rebuilding = False  # a rebuild runs in this process
+        self._announced = False  # a rebuild was announced in the store (any process), as of check_marker
         self._errors = 0
         self._breaker_until = 0.0
         self.needs_rebuild = False
@@ -182,6 +183,7 @@ class BloomIndex:
                 self._distrust("no generation in the store", rebuild=True)
                 return
             self._generation = pointer.generation
+            self._announced = self._store.read_announcement() is not None
             marker = self._store.read_marker(pointer.generation)
             if marker is None:
                 self._distrust(f"marker of generation {pointer.generation} missing", rebuild=True)
@@ -287,6 +289,7 @@ class BloomIndex:
             finally:
                 self._rebuilding = False
             self._breaker_until = 0.0
+            self._announced = False
             with self._lock:
                 self._trust(new)
         seconds = round(time.monotonic() - started, 3)
@@ -346,8 +349,9 @@ class BloomIndex:
         breaker = self._breaker_until > time.monotonic()
         mode = "bloom" if self._pointer is not None and not breaker else "database"
         reason = self._reason or ("store errors; asking the database" if breaker else None)
+        rebuilding = self._rebuilding or self._announced
         return {"store": self._store.kind, "mode": mode, "generation": self._generation,
-                "rebuilding": self._rebuilding, "degraded": mode == "database" or self._rebuilding,
+                "rebuilding": rebuilding, "degraded": mode == "database" or rebuilding,
                 "reason": reason, "errors": self._errors}
 
     def close(self) -> None:
