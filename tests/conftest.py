@@ -37,7 +37,29 @@ def missing_backend(what: str, variable: str) -> None:
     pytest.skip(message)
 
 
+_by_backend: dict[str, dict[str, int]] = {}
+
+
+def _backend_of(nodeid: str) -> str:
+    params = nodeid.rpartition("[")[2] if nodeid.endswith("]") else ""
+    if "postgres" in params or "redis" in params:
+        return "PostgreSQL/Redis"
+    if "sqlite" in params or "local" in params:
+        return "SQLite/local"
+    return "backend-independent"
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        tally = _by_backend.setdefault(_backend_of(report.nodeid), {})
+        tally[report.outcome] = tally.get(report.outcome, 0) + 1
+
+
 def pytest_terminal_summary(terminalreporter):
+    for backend in sorted(_by_backend):
+        tally = _by_backend[backend]
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
+        terminalreporter.write_line(f"tests on {backend}: {counts}")
     for notice in sorted(_skipped_notices):
         terminalreporter.write_line(f"NOTICE: {notice}", yellow=True)
 
