@@ -45,7 +45,7 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
 
 
 def _register_extensions(app: Flask) -> None:
-    from . import i18n, security
+    from . import auth, i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
     from .ratelimit import verify_limiter
 
@@ -55,6 +55,7 @@ def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
+    auth.init_app(app)
     app.teardown_appcontext(close_db_session)
 
 
@@ -67,6 +68,13 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(complaints.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
+    from . import admin, auth, institution, upload_api
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(institution.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(upload_api.bp)
+    csrf.exempt(upload_api.bp)
 
 
 def _register_hot_path(app: Flask) -> None:

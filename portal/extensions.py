@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 from flask_babel import Babel
 from flask_limiter import Limiter
+from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from registry.runtime import Registry, RuntimeSettings
@@ -17,6 +18,7 @@ def client_address() -> str:
 limiter = Limiter(key_func=client_address)
 csrf = CSRFProtect()
 babel = Babel()
+login_manager = LoginManager()
 
 
 class RegistryExtension:

@@ -1,0 +1,127 @@
+"""The admin area (/admin/): accounts (create, disable/enable, reset password) and the holiday
+table the working-day calendar falls back on."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from registry.accounts import MIN_PASSWORD, ROLES, AccountError, HolidayService
+
+from .auth import accounts, guard_blueprint
+from .extensions import registry
+from .i18n import current_language
+
+bp = guard_blueprint(Blueprint("admin", __name__, url_prefix="/admin"), "admin")
+
+ROLE_LABELS = {"institution": _l("机构用户"), "regulator": _l("监管部门用户"), "admin": _l("管理员")}
+
+
+class AccountForm(FlaskForm):
+    username = StringField(_l("用户名"), validators=[DataRequired(_l("请填写用户名。")), Length(max=64)])
+    role = SelectField(_l("角色"), choices=[(r, ROLE_LABELS[r]) for r in ROLES], validators=[DataRequired()])
+    institution = StringField(_l("机构统一社会信用代码（机构用户）"), validators=[Optional(), Length(max=18)])
+    authority = StringField(_l("监管部门代码（监管部门用户，如 11）"), validators=[Optional(), Length(max=2)])
+    password = PasswordField(_l("初始密码（至少 %(n)s 个字符）", n=MIN_PASSWORD),
+                             validators=[DataRequired(_l("请填写初始密码。")), Length(max=200)])
+
+
+class HolidayForm(FlaskForm):
+    day = DateField(_l("日期"), validators=[DataRequired(_l("请填写日期。"))])
+    name = StringField(_l("名称（如“春节”）"), validators=[DataRequired(_l("请填写名称。")), Length(max=100)])
+    is_workday = BooleanField(_l("调休上班日（而非放假）"))
+
+
+def _holidays() -> HolidayService:
+    return HolidayService(sessions=registry().sessions)
+
+
+def _message(exc: AccountError) -> str:
+    return exc.message_en if current_language() == "en" else exc.message_zh
+
+
+def _post_only_form() -> None:
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    form = AccountForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            account = accounts().create(username=form.username.data, password=form.password.data,
+                                        role=form.role.data, institution_uscc=form.institution.data or None,
+                                        authority_code=form.authority.data or None)
+        except AccountError as exc:
+            error = _message(exc)
+        else:
+            flash(_("已创建账号 %(name)s。", name=account.username), "ok")
+            return redirect(url_for(".index"), 303)
+    status = 400 if (error or form.errors) else 200
+    return render_template("admin/index.html", form=form, error=error, accounts=accounts().list(),
+                           role_labels=ROLE_LABELS, action_form=FlaskForm(), now_utc=registry().clock()), status
+
+
+@bp.post("/accounts/<int:account_id>/disable")
+def disable(account_id: int):
+    return _set_active(account_id, False)
+
+
+@bp.post("/accounts/<int:account_id>/enable")
+def enable(account_id: int):
+    return _set_active(account_id, True)
+
+
+def _set_active(account_id: int, active: bool):
+    _post_only_form()
+    try:
+        account = accounts().set_active(account_id, active)
+    except AccountError:
+        abort(404)
+    flash(_("已启用 %(name)s。", name=account.username) if active else _("已停用 %(name)s。", name=account.username), "ok")
+    return redirect(url_for(".index"), 303)
+
+
+@bp.post("/accounts/<int:account_id>/reset")
+def reset(account_id: int):
+    _post_only_form()
+    try:
+        password = accounts().reset_password(account_id)
+    except AccountError:
+        abort(404)
+    account = accounts().get(account_id)
+    response = current_app.make_response(
+        render_template("admin/reset.html", account=account, password=password))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/holidays", methods=["GET", "POST"])
+def holidays():
+    form = HolidayForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            _holidays().add(day=form.day.data, name=form.name.data, is_workday=form.is_workday.data)
+        except AccountError as exc:
+            error = _message(exc)
+        else:
+            flash(_("已添加 %(day)s。", day=form.day.data.isoformat()), "ok")
+            return redirect(url_for(".holidays"), 303)
+    status = 400 if (error or form.errors) else 200
+    return render_template("admin/holidays.html", form=form, error=error, holidays=_holidays().list(),
+                           action_form=FlaskForm()), status
+
+
+@bp.post("/holidays/<int:holiday_id>/delete")
+def delete_holiday(holiday_id: int):
+    _post_only_form()
+    if not _holidays().delete(holiday_id):
+        abort(404)
+    flash(_("已删除。"), "ok")
+    return redirect(url_for(".holidays"), 303)

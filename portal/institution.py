@@ -1,0 +1,398 @@
+"""The institution portal (/institution/): quarter overview, upload → check → confirm → receipt,
+"no reports this quarter", withdrawals, API tokens and QR codes — for the signed-in
+institution's own data only (every lookup is filtered by ``g.account.institution_id``)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, send_file,
+                   url_for)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from sqlalchemy import select
+from wtforms import SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from importers.errors import FileRefused, RowProblem
+from registry.accounts import AccountError, TokenService
+from registry.jobs import make_job_queue, upload_service
+from registry.models import Batch, Institution
+from registry.normalize import InvalidValue, normalize_number
+from registry.quarters import SHANGHAI, Quarter
+from registry.registration import RegistrationRefused, receipt_of
+
+from . import qr
+from .auth import guard_blueprint
+from .extensions import db_session, registry
+from .i18n import current_language
+
+bp = guard_blueprint(Blueprint("institution", __name__, url_prefix="/institution"), "institution")
+
+DEFAULT_BACKGROUND_BYTES = 5 * 1024 * 1024
+MAX_QR_SHEET = 200
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _institution() -> Institution:
+    inst = db_session().get(Institution, g.account.institution_id)
+    if inst is None:
+        abort(403)
+    return inst
+
+
+def _today() -> dt.date:
+    return registry().clock().astimezone(SHANGHAI).date()
+
+
+def _quarter_choices() -> list[Quarter]:
+    return [Quarter.parse(s.quarter) for s in registry().registration.quarter_overview(
+        institution_id=g.account.institution_id)]
+
+
+def default_quarter(today: dt.date) -> Quarter:
+    """The quarter a lab manager most likely uploads now: the previous one while its upload
+    window is open (the first month of a quarter), else the current one."""
+    previous = Quarter.containing(today).previous()
+    return previous if today <= previous.deadline else Quarter.containing(today)
+
+
+def _message(exc) -> str:
+    return exc.message_en if current_language() == "en" else exc.message_zh
+
+
+def _uploads():
+    return upload_service(registry(), max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+
+
+def job_queue():
+    """The app's job queue: RQ when Redis is configured, else a thread (built once per app)."""
+    queue = current_app.extensions.get("jobs")
+    if queue is None:
+        queue = current_app.extensions["jobs"] = make_job_queue(
+            registry(), max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+    return queue
+
+
+def _background_bytes() -> int:
+    return int(current_app.config.get("UPLOAD_BACKGROUND_BYTES", DEFAULT_BACKGROUND_BYTES))
+
+
+def _own_upload(upload_id: int):
+    upload = _uploads().get(upload_id)
+    if upload is None or upload.institution_id != g.account.institution_id:
+        abort(404)
+    return upload
+
+
+def _own_batch(batch_id: int) -> Batch:
+    batch = db_session().get(Batch, batch_id)
+    if batch is None or batch.institution_id != g.account.institution_id:
+        abort(404)
+    return batch
+
+
+class UploadForm(FlaskForm):
+    quarter = SelectField(_l("季度"), validators=[DataRequired()])
+    file = FileField(_l("报告编号文件（CSV、TXT 或 XLSX）"))
+
+
+class QuarterForm(FlaskForm):
+    quarter = SelectField(_l("季度"), validators=[DataRequired()])
+
+
+class WithdrawForm(FlaskForm):
+    number = StringField(_l("报告编号（或范围，如 WT2020-0098~0102）"), validators=[Optional(), Length(max=200)])
+    reason = StringField(_l("撤销原因"), validators=[Optional(), Length(max=500)])
+    file = FileField(_l("或上传撤销文件（列：报告编号、撤销原因）"))
+
+
+class TokenForm(FlaskForm):
+    name = StringField(_l("令牌名称（如“LIMS 系统”）"), validators=[DataRequired(_l("请为令牌命名。")), Length(max=100)])
+
+
+class QrForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET form that changes nothing
+
+    number = StringField(_l("报告编号"), validators=[Optional(), Length(max=200)])
+    numbers = TextAreaField(_l("多个报告编号（每行一个，用于打印）"), validators=[Optional(), Length(max=20000)])
+
+
+def _with_quarters(form, quarters: list[Quarter]):
+    form.quarter.choices = [(str(q), str(q)) for q in quarters]
+    if not form.quarter.data or form.quarter.data == "None":
+        wanted = default_quarter(_today())
+        form.quarter.data = str(wanted if wanted in quarters else (quarters[0] if quarters else wanted))
+    return form
+
+
+# --- overview --------------------------------------------------------------------------------
+@bp.get("/")
+def overview():
+    inst = _institution()
+    quarters = registry().registration.quarter_overview(institution_id=inst.id)
+    batches = db_session().scalars(
+        select(Batch).where(Batch.institution_id == inst.id).order_by(Batch.id.desc()).limit(200)).all()
+    zero_form = _with_quarters(QuarterForm(), [Quarter.parse(q.quarter) for q in quarters])
+    return render_template("institution/overview.html", institution=inst, quarters=quarters, batches=batches,
+                           zero_form=zero_form)
+
+
+# --- upload → check → confirm → receipt ------------------------------------------------------
+@bp.route("/upload", methods=["GET", "POST"])
+def upload():
+    inst = _institution()
+    form = _with_quarters(UploadForm(), _quarter_choices())
+    error = None
+    if form.validate_on_submit():
+        quarter = Quarter.parse(form.quarter.data)
+        storage = form.file.data
+        if not storage or not getattr(storage, "filename", ""):
+            error = _("请选择要上传的文件。")
+        else:
+            try:
+                registry().registration.check_quarter(quarter)
+            except RegistrationRefused as exc:
+                error = _message(exc)
+        if error is None:
+            uploads = _uploads()
+            stored = uploads.store(storage.stream, file_name=storage.filename, institution_id=inst.id,
+                                   quarter=quarter, uploaded_by=g.account.username)
+            if stored.size > _background_bytes():
+                job_queue().enqueue("check", stored.id, confirmed_at=registry().clock())
+            else:
+                uploads.check(stored.id)
+            return redirect(url_for(".upload_status", upload_id=stored.id), 303)
+    status = 400 if (error or form.errors) else 200
+    return render_template("institution/upload.html", institution=inst, form=form, error=error,
+                           background_bytes=_background_bytes()), status
+
+
+@bp.get("/uploads/<int:upload_id>")
+def upload_status(upload_id: int):
+    upload = _own_upload(upload_id)
+    if upload.state == "done" and upload.batch_id:
+        return redirect(url_for(".receipt", batch_id=upload.batch_id))
+    return render_template("institution/upload_status.html", institution=_institution(), upload=upload,
+                           form=FlaskForm(), progress=_uploads().progress(upload), working=upload.state in {"checking", "queued", "importing"})
+
+
+@bp.post("/uploads/<int:upload_id>/confirm")
+def confirm_upload(upload_id: int):
+    upload = _own_upload(upload_id)
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if upload.state != "ready":
+        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+    repeat = (upload.report or {}).get("repeat_batch_id")
+    if repeat:
+        flash(_("此文件此前已登记，未重复登记。"), "ok")
+        return redirect(url_for(".receipt", batch_id=repeat), 303)
+    uploads = _uploads()
+    if upload.size > _background_bytes():
+        uploads.mark_queued(upload.id, "queued")
+        job_queue().enqueue("import", upload.id, confirmed_at=registry().clock())
+        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+    try:
+        receipt = uploads.import_(upload.id)
+    except RegistrationRefused:
+        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+    registry().refresh(auto_rebuild=False)
+    return redirect(url_for(".receipt", batch_id=receipt.batch_id), 303)
+
+
+@bp.post("/uploads/<int:upload_id>/cancel")
+def cancel_upload(upload_id: int):
+    upload = _own_upload(upload_id)
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if upload.state in {"ready", "refused"}:
+        uploads = _uploads()
+        uploads.path(upload).unlink(missing_ok=True)
+        uploads.mark_queued(upload.id, "cancelled")
+        flash(_("已取消，未登记任何编号。"), "ok")
+    return redirect(url_for(".overview"), 303)
+
+
+@bp.get("/batches/<int:batch_id>")
+def receipt(batch_id: int):
+    batch = _own_batch(batch_id)
+    inst = _institution()
+    upload = _uploads().for_batch(batch.id)
+    return render_template("institution/receipt.html", institution=inst, receipt=receipt_of(batch, inst),
+                           upload=upload, has_rejected=bool(upload and batch.rejected))
+
+
+@bp.get("/batches/<int:batch_id>/rejected.csv")
+def rejected_csv(batch_id: int):
+    batch = _own_batch(batch_id)
+    upload = _uploads().for_batch(batch.id)
+    if upload is None:
+        abort(404)
+    path = _uploads().rejected_path(upload)
+    if not path.exists():
+        abort(404)
+    return send_file(path, mimetype="text/csv", as_attachment=True,
+                     download_name=f"batch-{batch.id}-rejected.csv", max_age=0)
+
+
+@bp.post("/declare-zero")
+def declare_zero():
+    form = _with_quarters(QuarterForm(), _quarter_choices())
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        receipt = registry().registration.declare_zero(
+            institution_id=g.account.institution_id, quarter=Quarter.parse(form.quarter.data),
+            created_by=g.account.username)
+    except RegistrationRefused as exc:
+        flash(_message(exc), "error")
+        return redirect(url_for(".overview"), 303)
+    flash(_("已声明本季度无报告。"), "ok")
+    return redirect(url_for(".receipt", batch_id=receipt.batch_id), 303)
+
+
+# --- withdrawals -----------------------------------------------------------------------------
+@bp.route("/withdrawals", methods=["GET", "POST"])
+def withdrawals():
+    from importers.withdrawals import read_withdrawals
+
+    inst = _institution()
+    form = WithdrawForm()
+    error, result, problems = None, None, []
+    if form.validate_on_submit():
+        storage = form.file.data
+        items = []
+        if storage and getattr(storage, "filename", ""):
+            try:
+                parsed = read_withdrawals(storage.stream, storage.filename,
+                                          max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+                items = [(w.line, w.number, w.reason) for w in parsed.rows()]
+                problems = list(parsed.problems)
+            except FileRefused as exc:
+                error = _message(exc)
+        elif (form.number.data or "").strip():
+            reason = " ".join((form.reason.data or "").split())
+            if not reason:
+                error = _("请填写撤销原因。")
+            else:
+                from importers.numbers import Rejected, parse_number_cell
+
+                try:
+                    items = [(None, n, reason) for n in parse_number_cell(form.number.data)]
+                except Rejected as exc:
+                    error = _message(exc)
+        else:
+            error = _("请填写报告编号或选择撤销文件。")
+        if error is None:
+            result = registry().registration.withdraw(institution_id=inst.id, items=items)
+            problems += [RowProblem(line=line, location=None, raw=number, code="not_registered",
+                                    message_zh="该机构未登记此报告编号",
+                                    message_en="this institution has not registered this number")
+                         for line, number in result.not_registered]
+    status = 400 if (error or form.errors) else 200
+    return render_template("institution/withdrawals.html", institution=inst, form=form, error=error,
+                           result=result, problems=problems[:100], problem_count=len(problems)), status
+
+
+# --- API tokens ------------------------------------------------------------------------------
+def _tokens() -> TokenService:
+    reg = registry()
+    return TokenService(sessions=reg.sessions, clock=reg.clock)
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+def tokens():
+    inst = _institution()
+    form = TokenForm()
+    created, error = None, None
+    if form.validate_on_submit():
+        try:
+            token, plaintext = _tokens().create(institution_id=inst.id, name=form.name.data,
+                                                created_by=g.account.username)
+            created = {"name": token.name, "token": plaintext}
+            form = TokenForm(formdata=None)
+        except AccountError as exc:
+            error = _message(exc)
+    response = current_app.make_response(render_template(
+        "institution/tokens.html", institution=inst, form=form, tokens=_tokens().list(inst.id), created=created,
+        error=error, revoke_form=FlaskForm()))
+    response.headers["Cache-Control"] = "no-store"  # the new token is on this page once
+    return response
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int):
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    if not _tokens().revoke(institution_id=g.account.institution_id, token_id=token_id):
+        abort(404)
+    flash(_("令牌已吊销。"), "ok")
+    return redirect(url_for(".tokens"), 303)
+
+
+# --- QR codes --------------------------------------------------------------------------------
+def _normalised(raw: str) -> str:
+    try:
+        return normalize_number(raw)
+    except InvalidValue:
+        abort(400)
+
+
+def _link(number: str) -> str:
+    return qr.verify_link(request.url_root, _institution().uscc, number)
+
+
+@bp.get("/qr")
+def qr_page():
+    inst = _institution()
+    form = QrForm(request.args)
+    number, error = None, None
+    if (form.number.data or "").strip():
+        try:
+            number = normalize_number(form.number.data)
+        except InvalidValue:
+            error = _("报告编号含有不允许的字符或过长。")
+    link = qr.verify_link(request.url_root, inst.uscc, number) if number else None
+    return render_template("institution/qr.html", institution=inst, form=form, number=number, link=link,
+                           error=error, svg=qr.svg_inline(link, scale=4) if link else None)
+
+
+@bp.get("/qr.svg")
+def qr_svg():
+    number = _normalised(request.args.get("number", ""))
+    response = current_app.response_class(qr.svg_bytes(_link(number), scale=8), mimetype="image/svg+xml")
+    response.headers["Content-Disposition"] = f'attachment; filename="qr-{_file_safe(number)}.svg"'
+    return response
+
+
+@bp.get("/qr.png")
+def qr_png():
+    number = _normalised(request.args.get("number", ""))
+    response = current_app.response_class(qr.png_bytes(_link(number)), mimetype="image/png")
+    response.headers["Content-Disposition"] = f'attachment; filename="qr-{_file_safe(number)}.png"'
+    return response
+
+
+@bp.get("/qr/sheet")
+def qr_sheet():
+    """A printable page of QR labels, one per number."""
+    inst = _institution()
+    numbers, bad = [], []
+    for line in request.args.get("numbers", "").splitlines()[:MAX_QR_SHEET]:
+        if line.strip():
+            try:
+                numbers.append(normalize_number(line))
+            except InvalidValue:
+                bad.append(line.strip())
+    labels = [{"number": n, "svg": qr.svg_inline(qr.verify_link(request.url_root, inst.uscc, n), scale=3)}
+              for n in numbers]
+    return render_template("institution/qr_sheet.html", institution=inst, labels=labels, bad=bad)
+
+
+def _file_safe(number: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in number)[:64]

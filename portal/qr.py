@@ -1,0 +1,36 @@
+"""QR codes (segno) that open the verdict page of one report number: ``/v/<uscc>/<number>``.
+
+The number is percent-encoded as one path segment (``quote(number, safe="")``), so a ``/`` in a
+report number survives the trip through a phone's camera app.
+"""
+from __future__ import annotations
+
+import io
+from urllib.parse import quote
+
+import segno
+
+
+def verify_link(base_url: str, uscc: str, number: str) -> str:
+    return f"{base_url.rstrip('/')}/v/{quote(uscc, safe='')}/{quote(number, safe='')}"
+
+
+def _code(link: str):
+    return segno.make(link, error="m", micro=False)
+
+
+def svg_bytes(link: str, *, scale: int = 4) -> bytes:
+    out = io.BytesIO()
+    _code(link).save(out, kind="svg", scale=scale, border=2, xmldecl=False)
+    return out.getvalue()
+
+
+def svg_inline(link: str, *, scale: int = 3) -> str:
+    """An ``<svg>`` element for embedding in a printable page (no inline style: CSP)."""
+    return _code(link).svg_inline(scale=scale, border=2, svgclass="qr", lineclass=None, omitsize=False)
+
+
+def png_bytes(link: str, *, scale: int = 8) -> bytes:
+    out = io.BytesIO()
+    _code(link).save(out, kind="png", scale=scale, border=2)
+    return out.getvalue()
