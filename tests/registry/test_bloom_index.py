@@ -300,7 +300,7 @@ def test_rebuild_while_writers_write(open_index, session_factory, engine):
                     register(writer_index, session, institution_id, batch)
                     committed.extend(batch)
                     b += 1
-                    time.sleep(0.005)  # leave the rebuild some of the GIL
+                    time.sleep(0.01)  # leave the rebuild some of the GIL
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -315,12 +315,10 @@ def test_rebuild_while_writers_write(open_index, session_factory, engine):
         thread.join(timeout=60)
     assert not errors, errors
     assert figures["rows"] >= 10_000
-    print(f"{len(committed)} numbers committed by the writer during the rebuild")
     index.check_marker(newest_batch(engine))
     assert index.status()["mode"] == "bloom"
     assert all(index.lookup(n) is True for n in committed)
-    assert all(index.lookup(n) is True for n in numbers("PRE", 10_000))
-    assert index.check()["missing_count"] == 0
+    assert index.check()["missing_count"] == 0  # every row, PRE-* included
 
 
 def test_rebuild_grows_capacity(open_index, session_factory, engine):
