@@ -10,15 +10,20 @@
   input.setAttribute("list", list.id);
   var timer = null, last = "", pending = null;
 
+  function contains(text, query) {
+    return text.toUpperCase().indexOf(query) !== -1;
+  }
+
   function show(query, suggestions) {
     list.textContent = "";
     var q = query.toUpperCase();
     suggestions.forEach(function (s) {
+      var formers = s.former_names || [];
+      var byName = contains(s.name, q) || formers.some(function (n) { return contains(n, q); });
       var option = document.createElement("option");
-      var byName = s.name.toUpperCase().indexOf(q) !== -1;
+      // a name (current or former) fills in the current name; a USCC or certificate the USCC
       option.value = byName ? s.name : s.uscc;
-      var extra = [byName ? s.uscc : s.name].concat(s.former_names || []);
-      option.label = extra.join(" · ");
+      option.label = [byName ? s.uscc : s.name].concat(formers).join(" · ");
       list.appendChild(option);
     });
   }

@@ -310,3 +310,29 @@ def test_error_pages_are_friendly_in_both_languages(app):
     response = client.get("/api/v1/nothing")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+PUBLIC_SOURCES = {
+    "python": ["portal/public.py", "portal/complaints.py", "portal/forms.py", "portal/errors.py", "portal/i18n.py"],
+    "jinja2": ["templates/base.html", "templates/index.html", "templates/verdict.html", "templates/error.html",
+               "templates/complaint_form.html", "templates/complaint_status.html"],
+}
+
+
+def test_every_message_of_the_public_pages_has_an_english_translation():
+    """Extract the public pages' messages as `pybabel extract` would: none lacks its English."""
+    from babel.messages.extract import extract_from_file
+    from babel.messages.pofile import read_po
+
+    from portal.settings import ROOT
+
+    with open(ROOT / "translations" / "en" / "LC_MESSAGES" / "messages.po", "rb") as fh:
+        translated = {m.id for m in read_po(fh) if m.id and m.string}
+    keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
+    found = set()
+    for method, files in PUBLIC_SOURCES.items():
+        for name in files:
+            for _line, message, _comments, _context in extract_from_file(method, ROOT / name, keywords=keywords):
+                found.add(message if isinstance(message, str) else message[0])
+    assert len(found) > 100
+    assert found <= translated, sorted(found - translated)
