@@ -292,12 +292,13 @@ class RegistrationService:
                             if attempt == 2:
                                 raise
                             continue
-                    loader = make_loader(session)
+                    loader = make_loader(session, institution_id=institution_id, quarter=str(quarter),
+                                         batch_id=batch.id, registered_at=now)
                     for chunk in chunked(numbers, CHUNK):
                         writer.add(chunk, batch_id=batch.id)
-                        loader.stage(chunk)
-                    counts = loader.finish(institution_id=institution_id, quarter=str(quarter), batch_id=batch.id,
-                                           registered_at=now)
+                        loader.load(chunk)
+                    counts = loader.counts()
+                    loader.finish()
                     duplicates = counts.in_file_duplicates + counts.already_registered
                     batch.accepted += counts.inserted
                     batch.duplicates += duplicates
