@@ -56,7 +56,14 @@ def _register_extensions(app: Flask) -> None:
     i18n.init_app(app)
     security.init_app(app)
     auth.init_app(app)
+    _register_audit(app)
     app.teardown_appcontext(close_db_session)
+
+
+def _register_audit(app: Flask) -> None:
+    from .regulator import init_audit
+
+    init_audit(app)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -75,6 +82,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(upload_api.bp)
     csrf.exempt(upload_api.bp)
+    from . import regulator
+
+    app.register_blueprint(regulator.bp)
 
 
 def _register_hot_path(app: Flask) -> None:

@@ -25,6 +25,7 @@ def register_commands(app) -> None:
                     create_account):
         app.cli.add_command(command)
     app.cli.add_command(bloom)
+    app.cli.add_command(audit)
 
 
 def refuse(message: str) -> None:
@@ -306,3 +307,25 @@ def create_account(username: str, role: str, uscc: str | None, authority_code: s
     except AccountError as exc:
         refuse(f"{username}: {exc.message_en}")
     click.echo(f"account {account.username} created (role {account.role})")
+
+
+audit = AppGroup("audit", help="Check the tamper evidence of complaint trails.")
+
+
+@audit.command("verify")
+def audit_verify():
+    """Walk the HMAC chain of complaint events; exit 1 naming the first bad event, 0 when intact."""
+    chain = current_app.extensions["audit_chain"]
+    with registry().sessions() as session:
+        result = chain.verify(session)
+    head = f"seq {result.head[0]}" if result.head else "missing"
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} events, last seq {result.last_seq}, head {head}")
+        return
+    first = result.first
+    where = f"event {first.event_id}" if first.event_id is not None else "chain head"
+    click.echo(f"audit chain BROKEN at {where}: {first.message}", err=True)
+    for problem in result.problems[1:20]:
+        click.echo(f"  also: {problem.message}", err=True)
+    click.echo(f"{result.checked} sealed events checked, {len(result.problems)} problems", err=True)
+    sys.exit(1)

@@ -34,6 +34,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DATABASE_URL": env.get("DATABASE_URL") or "",
         "REDIS_URL": env.get("REDIS_URL") or "",
         "SECRET_KEY": env.get("SECRET_KEY") or "",
+        "AUDIT_KEY": env.get("AUDIT_KEY") or "",  # the complaint audit chain's key; derived from SECRET_KEY if empty
         "FILES_DIR": env.get("FILES_DIR") or "",
         "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
         "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),

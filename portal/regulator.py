@@ -1,0 +1,411 @@
+"""The regulator console (/regulator/): complaint queue and trails, compliance, leads, abnormal list.
+
+Access is attached to the blueprint (regulator accounts only); jurisdiction is the registry's
+rule (:class:`registry.casework.Officer`): SAMR sees everything, another authority the
+complaints routed to it and the institutions it reviews. Views parse, call the registry, render.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from registry.abnormal import AbnormalService
+from registry.audit import chain_for
+from registry.casework import (
+    FINDINGS,
+    CaseworkService,
+    InvalidAction,
+    NotAllowed,
+    Officer,
+    QueueFilters,
+)
+from registry.complaints import CATEGORIES, STATUSES, format_tracking_code
+from registry.compliance import ComplianceService
+from registry.models import Institution
+from registry.quarters import Quarter
+
+from . import exports
+from .auth import guard_blueprint
+from .charts import Series, stacked_bars
+from .errors import error_response
+from .extensions import db_session, registry
+from .forms import CATEGORY_LABELS
+from .i18n import local_time
+
+bp = guard_blueprint(Blueprint("regulator", __name__, url_prefix="/regulator"), "regulator")
+
+STATUS_LABELS = {
+    "received": _l("待受理"),
+    "accepted": _l("已受理"),
+    "rejected": _l("不予受理"),
+    "concluded": _l("已办结"),
+}
+FINDING_LABELS = {
+    "forged": _l("报告系伪造"),
+    "not_registered": _l("机构未登记该编号"),
+    "misreported": _l("机构报送不实"),
+    "unfounded": _l("投诉不成立"),
+}
+STANDING_LABELS = {
+    "on_time": _l("按时报送"),
+    "zero": _l("零报告声明"),
+    "late": _l("逾期报送"),
+    "missing": _l("未报送"),
+    "pending": _l("报送期内"),
+    "not_expected": _l("无有效证书"),
+}
+EVENT_LABELS = {
+    "submitted": _l("投诉已提交"),
+    "routed": _l("已分派"),
+    "accepted": _l("受理"),
+    "rejected": _l("不予受理"),
+    "transferred": _l("转办"),
+    "info_requested": _l("要求补充材料"),
+    "info_provided": _l("投诉人已补充"),
+    "note": _l("内部备注"),
+    "extended": _l("延长办理期限"),
+    "concluded": _l("办结"),
+    "personal_data_viewed": _l("查看投诉人信息"),
+    "attachment_viewed": _l("下载附件"),
+}
+ACTION_ERRORS = {
+    "wrong_state": _l("当前状态下不能进行此操作。"),
+    "reason_required": _l("请填写理由或说明。"),
+    "unknown_finding": _l("请选择处理结论。"),
+    "unknown_authority": _l("请选择另一个有效的转办部门。"),
+    "already_extended": _l("办理期限只能延长一次。"),
+    "no_question": _l("目前没有待回答的问题。"),
+}
+STANDING_COLORS = {"on_time": "#17692e", "zero": "#4f9a62", "late": "#b7791f", "missing": "#a4141b",
+                   "pending": "#8a94a6"}
+AGE_BUCKETS = ((0, 3, "0–3"), (4, 7, "4–7"), (8, 15, "8–15"), (16, 30, "16–30"), (31, 10 ** 6, ">30"))
+
+
+def init_audit(app) -> None:
+    """Seal every complaint event written through this app's sessions (intake, casework, CLI)."""
+    reg = app.extensions["registry"]
+    chain = chain_for(secret_key=app.config["SECRET_KEY"], audit_key=app.config.get("AUDIT_KEY", ""),
+                      files_dir=Path(app.config["FILES_DIR"]), redis=reg.redis)
+    chain.install(reg.sessions)
+    app.extensions["audit_chain"] = chain
+
+
+@bp.record_once
+def _build_services(state) -> None:
+    app = state.app
+    reg = app.extensions["registry"]
+    if "audit_chain" not in app.extensions:
+        init_audit(app)
+    app.extensions["casework"] = CaseworkService(sessions=reg.sessions, clock=reg.clock,
+                                                 files_dir=Path(app.config["FILES_DIR"]))
+    app.extensions["compliance"] = ComplianceService(sessions=reg.sessions, clock=reg.clock)
+    app.extensions["abnormal"] = AbnormalService(sessions=reg.sessions, clock=reg.clock)
+
+
+def casework() -> CaseworkService:
+    return current_app.extensions["casework"]
+
+
+def compliance() -> ComplianceService:
+    return current_app.extensions["compliance"]
+
+
+def abnormal() -> AbnormalService:
+    return current_app.extensions["abnormal"]
+
+
+@bp.before_request
+def _officer() -> None:
+    account = g.account.account
+    if account.authority is None:
+        abort(403)
+    g.officer = Officer(username=account.username, authority_id=account.authority_id,
+                        authority_code=account.authority.code)
+
+
+@bp.after_request
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@bp.errorhandler(NotAllowed)
+def _not_allowed(_exc):
+    return error_response(403)
+
+
+@bp.errorhandler(LookupError)
+def _missing(_exc):
+    return error_response(404)
+
+
+@bp.context_processor
+def _labels() -> dict:
+    return {
+        "officer": g.get("officer"), "status_labels": STATUS_LABELS, "finding_labels": FINDING_LABELS,
+        "standing_labels": STANDING_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
+        "display_code": format_tracking_code,
+    }
+
+
+def officer() -> Officer:
+    return g.officer
+
+
+def _quarter_arg(name: str = "quarter") -> Quarter | None:
+    text = request.args.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return Quarter.parse(text)
+    except ValueError:
+        abort(400)
+
+
+def _filters() -> QueueFilters:
+    args = request.args
+    status = args.get("status", "open")
+    if status not in ("open", "all", *STATUSES):
+        status = "open"
+    quarter = _quarter_arg()
+    institution_id = args.get("institution", type=int)
+    category = args.get("category") if args.get("category") in CATEGORIES else None
+    return QueueFilters(status=status, overdue=args.get("overdue") == "1", institution_id=institution_id,
+                        quarter=str(quarter) if quarter else None, category=category,
+                        search=(args.get("q") or "").strip()[:200] or None)
+
+
+# --- the dashboard --------------------------------------------------------------------------
+@bp.get("/")
+def index():
+    items = casework().queue(officer(), QueueFilters(status="all"))
+    open_items = [i for i in items if i.status in ("received", "accepted")]
+    overdue = [i for i in open_items if i.deadline.overdue]
+    status_chart = _status_age_chart(open_items)
+    trend = compliance().trend(officer(), count=8)
+    return render_template("regulator/index.html", open_count=len(open_items), overdue=overdue[:10],
+                           overdue_count=len(overdue), total=len(items), age_chart=status_chart,
+                           uploads_chart=_uploads_chart(trend), trend=trend,
+                           by_status={s: sum(1 for i in items if i.status == s) for s in STATUSES})
+
+
+def _status_age_chart(items):
+    series = [Series("received", str(STATUS_LABELS["received"]), "#0b5cad"),
+              Series("accepted", str(STATUS_LABELS["accepted"]), "#4f9a62"),
+              Series("overdue", str(_l("已超期")), "#a4141b")]
+    values: dict = {}
+    for item in items:
+        for lo, hi, label in AGE_BUCKETS:
+            if lo <= item.age_workdays <= hi:
+                key = "overdue" if item.deadline.overdue else item.status
+                values[(label, key)] = values.get((label, key), 0) + 1
+    cats = [(label, label) for _lo, _hi, label in AGE_BUCKETS]
+    return stacked_bars(str(_l("待办投诉按已过工作日分布")), cats, series, values)
+
+
+def _uploads_chart(trend):
+    series = [Series(k, str(STANDING_LABELS[k]), STANDING_COLORS[k]) for k in ("on_time", "zero", "late", "missing", "pending")]
+    values = {(s.quarter, k): s.counts[k] for s in trend for k in STANDING_COLORS}
+    cats = [(s.quarter, f"{s.quarter[2:4]}Q{s.quarter[-1]}") for s in trend]
+    return stacked_bars(str(_l("各季度报送情况（机构数）")), cats, series, values)
+
+
+# --- the complaint queue ------------------------------------------------------------------
+@bp.get("/complaints")
+def queue():
+    filters = _filters()
+    items = casework().queue(officer(), filters)
+    institution = db_session().get(Institution, filters.institution_id) if filters.institution_id else None
+    return render_template("regulator/queue.html", items=items, filters=filters, categories=CATEGORIES,
+                           statuses=STATUSES, institution=institution)
+
+
+QUEUE_HEADER = ["tracking_code", "number", "institution", "authority", "category", "status", "verdict",
+                "received_at", "deadline", "workdays_left", "overdue", "waiting_for_complainant"]
+
+
+@bp.get("/complaints.<any(csv, xlsx):fmt>")
+def queue_export(fmt: str):
+    items = casework().queue(officer(), _filters())
+    rows = ([format_tracking_code(i.tracking_code), i.number, i.institution_name or i.institution_text,
+             i.authority_code, i.category, i.status, i.verdict_status, i.created_at,
+             i.deadline.due.isoformat() if i.deadline.due else "", i.deadline.workdays_left, i.deadline.overdue,
+             i.open_question] for i in items)
+    return exports.table_response(fmt, "complaints", QUEUE_HEADER, rows, sheet="complaints")
+
+
+# --- one complaint's trail ------------------------------------------------------------------
+@bp.get("/complaints/<int:complaint_id>")
+def trail(complaint_id: int):
+    t = casework().trail(officer(), complaint_id)
+    chain = current_app.extensions["audit_chain"]
+    intact = chain.intact_for(db_session(), complaint_id)
+    return render_template("regulator/trail.html", t=t, c=t.complaint, intact=intact, findings=FINDINGS,
+                           verdict=t.complaint.verdict_json or {})
+
+
+@bp.get("/complaints/<int:complaint_id>/complainant")
+def complainant(complaint_id: int):
+    t = casework().trail(officer(), complaint_id)
+    data = casework().personal_data(officer(), complaint_id)
+    return render_template("regulator/complainant.html", c=t.complaint, data=data)
+
+
+@bp.get("/complaints/<int:complaint_id>/attachment")
+def attachment(complaint_id: int):
+    path, content_type = casework().attachment(officer(), complaint_id)
+    return send_file(path, mimetype=content_type, as_attachment=True,
+                     download_name=f"complaint-{complaint_id}-attachment{path.suffix}", max_age=0)
+
+
+ACTIONS = {"accept", "reject", "transfer", "request-info", "note", "extend", "conclude"}
+
+
+@bp.post("/complaints/<int:complaint_id>/<action>")
+def act(complaint_id: int, action: str):
+    if action not in ACTIONS:
+        abort(404)
+    form, who, service = request.form, officer(), casework()
+    text = form.get("note", "")
+    try:
+        if action == "accept":
+            service.accept(who, complaint_id, text)
+        elif action == "reject":
+            service.reject(who, complaint_id, text)
+        elif action == "transfer":
+            service.transfer(who, complaint_id, form.get("authority", ""), text)
+        elif action == "request-info":
+            service.request_info(who, complaint_id, text)
+        elif action == "note":
+            service.add_note(who, complaint_id, text)
+        elif action == "extend":
+            service.extend(who, complaint_id, text)
+        elif action == "conclude":
+            service.conclude(who, complaint_id, form.get("finding", ""), text)
+    except InvalidAction as exc:
+        flash(str(ACTION_ERRORS.get(exc.code, exc.code)), "error")
+        return redirect(url_for(".trail", complaint_id=complaint_id, _anchor="actions"), code=303)
+    flash(_("已记录。"), "success")
+    if action == "transfer":  # it has left this authority's queue (unless this is SAMR)
+        return redirect(url_for(".queue"), code=303)
+    return redirect(url_for(".trail", complaint_id=complaint_id), code=303)
+
+
+TRAIL_HEADER = ["event_id", "seq", "at", "kind", "actor", "public", "note"]
+
+
+@bp.get("/complaints/<int:complaint_id>/trail.<any(csv, xlsx):fmt>")
+def trail_export(complaint_id: int, fmt: str):
+    t = casework().trail(officer(), complaint_id)
+    rows = ([e.id, e.seq, e.at, e.kind, e.actor, e.public, e.note] for e in t.events)
+    return exports.table_response(fmt, f"complaint-{complaint_id}-trail", TRAIL_HEADER, rows, sheet="trail")
+
+
+# --- compliance -----------------------------------------------------------------------------
+@bp.get("/compliance")
+def compliance_page():
+    quarter = _quarter_arg() or compliance().latest_quarter().previous()
+    summary = compliance().quarter(officer(), quarter)
+    wanted = request.args.get("standing")
+    rows = [r for r in summary.rows if r.standing == wanted] if wanted in STANDING_LABELS else summary.rows
+    trend = compliance().trend(officer(), count=8)
+    return render_template("regulator/compliance.html", summary=summary, quarter=quarter, rows=rows,
+                           standing=wanted, uploads_chart=_uploads_chart(trend), trend=trend,
+                           previous=quarter.previous(), next=quarter.next()
+                           if quarter < compliance().latest_quarter() else None)
+
+
+COMPLIANCE_HEADER = ["quarter", "uscc", "institution", "standing", "numbers_registered", "batches",
+                     "first_upload", "abnormal"]
+
+
+@bp.get("/compliance/<quarter>.<any(csv, xlsx):fmt>")
+def compliance_export(quarter: str, fmt: str):
+    try:
+        q = Quarter.parse(quarter)
+    except ValueError:
+        abort(404)
+    summary = compliance().quarter(officer(), q)
+    rows = ([summary.quarter, r.uscc, r.name, r.standing, r.numbers, r.batches, r.first_upload, r.abnormal]
+            for r in summary.rows)
+    return exports.table_response(fmt, f"compliance-{q}", COMPLIANCE_HEADER, rows, sheet=str(q))
+
+
+@bp.get("/institutions")
+def institutions():
+    q = (request.args.get("q") or "").strip()
+    found = []
+    if q:
+        found = [i for i in registry().directory.suggest(q, limit=30)]
+        session = db_session()
+        rows = {i.id: i for i in session.query(Institution).filter(Institution.id.in_([f.id for f in found]))}
+        found = [rows[f.id] for f in found if f.id in rows and officer().oversees(rows[f.id])]
+    return render_template("regulator/institutions.html", q=q, found=found)
+
+
+@bp.get("/institutions/<int:institution_id>")
+def institution(institution_id: int):
+    timeline = compliance().timeline(officer(), institution_id)
+    if timeline is None:
+        abort(404)
+    history = abnormal().history(officer(), institution_id)
+    return render_template("regulator/institution.html", tl=timeline, inst=timeline.institution, history=history)
+
+
+@bp.post("/institutions/<int:institution_id>/abnormal")
+def set_abnormal(institution_id: int):
+    reason = request.form.get("reason", "")
+    try:
+        if request.form.get("abnormal") == "1":
+            abnormal().mark(officer(), institution_id, reason)
+        else:
+            abnormal().unmark(officer(), institution_id, reason)
+    except InvalidAction as exc:
+        flash(str(ACTION_ERRORS.get(exc.code, exc.code)), "error")
+    else:
+        registry().refresh()  # this worker shows the change at once; the others within seconds
+        flash(_("已记录。"), "success")
+    return redirect(url_for(".institution", institution_id=institution_id), code=303)
+
+
+# --- leads and the abnormal list --------------------------------------------------------------
+def _min_clients() -> int:
+    return max(2, min(request.args.get("min_clients", 3, type=int) or 3, 1000))
+
+
+@bp.get("/leads")
+def leads():
+    n = _min_clients()
+    return render_template("regulator/leads.html", leads=compliance().leads(officer(), min_clients=n), min_clients=n)
+
+
+LEADS_HEADER = ["number", "uscc", "institution", "distinct_clients", "queries", "first_query", "last_query"]
+
+
+@bp.get("/leads.<any(csv, xlsx):fmt>")
+def leads_export(fmt: str):
+    found = compliance().leads(officer(), min_clients=_min_clients(), limit=10_000)
+    rows = ([x.number, x.uscc, x.institution_name, x.clients, x.queries, x.first, x.last] for x in found)
+    return exports.table_response(fmt, "leads", LEADS_HEADER, rows, sheet="leads")
+
+
+@bp.get("/abnormal")
+def abnormal_list():
+    return render_template("regulator/abnormal.html", listed=abnormal().listed(officer()),
+                           history=abnormal().history(officer(), limit=50))
+
+
+ABNORMAL_HEADER = ["uscc", "institution", "since", "reason", "by"]
+
+
+@bp.get("/abnormal.<any(csv, xlsx):fmt>")
+def abnormal_export(fmt: str):
+    rows = ([e.institution.uscc, e.institution.name, e.since, e.reason, e.actor] for e in abnormal().listed(officer()))
+    return exports.table_response(fmt, "abnormal-institutions", ABNORMAL_HEADER, rows, sheet="abnormal")
+
+
+__all__ = ["bp", "init_audit", "local_time"]
