@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from registry.accounts import MIN_PASSWORD, ROLES, AccountError, HolidayService
 
 from .auth import accounts, guard_blueprint
+from .forms import _Choice
 from .extensions import registry
 from .i18n import current_language
 
@@ -22,7 +23,7 @@ ROLE_LABELS = {"institution": _l("机构用户"), "regulator": _l("监管部门�
 
 class AccountForm(FlaskForm):
     username = StringField(_l("用户名"), validators=[DataRequired(_l("请填写用户名。")), Length(max=64)])
-    role = SelectField(_l("角色"), choices=[(r, ROLE_LABELS[r]) for r in ROLES], validators=[DataRequired()])
+    role = SelectField(_l("角色"), choices=[_Choice(r, ROLE_LABELS[r]) for r in ROLES], validators=[DataRequired()])
     institution = StringField(_l("机构统一社会信用代码（机构用户）"), validators=[Optional(), Length(max=18)])
     authority = StringField(_l("监管部门代码（监管部门用户，如 11）"), validators=[Optional(), Length(max=2)])
     password = PasswordField(_l("初始密码（至少 %(n)s 个字符）", n=MIN_PASSWORD),

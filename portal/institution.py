@@ -25,8 +25,9 @@ from registry.registration import RegistrationRefused, receipt_of
 
 from . import qr
 from .auth import guard_blueprint
+from .forms import _Choice
 from .extensions import db_session, registry
-from .i18n import current_language
+from .i18n import current_language, quarter_label
 
 bp = guard_blueprint(Blueprint("institution", __name__, url_prefix="/institution"), "institution")
 
@@ -121,7 +122,7 @@ class QrForm(FlaskForm):
 
 
 def _with_quarters(form, quarters: list[Quarter]):
-    form.quarter.choices = [(str(q), str(q)) for q in quarters]
+    form.quarter.choices = [_Choice(str(q), quarter_label(str(q))) for q in quarters]
     if not form.quarter.data or form.quarter.data == "None":
         wanted = default_quarter(_today())
         form.quarter.data = str(wanted if wanted in quarters else (quarters[0] if quarters else wanted))

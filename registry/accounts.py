@@ -82,14 +82,14 @@ class AccountService:
         with self._sessions() as session:
             account = Account(username=username, password_hash=hash_password(password), role=role,
                               active=True, failed_logins=0, session_version=1, created_at=self._clock())
+            if institution_uscc and role != "institution":
+                raise AccountError("bad_binding", "只有机构账号绑定机构", "only institution accounts have an institution")
+            if authority_code and role != "regulator":
+                raise AccountError("bad_binding", "只有监管部门账号绑定监管部门", "only regulator accounts have an authority")
             if role == "institution":
                 account.institution_id = self._institution_id(session, institution_uscc)
-            elif authority_code:
-                raise AccountError("bad_binding", "只有监管部门账号绑定监管部门", "only regulator accounts have an authority")
-            if role == "regulator":
+            elif role == "regulator":
                 account.authority_id = self._authority_id(session, authority_code)
-            elif institution_uscc and role != "institution":
-                raise AccountError("bad_binding", "只有机构账号绑定机构", "only institution accounts have an institution")
             session.add(account)
             try:
                 session.commit()

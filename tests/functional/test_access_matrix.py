@@ -1,0 +1,145 @@
+"""Every /institution/, /admin/ and upload-API route, enumerated from the URL map (a new route
+cannot escape), for each kind of caller: anonymous, another institution, a regulator, the owner,
+an admin. Only the right ones succeed: anonymous → login redirect (HTML) or 401 (API); a wrong
+role → 403; another institution → 404 for the owner's records."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from registry.accounts import HolidayService, TokenService
+from tests.builders import make_institution
+from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
+    CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)
+
+# Blueprints anyone may use; every other blueprint must be guarded (guard_blueprint).
+PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth"}
+TOKEN_BLUEPRINTS = {"upload_api"}
+
+
+def _guarded_rules(app):
+    rules = []
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.split(".", 1)[0] if "." in rule.endpoint else None
+        if rule.rule.startswith(("/institution", "/admin")) or blueprint in TOKEN_BLUEPRINTS | {"institution", "admin"}:
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                rules.append((rule, method, blueprint))
+    return rules
+
+
+def test_every_non_public_blueprint_is_guarded(portal_app):
+    for name, blueprint in portal_app.blueprints.items():
+        if name in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS:
+            continue
+        assert getattr(blueprint, "guarded_roles", None), f"blueprint {name!r} has no guard_blueprint(...)"
+    assert portal_app.blueprints["institution"].guarded_roles == {"institution"}
+    assert portal_app.blueprints["admin"].guarded_roles == {"admin"}
+
+
+@pytest.fixture
+def world(portal_app, preg):
+    """An owner with an upload, a batch, tokens; another institution; a regulator; an admin."""
+    with preg.sessions() as session:
+        owner_inst = make_institution(session)
+        other_inst = make_institution(session)
+    users = {
+        "owner": make_account(preg, institution=owner_inst),
+        "other": make_account(preg, institution=other_inst),
+        "regulator": make_account(preg, "regulator", authority="11"),
+        "admin": make_account(preg, "admin"),
+    }
+    spare = make_account(preg, "regulator", authority="11")
+    clients = {"anonymous": portal_app.test_client()}
+    for role, account in users.items():
+        clients[role] = portal_app.test_client()
+        assert login(clients[role], account.username).status_code == 302
+    owner = clients["owner"]
+    batch_url = confirm(owner, upload_file(owner, CSV).headers["Location"]).headers["Location"]
+    upload_url = upload_file(owner, CSV.replace(b"0004", b"0009")).headers["Location"]
+    tokens = TokenService(sessions=preg.sessions, clock=preg.clock)
+    _, owner_token = tokens.create(institution_id=owner_inst.id, name="lims", created_by="t")
+    spare_token, _ = tokens.create(institution_id=owner_inst.id, name="spare", created_by="t")
+    holiday = HolidayService(sessions=preg.sessions).add(day=__import__("datetime").date(2027, 2, 6), name="春节")
+    ids = {
+        "batch_id": int(batch_url.rsplit("/", 1)[1]),
+        "upload_id": int(upload_url.rsplit("/", 1)[1]),
+        "token_id": spare_token.id,
+        "account_id": spare.id,
+        "holiday_id": holiday.id,
+    }
+    return clients, ids, owner_token
+
+
+def _call(client, rule, method, ids, headers=None):
+    url = rule.build({k: v for k, v in ids.items() if k in rule.arguments}, append_unknown=False)[1]
+    if rule.rule.startswith("/api/"):
+        kwargs = {"json": {"quarter": "2026Q3", "numbers": ["M-1"], "reason": "作废"}}
+        if rule.endpoint.endswith("create_batch"):
+            kwargs = {"data": {"quarter": "2026Q3", "file": (io.BytesIO(b"M-2\n"), "m.txt")},
+                      "content_type": "multipart/form-data"}
+        return client.open(url, method=method, headers=headers or {}, **kwargs)
+    if method == "POST":
+        return client.post(url, data={"csrf_token": csrf_token(client, "/login"), "quarter": "2026Q3",
+                                      "name": "x", "number": "WT2026-0001", "reason": "r"})
+    return client.get(url + ("?number=A-1" if "qr." in url else ""))
+
+
+def _succeeded(response) -> bool:
+    response.close()
+    if response.status_code in (401, 403, 404):
+        return False
+    return not (response.status_code in (302, 303) and "/login" in response.headers.get("Location", ""))
+
+
+def test_access_matrix(portal_app, world):
+    clients, ids, owner_token = world
+    rules = _guarded_rules(portal_app)
+    assert {r.endpoint.split(".")[0] for r, _, _ in rules} == {"institution", "admin", "upload_api"}
+    checked = 0
+    for rule, method, blueprint in rules:
+        where = f"{method} {rule.rule}"
+        if blueprint == "upload_api":
+            for actor in ("anonymous", "other", "regulator", "owner", "admin"):
+                response = _call(clients[actor], rule, method, ids)  # a browser session is no credential
+                assert response.status_code == 401, (where, actor)
+                assert response.get_json()["error"]["code"] == "unauthorized"
+            response = _call(clients["anonymous"], rule, method, ids, headers={"Authorization": f"Bearer {owner_token}"})
+            assert _succeeded(response) and response.status_code < 500, (where, response.status_code)
+            checked += 1
+            continue
+        anonymous = _call(clients["anonymous"], rule, method, ids)
+        assert anonymous.status_code == 302 and "/login?next=" in anonymous.headers["Location"], where
+        allowed = "institution" if blueprint == "institution" else "admin"
+        for actor in ("other", "regulator", "owner", "admin"):
+            response = _call(clients[actor], rule, method, ids)
+            role = "institution" if actor in ("owner", "other") else actor
+            response.close()
+            if role != allowed:
+                assert response.status_code == 403, (where, actor, response.status_code)
+            elif actor == "other" and set(rule.arguments) & {"batch_id", "upload_id", "token_id"}:
+                assert response.status_code == 404, (where, actor, response.status_code)
+            else:
+                assert _succeeded(response) and response.status_code < 500, (where, actor, response.status_code)
+        checked += 1
+    assert checked == len(rules) >= 25
+
+
+def test_login_redirect_keeps_the_page_and_refuses_open_redirects(portal_app, preg):
+    with preg.sessions() as session:
+        inst = make_institution(session)
+    account = make_account(preg, institution=inst)
+    client = portal_app.test_client()
+    response = client.get("/institution/tokens")
+    assert response.headers["Location"].endswith("/login?next=/institution/tokens")
+    token = csrf_token(client, "/login")
+    ok = client.post("/login?next=/institution/tokens", data={"csrf_token": token, "username": account.username,
+                                                               "password": "correct horse battery"})
+    assert ok.headers["Location"] == "/institution/tokens"
+    client = portal_app.test_client()
+    token = csrf_token(client, "/login")
+    evil = client.post("/login?next=//evil.example/", data={"csrf_token": token, "username": account.username,
+                                                             "password": "correct horse battery"})
+    assert evil.headers["Location"] == "/institution/"
+    assert re.match(r"^/", evil.headers["Location"])
