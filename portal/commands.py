@@ -260,7 +260,13 @@ bloom = AppGroup("bloom", help="Maintain the Bloom index of registered numbers."
 @click.option("--capacity", type=int, default=None, help="capacity of the new generation (default: grown as needed)")
 def bloom_rebuild(capacity: int | None):
     """Build a new generation from the database and switch to it without downtime."""
-    figures = registry().bloom.rebuild(capacity=capacity)
+    from registry.bloom import RebuildInProgress
+
+    try:
+        figures = registry().bloom.rebuild(capacity=capacity)
+    except RebuildInProgress:
+        click.echo("error: another rebuild is running; try again when it has finished", err=True)
+        sys.exit(1)
     click.echo(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

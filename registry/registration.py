@@ -197,6 +197,8 @@ class RegistrationService:
                     bits_error = _join(bits)
                 if rows_error or bits_error:
                     raise rows_error or bits_error
+                # advances the newest-batch marker even for a batch without numbers (a zero declaration)
+                writer.add((), batch_id=batch.id)
                 counts = loader.counts()
                 loader.finish()
                 batch.accepted = counts.inserted

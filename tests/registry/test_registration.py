@@ -58,3 +58,11 @@ def test_quarter_rules(reg):
     zero = reg.registration.declare_zero(institution_id=lab.id, quarter=Quarter.containing(reg.clock().date()))
     assert zero.accepted == 0 and zero.late is False
     assert reg.registration.declare_zero(institution_id=lab.id, quarter=Quarter.containing(reg.clock().date())).repeated is True
+
+
+def test_zero_declaration_keeps_the_index_trusted(reg):
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    reg.registration.declare_zero(institution_id=lab.id, quarter=Quarter.containing(reg.clock().date()))
+    reg.refresh(auto_rebuild=False)
+    assert reg.bloom.status()["mode"] == "bloom", reg.bloom.status()
