@@ -205,6 +205,7 @@ def test_phone_sized_viewport(server, reg, browser, request):
             ("09-phone-mismatch", f"/verify?number=NONE-1&institution={inst.uscc}"),
             ("10-phone-complaint", "/complaints/new?number=SZ-2026-00000000001&status=found"),
             ("11-phone-404", "/no-such-page"),
+            ("12-phone-mismatch-en", f"/verify?number=SZ-2026-00000000001&institution=nobody&lang=en"),
         ]:
             page.goto(server + url)
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -212,7 +213,7 @@ def test_phone_sized_viewport(server, reg, browser, request):
             assert accessibility_problems(page) == [], url
             shot(page, name, request)
         # keyboard order on the search page: skip link, brand, language, number, institution, button
-        page.goto(server + "/")
+        page.goto(server + "/?lang=zh")
         order = []
         for _ in range(6):
             page.keyboard.press("Tab")
