@@ -160,6 +160,14 @@ def test_gunicorn_workers_find_numbers_a_cli_process_just_registered(app, reg, s
         server.wait(timeout=30)
     pids = {line.split()[0] for line in access_log.read_text().splitlines() if "/api/v1/verify" in line}
     assert len(pids) == 3, f"verify requests reached workers {pids}"
+    # the query log is written in bulk off the request path, and none is lost on a clean shutdown
+    from sqlalchemy import func, select
+
+    from registry.models import QueryLog
+
+    with reg.sessions() as s:
+        logged = s.scalar(select(func.count()).select_from(QueryLog).where(QueryLog.number.like("GW2026-%")))
+    assert logged == len(numbers) * 4
 
 
 def test_lost_bits_still_find_every_number(app, reg, stack, client):
