@@ -123,7 +123,28 @@ def status(tracking_code: str):
     complaint = complaints().public_view(tracking_code)
     if complaint is None:
         return error_response(404, _("没有这个查询码对应的投诉，请核对后重试。"))
-    response = make_response(render_template("complaint_status.html", complaint=complaint, categories=CATEGORY_LABELS))
+    casework = current_app.extensions["casework"]  # the regulator's questions and findings (portal/regulator.py)
+    response = make_response(render_template(
+        "complaint_status.html", complaint=complaint, categories=CATEGORY_LABELS,
+        question=casework.open_question(tracking_code), finding=casework.public_finding(tracking_code)))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex"
     return response
+
+
+@bp.post("/<tracking_code>/answer")
+@limiter.limit(complaint_limit)
+def answer(tracking_code: str):
+    """The complainant answers the handling authority's question (it goes into the trail)."""
+    from registry.casework import InvalidAction
+
+    text = (request.form.get("answer") or "").strip()
+    try:
+        current_app.extensions["casework"].answer(tracking_code, text)
+    except LookupError:
+        return error_response(404, _("没有这个查询码对应的投诉，请核对后重试。"))
+    except InvalidAction as exc:
+        flash(_("请填写补充说明。") if exc.code == "reason_required" else _("目前没有需要您回答的问题。"), "error")
+    else:
+        flash(_("您的补充说明已提交。"), "success")
+    return redirect(url_for(".status", tracking_code=tracking_code), code=303)

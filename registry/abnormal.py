@@ -40,14 +40,15 @@ class AbnormalService:
 
     def _set(self, officer: Officer, institution_id: int, abnormal: bool, reason: str) -> None:
         reason = (reason or "").strip()[:MAX_REASON]
-        if not reason:
-            raise InvalidAction("reason_required")
         with self._sessions() as session:
-            inst = session.scalar(select(Institution).where(Institution.id == institution_id).with_for_update(of=Institution))
+            inst = session.scalar(select(Institution).where(Institution.id == institution_id)
+                                  .with_for_update(of=Institution))
             if inst is None:
                 raise LookupError("no such institution")
             if not officer.oversees(inst):
                 raise NotAllowed("outside this authority's jurisdiction")
+            if not reason:
+                raise InvalidAction("reason_required")
             if bool(inst.abnormal) == abnormal:
                 raise InvalidAction("wrong_state")
             inst.abnormal = abnormal

@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .complaints import CATEGORIES, normalize_tracking_code
@@ -276,10 +276,10 @@ class CaseworkService:
             session.commit()
 
     def conclude(self, officer: Officer, complaint_id: int, finding: str, note: str) -> None:
-        if finding not in FINDINGS:
-            raise InvalidAction("unknown_finding")
         with self._sessions() as session:
             complaint = self._get(session, officer, complaint_id, lock=True)
+            if finding not in FINDINGS:
+                raise InvalidAction("unknown_finding")
             note = _clean(note, required=True)
             if complaint.status != "accepted":
                 raise InvalidAction("wrong_state")
@@ -339,14 +339,23 @@ class CaseworkService:
                 return None
             return PublicQuestion(asked_at=f.question_event.at, question=f.question_event.note or "")
 
+    def public_finding(self, tracking_code: str) -> str | None:
+        """The finding of a concluded complaint (a code of FINDINGS), for its public status page."""
+        code = normalize_tracking_code(tracking_code)
+        if code is None:
+            return None
+        with self._sessions() as session:
+            return session.scalar(select(ComplaintFinding.finding).join(Complaint, Complaint.id == ComplaintFinding.complaint_id)
+                                  .where(Complaint.tracking_code == code))
+
     def answer(self, tracking_code: str, text: str) -> None:
         """Record the complainant's answer to the open question (the text is internal)."""
         code = normalize_tracking_code(tracking_code)
-        text = _clean(text, required=True)
         with self._sessions() as session:
             complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code)) if code else None
             if complaint is None:
                 raise LookupError("no such complaint")
+            text = _clean(text, required=True)
             events = session.scalars(select(ComplaintEvent).where(ComplaintEvent.complaint_id == complaint.id)
                                      .order_by(ComplaintEvent.id)).all()
             if complaint.status not in OPEN_STATUSES or not _facts_from(events).open_question:

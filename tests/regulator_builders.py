@@ -27,6 +27,9 @@ def make_complaint(session, *, province: str = "11", institution=None, number: s
                    contact: str | None = "13800138000", created_at: dt.datetime | None = None,
                    verdict: dict | None = None, attachment: tuple[str, str] | None = None) -> Complaint:
     """A complaint as the public intake stores it (with its submitted/routed events), committed."""
+    from registry.authorities import seed_authorities
+
+    seed_authorities(session)
     n = next(_serial)
     at = created_at or dt.datetime.now(dt.timezone.utc)
     a = authority(session, province)

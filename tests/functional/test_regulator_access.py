@@ -1,0 +1,111 @@
+"""Access matrix over every /regulator/ route: anonymous, institution user, admin, a regulator of
+another province, the handling province's regulator and SAMR."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from registry.complaints import store_attachment
+from tests.functional.regulator_helpers import csrf, complaint, institution, officer_client, rapp, rreg, sign_in  # noqa: F401
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+def world(rapp, rreg):
+    lab = institution(rreg, province="15", name="山东矩阵检测公司")
+    stored = store_attachment(io.BytesIO(PNG), Path(rapp.config["FILES_DIR"]))
+    case = complaint(rreg, province="15", institution=lab, number="MATRIX-0001",
+                     attachment=(stored.path, stored.content_type))
+    return {"lab": lab, "case": case}
+
+
+def regulator_rules(app):
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("regulator.")]
+    assert len(rules) >= 17, [r.rule for r in rules]
+    return rules
+
+
+def urls_for_rule(app, rule, world) -> list[str]:
+    from flask import url_for
+
+    from portal.regulator import ACTIONS
+
+    values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3"}
+    variants = [{}]
+    if "fmt" in rule.arguments:
+        variants = [{"fmt": f} for f in ("csv", "xlsx")]
+    if "action" in rule.arguments:
+        variants = [{"action": a} for a in sorted(ACTIONS)]
+    with app.test_request_context():
+        return [url_for(rule.endpoint, **{k: values[k] for k in rule.arguments if k in values}, **v)
+                for v in variants]
+
+
+def calls(app, world):
+    for rule in regulator_rules(app):
+        for url in urls_for_rule(app, rule, world):
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                scoped = bool({"complaint_id", "institution_id"} & set(rule.arguments))
+                yield rule, method, url, scoped
+
+
+def request(client, method, url):
+    if method == "GET":
+        response = client.get(url)
+    else:
+        response = client.post(url, data={"csrf_token": csrf(client), "note": "矩阵测试", "reason": "矩阵测试",
+                                          "abnormal": "1"})
+    response.get_data()
+    response.close()
+    return response
+
+
+def test_the_blueprint_is_guarded_for_regulators_only(rapp):
+    assert rapp.blueprints["regulator"].guarded_roles == frozenset({"regulator"})
+
+
+def test_anonymous_is_sent_to_sign_in(rapp, world):
+    client = rapp.test_client()
+    for rule, method, url, _ in calls(rapp, world):
+        response = request(client, method, url)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], (method, url)
+
+
+@pytest.mark.parametrize("role", ["institution", "admin"])
+def test_other_roles_are_forbidden(rapp, rreg, world, role):
+    client = sign_in(rapp, rreg, role, institution=world["lab"] if role == "institution" else None)
+    for rule, method, url, _ in calls(rapp, world):
+        assert request(client, method, url).status_code == 403, (role, method, url)
+
+
+def test_another_provinces_regulator(rapp, rreg, world):
+    client = officer_client(rapp, rreg, "19")
+    for rule, method, url, scoped in calls(rapp, world):
+        status = request(client, method, url).status_code
+        if scoped:
+            assert status == 403, (method, url)
+        else:
+            assert status in (200, 303), (method, url, status)
+    # its own lists do not show the other province's complaint or institution
+    for url in ("/regulator/complaints?status=all", "/regulator/complaints.csv?status=all", "/regulator/",
+                "/regulator/compliance?quarter=2026Q3", "/regulator/institutions?q=山东矩阵"):
+        body = client.get(url).get_data(as_text=True)
+        assert "MATRIX-0001" not in body and "山东矩阵检测公司" not in body, url
+
+
+@pytest.mark.parametrize("code", ["15", "00"])
+def test_the_handling_province_and_samr(rapp, rreg, world, code):
+    client = officer_client(rapp, rreg, code)
+    for rule, method, url, _ in calls(rapp, world):
+        status = request(client, method, url).status_code
+        assert status == (200 if method == "GET" else 303), (method, url, status)
+    assert "MATRIX-0001" in client.get("/regulator/complaints").get_data(as_text=True)
+    assert "山东矩阵检测公司" in client.get("/regulator/compliance?quarter=2026Q3").get_data(as_text=True)
+
+
+def test_a_regulator_account_without_an_authority_is_forbidden(rapp, rreg, world):
+    client = sign_in(rapp, rreg, "regulator")
+    assert client.get("/regulator/").status_code == 403
