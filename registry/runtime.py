@@ -125,10 +125,14 @@ class Registry:
 
     def ensure_background(self) -> None:
         """Start this process's background loop once (after a fork, again in the child)."""
-        interval = self.settings.background_interval
-        if interval <= 0 or self._background_pid == os.getpid():
+        if self._background_pid == os.getpid():
             return
         self._background_pid = os.getpid()
+        # this process answers its first request from a loaded directory and a checked index
+        self.refresh()
+        interval = self.settings.background_interval
+        if interval <= 0:
+            return
         self._stop = threading.Event()
         threading.Thread(target=self._loop, args=(interval,), name="registry-refresh", daemon=True).start()
         atexit.register(self.close)

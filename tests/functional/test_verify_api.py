@@ -166,3 +166,16 @@ def test_query_log_is_written_with_hashed_client(app, reg, client, labs):
         rows = s.scalars(select(QueryLog).order_by(QueryLog.id)).all()
     assert [r.status for r in rows][-2:] == ["found", "not_found"]
     assert all(r.client and "127.0.0.1" not in r.client and len(r.client) == 32 for r in rows)
+
+
+def test_a_fresh_worker_answers_its_first_request_fully(stack, labs):
+    """A new process loads the directory and checks the index before its first answer."""
+    from portal import create_app
+
+    fresh = create_app(stack)
+    try:
+        body = fresh.test_client().get("/api/v1/verify?number=2020-0001").get_json()
+        assert body["status"] == "ambiguous"
+        assert len(body["candidates"]) == 2
+    finally:
+        fresh.extensions["registry"].close()
