@@ -239,7 +239,9 @@ def test_translations_compiled_catalogue_matches_the_po_file():
 
     folder = ROOT / "translations" / "en" / "LC_MESSAGES"
     with open(folder / "messages.po", "rb") as fh:
-        po = {m.id: m.string for m in read_po(fh) if m.id}
+        catalogue = read_po(fh)
+    assert [(m.id, errors) for m, errors in catalogue.check()] == []  # placeholders agree
+    po = {m.id: m.string for m in catalogue if m.id}
     with open(folder / "messages.mo", "rb") as fh:
         mo = {m.id: m.string for m in read_mo(fh) if m.id}
     assert {k: v for k, v in po.items() if v} == {k: v for k, v in mo.items() if v}
