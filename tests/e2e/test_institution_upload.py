@@ -66,7 +66,7 @@ def make_xlsx(path: Path) -> Path:
 
 def shot(page, name: str, stack: dict) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{stack['STACK']}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"institution-{name}-{stack['STACK']}.png"), full_page=True)
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1024, "height": 800}, {"width": 375, "height": 812}],
