@@ -38,30 +38,29 @@ class BarChart:
     empty: bool = False
 
 
-def _nice_max(value: float) -> int:
-    if value <= 5:
-        return 5
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        top = step * magnitude
-        if top >= value:
-            return int(top)
-    return int(10 * magnitude)
+def _nice_step(value: float) -> int:
+    """The smallest of 1, 2, 5 × 10^k that is at least ``value`` (a whole number of items)."""
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * step >= value:
+                return m * step
+        step *= 10
 
 
 def stacked_bars(title: str, categories: Sequence[tuple[str, str]], series: Sequence[Series],
-                 values: Mapping[tuple[str, str], float], *, width: int = 400, height: int = 220) -> BarChart:
+                 values: Mapping[tuple[str, str], float], *, width: int = 360, height: int = 200) -> BarChart:
     """One stacked bar per category ``(key, label)``; ``values[(category, series)]``."""
-    left, top, right, bottom = 40.0, 10.0, width - 8.0, height - 28.0
+    left, top, right, bottom = 44.0, 10.0, width - 6.0, height - 26.0
     chart = BarChart(title=title, width=width, height=height, series=series, plot=(left, top, right, bottom))
     totals = [sum(values.get((c, s.key), 0) for s in series) for c, _ in categories]
     peak = max(totals, default=0)
     chart.empty = peak == 0
-    top_value = _nice_max(peak)
+    step = _nice_step(max(peak, 1) / 4)
+    top_value = step * 4
     plot_h = bottom - top
     for i in range(5):
-        v = top_value * i / 4
-        chart.y_ticks.append((bottom - plot_h * i / 4, f"{v:,.0f}" if top_value >= 4 else f"{v:.1f}"))
+        chart.y_ticks.append((round(bottom - plot_h * i / 4, 1), f"{step * i:,}"))
     n = max(len(categories), 1)
     slot = (right - left) / n
     bar_w = min(slot * 0.7, 48)

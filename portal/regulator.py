@@ -49,6 +49,13 @@ FINDING_LABELS = {
     "misreported": _l("机构报送不实"),
     "unfounded": _l("投诉不成立"),
 }
+VERDICT_LABELS = {
+    "found": _l("已登记"),
+    "withdrawn": _l("已撤销"),
+    "mismatch": _l("机构不符"),
+    "ambiguous": _l("多家机构登记"),
+    "not_found": _l("未登记"),
+}
 STANDING_LABELS = {
     "on_time": _l("按时报送"),
     "zero": _l("零报告声明"),
@@ -147,7 +154,7 @@ def _missing(_exc):
 def _labels() -> dict:
     return {
         "officer": g.get("officer"), "status_labels": STATUS_LABELS, "finding_labels": FINDING_LABELS,
-        "standing_labels": STANDING_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
+        "standing_labels": STANDING_LABELS, "verdict_labels": VERDICT_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
         "display_code": format_tracking_code,
     }
 

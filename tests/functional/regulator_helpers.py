@@ -43,7 +43,10 @@ def make_account(reg, role: str, *, authority: str | None = None, institution=No
     from registry.models import Account, Authority
 
     username = username or f"{role}-{authority or 'x'}-{next(_names)}"
+    from registry.authorities import seed_authorities
+
     with reg.sessions() as session:
+        seed_authorities(session)
         authority_id = session.scalar(select(Authority.id).where(Authority.code == authority)) if authority else None
         account = Account(username=username, password_hash=hash_password(PASSWORD), role=role, active=True,
                           failed_logins=0, session_version=1, created_at=reg.clock(), authority_id=authority_id,
