@@ -33,7 +33,6 @@ from .charts import Series, stacked_bars
 from .errors import error_response
 from .extensions import db_session, registry
 from .forms import CATEGORY_LABELS
-from .i18n import local_time
 
 bp = guard_blueprint(Blueprint("regulator", __name__, url_prefix="/regulator"), "regulator")
 
@@ -415,4 +414,4 @@ def abnormal_export(fmt: str):
     return exports.table_response(fmt, "abnormal-institutions", ABNORMAL_HEADER, rows, sheet="abnormal")
 
 
-__all__ = ["bp", "init_audit", "local_time"]
+__all__ = ["bp", "init_audit"]

@@ -8,7 +8,6 @@ import io
 import re
 from pathlib import Path
 
-import pytest
 from openpyxl import load_workbook
 from sqlalchemy import delete, select, update
 
