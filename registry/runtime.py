@@ -128,8 +128,9 @@ class Registry:
         if self._background_pid == os.getpid():
             return
         self._background_pid = os.getpid()
-        # this process answers its first request from a loaded directory and a checked index
-        self.refresh()
+        if not self.directory.loaded:
+            # this process answers its first request from a loaded directory and a checked index
+            self.refresh()
         interval = self.settings.background_interval
         if interval <= 0:
             return
