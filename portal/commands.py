@@ -123,8 +123,35 @@ def demo_data(institutions: int, numbers_per_quarter: int):
                              numbers_per_quarter=numbers_per_quarter, today=reg.clock().astimezone().date())
     if not summary.created:
         click.echo("demo data already present; nothing changed")
-    else:
-        click.echo(f"demo data: {summary.institutions} institutions, {summary.numbers:,} numbers in {summary.batches} batches")
+        return
+    click.echo(f"demo data: {summary.institutions} institutions, {summary.numbers:,} numbers in {summary.batches} batches")
+    for username, role, binding in _demo_accounts(reg):
+        click.echo(f"demo account {username} ({role}{', ' + binding if binding else ''}), password {DEMO_PASSWORD}")
+
+
+DEMO_PASSWORD = "registry-demo-2026"
+
+
+def _demo_accounts(reg):
+    """Accounts to try the portals with; only the demo data creates them."""
+    from sqlalchemy import select
+
+    from registry.accounts import AccountService
+    from registry.models import Authority, Institution
+
+    with reg.sessions() as session:
+        lab = session.scalars(select(Institution).order_by(Institution.id)).first()
+        province = session.get(Authority, lab.review_authority_id)
+    accounts = AccountService(sessions=reg.sessions, clock=reg.clock)
+    made = [
+        ("demo-lab", "institution", dict(institution_uscc=lab.uscc), lab.name),
+        ("demo-province", "regulator", dict(authority_code=province.code), province.name),
+        ("demo-samr", "regulator", dict(authority_code="00"), "SAMR"),
+        ("demo-admin", "admin", {}, ""),
+    ]
+    for username, role, binding, label in made:
+        accounts.create(username=username, password=DEMO_PASSWORD, role=role, **binding)
+    return [(u, r, label) for u, r, _, label in made]
 
 
 @click.command("import-numbers")

@@ -40,6 +40,7 @@ def test_init_db_and_seed_are_idempotent(runner, reg):
 def test_demo_data_loads_once(runner, reg):
     result = runner.invoke(args=["demo-data", "--institutions", "6", "--numbers-per-quarter", "5"])
     assert result.exit_code == 0, result.output
+    assert "demo account demo-lab (institution" in result.output and "demo-samr" in result.output
     institutions = count(reg, Institution)
     numbers = count(reg, ReportNumber)
     assert institutions == 6 and numbers > 0
