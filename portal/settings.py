@@ -43,7 +43,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "BLOOM_SHARDS": _int(env.get("BLOOM_SHARDS", "0"), "BLOOM_SHARDS"),
         "TRUSTED_PROXIES": _int(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES"),
         "BACKGROUND_INTERVAL": _float(env.get("BACKGROUND_INTERVAL", "3"), "BACKGROUND_INTERVAL"),
-        "QUERY_LOG_FLUSH_SECONDS": _float(env.get("QUERY_LOG_FLUSH_SECONDS", "2"), "QUERY_LOG_FLUSH_SECONDS"),
         "MAX_UPLOAD_BYTES": _int(env.get("MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)), "MAX_UPLOAD_BYTES"),
         "UPLOAD_BACKGROUND_BYTES": _int(env.get("UPLOAD_BACKGROUND_BYTES", str(5 * 1024 * 1024)), "UPLOAD_BACKGROUND_BYTES"),
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
