@@ -48,7 +48,9 @@ def _register_extensions(app: Flask) -> None:
     from . import auth, i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
     from .ratelimit import verify_limiter
+    from .sessions import LeanSessionInterface
 
+    app.session_interface = LeanSessionInterface()
     registry_ext.init_app(app)
     limiter.init_app(app)
     verify_limiter.init_app(app)
@@ -88,10 +90,9 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_hot_path(app: Flask) -> None:
-    from .extensions import limiter
-    from .ratelimit import verify_limiter
+    from .hotpath import streamline
 
-    verify_limiter.skip_generic_check(app, limiter, {"api.verify", "public.verify", "public.deep_link"})
+    streamline(app)
 
 
 def _register_error_handlers(app: Flask) -> None:

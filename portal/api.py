@@ -1,7 +1,7 @@
 """The JSON API (``/api/v1``): verification for integrators."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
 from registry.normalize import InvalidValue
 from registry.verification import Unavailable
@@ -44,6 +44,4 @@ def verify():
     except Unavailable as exc:
         return api_error(503, "unavailable", str(exc))
     log_query(verdict, number, institution)
-    response = json_response(verdict.to_json())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store"), *g.rate_decision.headers()])

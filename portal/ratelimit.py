@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import Response, current_app, g
 from limits import parse_many
 
 from .errors import error_response
@@ -37,12 +37,12 @@ class Decision:
     def retry_after(self) -> int:
         return max(1, int(self.reset_at - time.time() + 0.999))
 
-    def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(int(self.reset_at)),
-        }
+    def headers(self) -> list[tuple[str, str]]:
+        return [
+            ("X-RateLimit-Limit", str(self.limit)),
+            ("X-RateLimit-Remaining", str(self.remaining)),
+            ("X-RateLimit-Reset", str(int(self.reset_at))),
+        ]
 
 
 class _MemoryWindows:
@@ -131,39 +131,20 @@ class VerifyLimiter:
             out.append((int(count), now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
         return out
 
-    def skip_generic_check(self, app, limiter, endpoints: set[str]) -> None:
-        """Let Flask-Limiter's per-request hook skip the endpoints limited here.
-
-        Flask-Limiter resolves every request's limits in a ``before_request`` hook even for
-        exempt views; on the verify path that resolution alone costs as much as the lookup.
-        """
-        hooks = app.before_request_funcs.setdefault(None, [])
-        for i, hook in enumerate(hooks):
-            if getattr(hook, "__func__", None) is type(limiter)._check_request_limit:
-                generic = hook
-
-                def check(generic=generic):
-                    from flask import request
-
-                    if request.endpoint in endpoints:
-                        return None
-                    return generic()
-
-                hooks[i] = check
-                return
-        raise RuntimeError("Flask-Limiter's request hook was not found")
-
     def limit(self, view):
         """Decorate a verify view: count the hit, answer 429 when over, add the headers."""
 
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
-            decision = self.hit(client_address())
+            decision = g.rate_decision = self.hit(client_address())
             if not decision.allowed:
                 response = error_response(429, retry_after=decision.retry_after)
             else:
-                response = current_app.make_response(view(*args, **kwargs))
-            response.headers.update(decision.headers())
+                response = view(*args, **kwargs)
+                if not isinstance(response, Response):
+                    response = current_app.make_response(response)
+            if "X-RateLimit-Limit" not in response.headers:  # the view may have set them already
+                response.headers.extend(decision.headers())
             return response
 
         return wrapped

@@ -24,13 +24,13 @@ HEADERS = {
 }
 
 
-_HEADER_LIST = list(HEADERS.items())
+SECURITY_HEADERS = tuple(HEADERS.items())
 
 
 def _secure(response):
     # one membership test and one extend: this runs on the verify hot path too
     if "Content-Security-Policy" not in response.headers:
-        response.headers.extend(_HEADER_LIST)
+        response.headers.extend(SECURITY_HEADERS)
     if response.mimetype == "text/html":
         # the page's language comes from the ?lang cookie, so caches must keep them apart
         response.vary.add("Cookie")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -79,6 +80,7 @@ class Quarter:
         return today > self.deadline
 
 
+@functools.lru_cache(maxsize=4)
 def pending_window(today: dt.date) -> tuple[dt.date, dt.date]:
     """First day and deadline of the earliest quarter whose deadline has not passed."""
     quarter = Quarter.containing(today).previous()

@@ -15,10 +15,8 @@ import logging
 import threading
 from collections import deque
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import QueryLog
 
 log = logging.getLogger(__name__)
 ROTATION_DAYS = 30
@@ -38,11 +36,14 @@ def client_hmac(secret: bytes, address: str, at: dt.datetime) -> str:
     return hmac.new(client_key(secret, at), (address or "").encode(), hashlib.sha256).hexdigest()[:32]
 
 
+_COLUMNS = "at, number, institution_text, institution_id, status, client"
+
+
 class QueryLogBuffer:
     def __init__(self, *, sessions: sessionmaker[Session], secret: bytes, max_buffer: int = 200_000) -> None:
-        self._sessions = sessions
+        self._engine = sessions.kw["bind"]
         self._secret = secret
-        self._buffer: deque[dict] = deque()
+        self._buffer: deque[tuple] = deque()
         self._max = max_buffer
         self._flush_lock = threading.Lock()
         self.dropped = 0
@@ -52,20 +53,21 @@ class QueryLogBuffer:
         if len(self._buffer) >= self._max:
             self.dropped += 1  # the database has been down for long; keep serving
             return
-        self._buffer.append({
-            "at": at,
-            "number": number[:200],
-            "institution_text": (institution_text or None) and institution_text[:500],
-            "institution_id": institution_id,
-            "status": status,
-            "client": client_hmac(self._secret, client_address, at),
-        })
+        self._buffer.append((
+            at.astimezone(dt.timezone.utc).replace(tzinfo=None),
+            number[:200],
+            (institution_text or None) and institution_text[:500],
+            institution_id,
+            status,
+            client_hmac(self._secret, client_address, at),
+        ))
 
     def __len__(self) -> int:
         return len(self._buffer)
 
     def flush(self) -> int:
-        """Insert everything buffered so far; on failure the records stay for the next flush."""
+        """Insert everything buffered so far in one statement (COPY on PostgreSQL); on failure the
+        records stay for the next flush."""
         with self._flush_lock:
             rows = []
             while self._buffer:
@@ -73,9 +75,17 @@ class QueryLogBuffer:
             if not rows:
                 return 0
             try:
-                with self._sessions() as session:
-                    session.execute(insert(QueryLog), rows)
-                    session.commit()
+                with self._engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        with conn.connection.driver_connection.cursor() as cur:
+                            with cur.copy(f"COPY query_log ({_COLUMNS}) FROM STDIN") as copy:
+                                for row in rows:
+                                    copy.write_row(row)
+                    else:
+                        conn.exec_driver_sql(
+                            f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(r[0].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[1:] for r in rows],
+                        )
             except Exception:
                 log.exception("query log flush failed; %d records kept for the next try", len(rows))
                 self._buffer.extendleft(reversed(rows))

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .directory import InstitutionDirectory, InstitutionInfo
-from .models import ReportNumber
 from .normalize import normalize_number
 from .quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
 
@@ -29,11 +27,27 @@ class Unavailable(RuntimeError):
 
 STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
 
-_registrations = ReportNumber.__table__
-_BY_NUMBER = select(
-    _registrations.c.institution_id, _registrations.c.quarter, _registrations.c.registered_at,
-    _registrations.c.withdrawn_at, _registrations.c.withdraw_reason,
-).where(_registrations.c.number == bindparam("number"))
+_BY_NUMBER = (
+    "SELECT institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
+    "FROM report_numbers WHERE number = {}"
+)
+
+
+class Registration(NamedTuple):
+    institution_id: int
+    quarter: str
+    registered_at: dt.datetime
+    withdrawn_at: dt.datetime | None
+    withdraw_reason: str | None
+
+
+def _utc(value) -> dt.datetime | None:
+    """Driver values as aware UTC: SQLite gives text, PostgreSQL naive timestamps."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -79,6 +93,7 @@ class VerificationService:
     ) -> None:
         self._sessions = sessions
         self._engine = sessions.kw["bind"]
+        self._by_number = _BY_NUMBER.format("%s" if self._engine.dialect.name == "postgresql" else "?")
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
@@ -101,13 +116,15 @@ class VerificationService:
             verdict.source = "database"
         return verdict
 
-    def _rows(self, number: str) -> list:
-        """The registrations of ``number``: one indexed statement, Core rows (no ORM identity map)."""
+    def _rows(self, number: str) -> list[Registration]:
+        """The registrations of ``number``: one indexed statement, sent as prepared driver SQL
+        (this runs for every possible hit, so it skips statement compilation)."""
         try:
             with self._engine.connect() as conn:
-                return conn.execute(_BY_NUMBER, {"number": number}).all()
+                raw = conn.exec_driver_sql(self._by_number, (number,)).all()
         except (OperationalError, DBAPIError) as exc:
             raise Unavailable("the registry database is unreachable") from exc
+        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in raw]
 
     def _negative(self, number, status, asked, resolved, now) -> Verdict:
         since, until = pending_window(now.astimezone(SHANGHAI).date())
