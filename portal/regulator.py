@@ -130,6 +130,7 @@ def _officer() -> None:
         abort(403)
     g.officer = Officer(username=account.username, authority_id=account.authority_id,
                         authority_code=account.authority.code)
+    g.authority_name = account.authority.name
 
 
 @bp.after_request

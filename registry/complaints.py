@@ -184,7 +184,7 @@ class ComplaintService:
             session.add(row)
             session.flush()
             self._append(session, row, "submitted", actor="public", public=True, at=now)
-            routing = "institution's review authority" if subject else "unknown institution: national triage"
+            routing = "被投诉机构的审核部门" if subject else "机构不明，由总局分拣"
             self._append(session, row, "routed", actor="system", public=True, at=now,
                          note=f"{authority.code} {authority.name} ({routing})")
             session.commit()

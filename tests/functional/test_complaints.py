@@ -128,7 +128,7 @@ def test_submission_is_routed_to_the_institutions_province_and_tracked(client, r
     assert "已收到，等待审核部门处理" in html
     assert "投诉已提交" in html and "已转交审核部门" in html
     # never personal data, the description, internal notes or the attachment
-    for private in ("张三", "13800138000", "报告数据与实物不符", "institution's review authority"):
+    for private in ("张三", "13800138000", "报告数据与实物不符", "被投诉机构的审核部门"):
         assert private not in html
 
 
