@@ -54,8 +54,15 @@ def _open_in_child(target: BloomTarget) -> None:
 def _add_in_child(numbers: list[str], batch_id: int) -> int:
     from .bloom import Writer
 
-    Writer(_child_index).add(numbers, batch_id=batch_id)
+    # not synced per chunk: an msync of a whole shard per chunk would dominate; see _sync_in_child
+    Writer(_child_index).add(numbers, batch_id=batch_id, sync=False)
     return len(numbers)
+
+
+def _sync_in_child() -> None:
+    from .bloom import Writer
+
+    Writer(_child_index).sync()
 
 
 class BitsPipeline:
@@ -89,6 +96,8 @@ class BitsPipeline:
         try:
             while self._pending:
                 self._pending.popleft().result()
+            if self._pool is not None:
+                self._pool.submit(_sync_in_child).result()  # durable before the caller commits
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)

@@ -57,7 +57,7 @@ class Writer:
     def __init__(self, index: "BloomIndex"):
         self._index = index
 
-    def add(self, numbers: Iterable[str], *, batch_id: int) -> None:
+    def add(self, numbers: Iterable[str], *, batch_id: int, sync: bool = True) -> None:
         """Set the bits of ``numbers`` in every live generation, durably, then advance the
         newest-batch marker. Streams in chunks. Raises `BloomStoreError` when the store fails."""
         index = self._index
@@ -72,7 +72,8 @@ class Writer:
                     by_shard = grouped.get(_hash_key(pointer.layout))
                     if by_shard is None:
                         by_shard = grouped[_hash_key(pointer.layout)] = _group(pointer.layout, chunk)
-                    if valid[pointer.generation] and not store.write_bits(pointer, by_shard, building=building):
+                    if valid[pointer.generation] and not store.write_bits(pointer, by_shard, building=building,
+                                                                         sync=sync):
                         valid[pointer.generation] = False
             for pointer, building in targets:
                 if valid[pointer.generation]:
@@ -82,6 +83,17 @@ class Writer:
         except Exception as exc:
             index._failed("write", exc, breaker=False)
             raise BloomStoreError(f"Bloom store write failed: {exc}") from exc
+
+
+    def sync(self) -> None:
+        """Make bits written with ``add(..., sync=False)`` durable; call before the rows commit."""
+        index = self._index
+        try:
+            for pointer, _ in index._write_targets():
+                index._store.sync(pointer)
+        except Exception as exc:
+            index._failed("write", exc, breaker=False)
+            raise BloomStoreError(f"Bloom store sync failed: {exc}") from exc
 
 
 def _hash_key(layout: Layout) -> tuple:

@@ -39,7 +39,9 @@ class ShardStore(Protocol):
     def header_generations(self, pointer: Pointer) -> list[int]: ...
     def probe(self, generation: int, shard: int, offsets: list[int]) -> bool: ...
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]: ...
-    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool: ...
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool,
+                   sync: bool = True) -> bool: ...
+    def sync(self, pointer: Pointer) -> None: ...
     def create_generation(self, pointer: Pointer) -> None: ...
     def discard_generation(self, pointer: Pointer) -> None: ...
     def announce(self, pointer: Pointer) -> None: ...
@@ -195,8 +197,10 @@ class LocalStore:
             return f.read()
 
     # writing
-    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool:
-        """Set bits in each shard; False when a shard is missing or of another generation (skipped)."""
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool,
+                   sync: bool = True) -> bool:
+        """Set bits in each shard; False when a shard is missing or of another generation (skipped).
+        With ``sync=False`` the caller promises to call :meth:`sync` before anything commits."""
         ok = True
         for shard, offsets in by_shard.items():
             path = self._building_path(pointer.generation, shard) if building else self.shard_path(shard)
@@ -217,11 +221,23 @@ class LocalStore:
                 with mmap.mmap(fd, size) as mm:
                     for o in offsets:
                         mm[HEADER_SIZE + (o >> 3)] |= 0x80 >> (o & 7)
-                    if not building:  # a generation being built is fsynced once, at the switch
+                    if sync and not building:  # a generation being built is fsynced once, at the switch
                         mm.flush()
             finally:
                 os.close(fd)
         return ok
+
+    def sync(self, pointer: Pointer) -> None:
+        """Write the current generation's dirty shard pages to disk (after unsynced writes)."""
+        for shard in range(pointer.layout.shards):
+            try:
+                fd = os.open(self.shard_path(shard), os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def create_generation(self, pointer: Pointer) -> None:
         layout = pointer.layout
@@ -395,7 +411,11 @@ class RedisStore:
             pipe.execute_command(*args)
         return [reply[0] == generation and all(reply[1:]) for reply in pipe.execute()]
 
-    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool) -> bool:
+    def sync(self, pointer: Pointer) -> None:
+        """Nothing to do: each pipeline has been executed by the time write_bits returns."""
+
+    def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool,
+                   sync: bool = True) -> bool:
         """One pipelined `BITFIELD key GET i64 0 SET u1 o 1 …` per shard (split when long); False when
         a shard's header was not this generation's (the key was lost)."""
         pipe = self.client.pipeline(transaction=False)
