@@ -38,6 +38,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "FILES_DIR": env.get("FILES_DIR") or "",
         "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
         "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),
+        "RATELIMIT_SUGGEST": env.get("RATELIMIT_SUGGEST", "60/minute;2000/day"),
         "BLOOM_ERROR_RATE": error_rate,
         "BLOOM_CAPACITY": _int(env.get("BLOOM_CAPACITY", "10000000"), "BLOOM_CAPACITY"),
         "BLOOM_SHARDS": _int(env.get("BLOOM_SHARDS", "0"), "BLOOM_SHARDS"),
