@@ -38,24 +38,16 @@ class _Tally:
 
 
 class PostgresLoader(_Tally):
-    """psycopg 3 COPY into a temporary table, then an anti-join insert per chunk.
-
-    ``ON CONFLICT DO NOTHING`` costs a speculative insertion per row; instead batches of one
-    institution are serialised by an advisory lock, and each chunk inserts the numbers the
-    institution does not hold yet. Rows this batch inserted in earlier chunks (same batch id)
-    are the file's own duplicates; other existing rows were registered before.
-    """
-
-    LOCK_CLASS = 0x524E  # 'RN': per-institution batch lock (two-int advisory lock space)
+    """psycopg 3 COPY into temporary tables that live until the transaction ends."""
 
     def __init__(self, session: Session, *, institution_id: int, quarter: str, batch_id: int, registered_at: dt.datetime):
         super().__init__()
         self._raw = session.connection().connection.driver_connection
         self._params = {"iid": institution_id, "quarter": quarter, "batch": batch_id, "at": _naive_utc(registered_at)}
         with self._raw.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.LOCK_CLASS, institution_id))
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number text NOT NULL) ON COMMIT DROP")
-            cur.execute("TRUNCATE stage_numbers")
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number text PRIMARY KEY) ON COMMIT DROP")
+            cur.execute("TRUNCATE stage_numbers, stage_seen")
 
     def load(self, numbers: list[str]) -> None:
         if not numbers:
@@ -66,23 +58,21 @@ class PostgresLoader(_Tally):
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
             cur.execute(
-                "WITH chunk AS (SELECT DISTINCT number FROM stage_numbers), "
-                "     prior AS (SELECT c.number, r.batch_id FROM chunk c JOIN report_numbers r "
-                "               ON r.number = c.number AND r.institution_id = %(iid)s), "
+                "WITH fresh AS (INSERT INTO stage_seen (number) SELECT DISTINCT number FROM stage_numbers "
+                "               ON CONFLICT DO NOTHING RETURNING number), "
                 "     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at) "
-                "             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s FROM chunk c "
-                "             WHERE NOT EXISTS (SELECT 1 FROM prior p WHERE p.number = c.number) RETURNING 1) "
-                "SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM prior WHERE batch_id = %(batch)s), "
-                "       (SELECT count(*) FROM ins)",
+                "             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s FROM fresh "
+                "             ON CONFLICT DO NOTHING RETURNING 1) "
+                "SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM ins)",
                 self._params,
             )
-            distinct, earlier_in_file, inserted = cur.fetchone()
+            fresh, inserted = cur.fetchone()
         self.staged += len(numbers)
-        self.distinct += distinct - earlier_in_file
+        self.distinct += fresh
         self.inserted += inserted
 
     def finish(self) -> None:
-        """Nothing to do: the staging table drops at commit."""
+        """Nothing to do: the staging tables drop at commit."""
 
 
 class SQLiteLoader(_Tally):
