@@ -104,14 +104,15 @@ def load_demo_data(
             inst = create_institution(session, uscc=_uscc(rng, division), name=name, review_authority=authorities[code])
             inst.created_at = dt.datetime(2018, 6, 1, tzinfo=dt.timezone.utc)
             session.add(InstitutionAddress(institution_id=inst.id, address=f"{city}市高新区检测路{10 + i}号"))
-            issued = dt.date(2018 + i % 3, 1 + i % 12, 1 + i % 27)
+            issued = dt.date(2021 + i % 3, 1 + i % 12, 1 + i % 27)
             cert_number = f"{issued.year % 100:02d}{code}{rng.randint(1, 9)}{rng.randint(0, 9)}{i + 1:02d}{rng.randint(0, 99):02d}"[:12].ljust(12, "0")
-            status = "valid" if i % 13 else "suspended"
+            status = "suspended" if i % 13 == 7 else "valid"
             cert = Certificate(number=cert_number, institution_id=inst.id, issuing_authority_id=authorities[code].id,
                                issued_on=issued, expires_on=issued.replace(year=issued.year + 6), status="valid")
             session.add(cert)
             session.flush()
-            session.add(CertificateEvent(certificate_id=cert.id, status="valid", changed_at=inst.created_at, source="demo"))
+            granted = dt.datetime.combine(issued, dt.time(9), tzinfo=SHANGHAI)
+            session.add(CertificateEvent(certificate_id=cert.id, status="valid", changed_at=granted, source="demo"))
             if status != "valid":
                 cert.status = status
                 session.add(CertificateEvent(certificate_id=cert.id, status=status, source="demo"))
