@@ -5,13 +5,12 @@ Screenshots go to tests/artifacts/ (gitignored) for a person to look at.
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from registry.authorities import seed_authorities
+from tests.e2e.live import live_server
 from tests.builders import make_institution, register
 
 pytestmark = pytest.mark.browser
@@ -21,16 +20,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
 PHONE = {"width": 375, "height": 812}
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -39,13 +28,8 @@ def server(app, reg):
     with reg.sessions() as session:
         seed_authorities(session)
         session.commit()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="e2e-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(5)
-    httpd.server_close()
+    with live_server(app) as url:
+        yield url
 
 
 @pytest.fixture

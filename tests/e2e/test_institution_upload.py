@@ -3,13 +3,12 @@ validation report, confirms, reads the receipt — on a desktop and at 375 px, i
 English. Screenshots go to tests/artifacts/."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from registry.accounts import AccountService
+from tests.e2e.live import live_server
 from tests.builders import make_institution
 
 pytestmark = pytest.mark.browser
@@ -18,15 +17,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -37,13 +27,8 @@ def server(stack):
     app = create_app({**stack, "CLOCK": fixed_clock()})
     reg = app.extensions["registry"]
     assert reg.wait_until_trusted()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="e2e-portal", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", reg
-    httpd.shutdown()
-    thread.join(5)
-    httpd.server_close()
+    with live_server(app, "e2e-portal") as url:
+        yield url, reg
     reg.close()
 
 

@@ -3,12 +3,11 @@ province's queue, is accepted, a question is asked and answered, it is concluded
 complainant's status page follows. Screenshots go to tests/artifacts/ for a person to look at."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.e2e.live import live_server
 from tests.functional.regulator_helpers import PASSWORD, institution, make_account, rapp, rreg  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -18,26 +17,12 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1100, "height": 900}
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
 def server(rapp, rreg):
-    httpd = make_server("127.0.0.1", 0, rapp, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="e2e-regulator", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(5)
-    httpd.server_close()
+    with live_server(rapp, "e2e-regulator") as url:
+        yield url
 
 
 def new_page(browser, viewport):
