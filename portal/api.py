@@ -1,7 +1,7 @@
 """The JSON API (``/api/v1``): verification for integrators."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, g, request
 
 from registry.normalize import InvalidValue
 from registry.verification import Unavailable
@@ -12,10 +12,6 @@ from .jsonio import json_response
 from .ratelimit import verify_limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-def verify_limit() -> str:
-    return current_app.config["RATELIMIT_VERIFY"]
 
 
 def log_query(verdict, raw_number: str, institution_text: str | None) -> None:

@@ -8,7 +8,7 @@ from flask_babel import lazy_gettext as _l
 from registry.normalize import InvalidValue
 from registry.verification import Unavailable
 
-from .api import log_query, verify_limit
+from .api import log_query
 from .errors import error_response
 from .extensions import limiter, registry
 from .ratelimit import verify_limiter

@@ -9,7 +9,6 @@ import random
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from .authorities import PROVINCES, seed_authorities
 from .directory import bump_directory_version

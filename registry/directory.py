@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Certificate, Institution, InstitutionName, RegistryState
+from .models import Certificate, Institution, RegistryState
 from .normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
 
 DIRECTORY_VERSION = "directory_version"

@@ -47,13 +47,6 @@ def normalize_number(raw: str) -> str:
     return text
 
 
-def try_normalize_number(raw: str) -> str | None:
-    try:
-        return normalize_number(raw)
-    except InvalidValue:
-        return None
-
-
 def name_key(name: str) -> str:
     """The comparison key of an institution name: NFKC, whitespace removed, 〔〕【】 as () []."""
     text = unicodedata.normalize("NFKC", name or "").translate(_ZERO_WIDTH).translate(_BRACKETS)
@@ -82,14 +75,6 @@ def normalize_uscc(raw: str) -> str:
     if uscc_check_character(text[:17]) != text[17]:
         raise InvalidValue("uscc_check", "the check character of the unified social credit code is wrong")
     return text
-
-
-def is_uscc(text: str) -> bool:
-    try:
-        normalize_uscc(text)
-    except InvalidValue:
-        return False
-    return True
 
 
 def make_uscc(body17: str) -> str:

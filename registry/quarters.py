@@ -18,10 +18,6 @@ def system_clock() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def local_now(clock: Clock = system_clock) -> dt.datetime:
-    return clock().astimezone(SHANGHAI)
-
-
 def iso_local(moment: dt.datetime | None) -> str | None:
     """ISO-8601 with the +08:00 offset, seconds precision."""
     if moment is None:
@@ -87,11 +83,6 @@ def pending_window(today: dt.date) -> tuple[dt.date, dt.date]:
     if quarter.deadline < today:
         quarter = quarter.next()
     return quarter.first_day, quarter.deadline
-
-
-def default_upload_quarter(today: dt.date) -> Quarter:
-    """The most recent quarter still inside its upload window (the current one always is)."""
-    return Quarter.containing(today)
 
 
 def quarters_between(first: Quarter, last: Quarter) -> list[Quarter]:
