@@ -64,6 +64,8 @@ class _Snapshot:
     by_uscc: dict[str, int] = field(default_factory=dict)
     by_certificate: dict[str, int] = field(default_factory=dict)
     by_name_key: dict[str, list[int]] = field(default_factory=dict)
+    # what suggestions search, per institution, computed once at load (not per keystroke)
+    search: list[tuple[tuple[str, ...], InstitutionInfo]] = field(default_factory=list)
 
 
 def read_version(session: Session) -> int:
@@ -129,6 +131,8 @@ class InstitutionDirectory:
                 former_names=former,
             )
             snap.by_id[inst.id] = info
+            hay = [name_key(info.name).upper(), info.uscc] + [name_key(n).upper() for n in former]
+            snap.search.append((tuple(hay + [c.number for c in certs]), info))
             snap.by_uscc[inst.uscc] = inst.id
             for c in certs:
                 snap.by_certificate[c.number] = inst.id
@@ -177,9 +181,7 @@ class InstitutionDirectory:
             return []
         snap = self._snapshot
         prefix, contains = [], []
-        for info in snap.by_id.values():
-            hay = [name_key(info.name).upper(), info.uscc] + [name_key(n).upper() for n in info.former_names]
-            hay += [c.number for c in info.certificates]
+        for hay, info in snap.search:
             if any(h.startswith(key) for h in hay):
                 prefix.append(info)
             elif any(key in h for h in hay):
