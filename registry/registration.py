@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .loaders import chunked, make_loader
+from .loaders import LoadCounts, chunked, make_loader
 from .pipeline import BitsPipeline, BloomTarget, RowsPipeline
 from .models import Batch, Institution, ReportNumber
 from .normalize import normalize_number
@@ -179,28 +179,7 @@ class RegistrationService:
                 )
                 session.add(batch)
                 session.flush()
-                loader = make_loader(session, institution_id=institution_id, quarter=str(quarter),
-                                     batch_id=batch.id, registered_at=now)
-                bits = BitsPipeline(writer, batch.id, self._bloom_target)
-                rows = RowsPipeline(loader.load)
-                done = 0
-                try:
-                    for chunk in chunked(numbers, CHUNK):
-                        bits.submit(chunk)
-                        rows.submit(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done)
-                finally:
-                    # both joined before anything commits: the bits are set before the rows commit
-                    rows_error = _join(rows)
-                    bits_error = _join(bits)
-                if rows_error or bits_error:
-                    raise rows_error or bits_error
-                # advances the newest-batch marker even for a batch without numbers (a zero declaration)
-                writer.add((), batch_id=batch.id)
-                counts = loader.counts()
-                loader.finish()
+                counts = self._load(session, writer, batch, numbers, now=now, progress=progress)
                 batch.accepted = counts.inserted
                 batch.duplicates = counts.in_file_duplicates + counts.already_registered
                 batch.rejected = rejected()
@@ -209,6 +188,33 @@ class RegistrationService:
             receipt.in_file_duplicates = counts.in_file_duplicates
             receipt.already_registered = counts.already_registered
             return receipt
+
+    def _load(self, session: Session, writer, batch: Batch, numbers: Iterable[str], *, now: dt.datetime,
+              progress: Callable[[int], None] | None = None) -> LoadCounts:
+        """Set the bits of ``numbers`` and load their rows into ``batch``, inside the caller's
+        transaction; both are finished before this returns, so the bits precede the commit."""
+        loader = make_loader(session, institution_id=batch.institution_id, quarter=batch.quarter,
+                             batch_id=batch.id, registered_at=now)
+        bits = BitsPipeline(writer, batch.id, self._bloom_target)
+        rows = RowsPipeline(loader.load)
+        done = 0
+        try:
+            for chunk in chunked(numbers, CHUNK):
+                bits.submit(chunk)
+                rows.submit(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done)
+        finally:
+            rows_error = _join(rows)
+            bits_error = _join(bits)
+        if rows_error or bits_error:
+            raise rows_error or bits_error
+        # advances the newest-batch marker even for a batch without numbers (a zero declaration)
+        writer.add((), batch_id=batch.id)
+        counts = loader.counts()
+        loader.finish()
+        return counts
 
     def declare_zero(self, *, institution_id: int, quarter: Quarter, created_by: str | None = None) -> Receipt:
         """Declare that the institution issued no reports in ``quarter`` (counts as on time)."""
@@ -294,13 +300,7 @@ class RegistrationService:
                             if attempt == 2:
                                 raise
                             continue
-                    loader = make_loader(session, institution_id=institution_id, quarter=str(quarter),
-                                         batch_id=batch.id, registered_at=now)
-                    for chunk in chunked(numbers, CHUNK):
-                        writer.add(chunk, batch_id=batch.id)
-                        loader.load(chunk)
-                    counts = loader.counts()
-                    loader.finish()
+                    counts = self._load(session, writer, batch, numbers, now=now)
                     duplicates = counts.in_file_duplicates + counts.already_registered
                     batch.accepted += counts.inserted
                     batch.duplicates += duplicates
