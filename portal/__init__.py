@@ -7,15 +7,15 @@ from typing import Any, Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .hotpath import PortalFlask
 from .settings import ROOT, finish_settings, load_settings
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
+    app = PortalFlask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
     _load_settings(app, config)
     _register_extensions(app)
     _register_blueprints(app)
-    _register_hot_path(app)
     _register_error_handlers(app)
     _register_commands(app)
     return app
@@ -87,12 +87,6 @@ def _register_blueprints(app: Flask) -> None:
     from . import regulator
 
     app.register_blueprint(regulator.bp)
-
-
-def _register_hot_path(app: Flask) -> None:
-    from .hotpath import streamline
-
-    streamline(app)
 
 
 def _register_error_handlers(app: Flask) -> None:

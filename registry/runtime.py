@@ -147,6 +147,7 @@ class Registry:
     def close(self) -> None:
         self._stop.set()
         self.query_log.flush()
+        self.verifier.close_reader()
         try:
             self.bloom.close()
         finally:

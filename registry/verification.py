@@ -6,6 +6,8 @@ one statement. The institution directory resolves the institution text and fills
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -94,6 +96,7 @@ class VerificationService:
         self._sessions = sessions
         self._engine = sessions.kw["bind"]
         self._by_number = _BY_NUMBER.format("%s" if self._engine.dialect.name == "postgresql" else "?")
+        self._local = threading.local()
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
@@ -118,13 +121,40 @@ class VerificationService:
 
     def _rows(self, number: str) -> list[Registration]:
         """The registrations of ``number``: one indexed statement, sent as prepared driver SQL
-        (this runs for every possible hit, so it skips statement compilation)."""
-        try:
-            with self._engine.connect() as conn:
+        (this runs for every possible hit, so it skips statement compilation) on this thread's
+        own autocommit connection (no pool checkout, no liveness ping, no open transaction).
+        A connection that broke since its last use is replaced once before giving up."""
+        for attempt in (1, 2):
+            conn = self._reader()
+            try:
                 raw = conn.exec_driver_sql(self._by_number, (number,)).all()
-        except (OperationalError, DBAPIError) as exc:
-            raise Unavailable("the registry database is unreachable") from exc
-        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in raw]
+            except (OperationalError, DBAPIError) as exc:
+                self.close_reader()
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue
+                raise Unavailable("the registry database is unreachable") from exc
+            return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in raw]
+        raise AssertionError("unreachable")
+
+    def _reader(self):
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # never share a connection across a fork
+            try:
+                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            except (OperationalError, DBAPIError) as exc:
+                raise Unavailable("the registry database is unreachable") from exc
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def close_reader(self) -> None:
+        """Return this thread's read connection (on shutdown, or after an error)."""
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None and self._local.pid == os.getpid():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
+                pass
 
     def _negative(self, number, status, asked, resolved, now) -> Verdict:
         since, until = pending_window(now.astimezone(SHANGHAI).date())

@@ -59,3 +59,21 @@ def test_negatives_answer_and_positives_are_unavailable(pg_app):
     assert page.status_code == 503 and b"Traceback" not in page.data
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["parts"]["database"]["status"] == "down"
+
+
+def test_positives_survive_a_dropped_connection(pg_app, postgres_server_url):
+    """Verification keeps one connection per thread (no pool checkout, no ping); when the server
+    dropped it, the lookup reconnects once instead of answering 503."""
+    app, reg, _ = pg_app
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    register(reg, lab, ["RECONNECT-1"])
+    client = app.test_client()
+    assert client.get("/api/v1/verify?number=RECONNECT-1").get_json()["status"] == "found"
+    name = make_url(reg.engine.url).database
+    with make_engine(postgres_server_url, isolation_level="AUTOCOMMIT").connect() as c:
+        dropped = c.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name}).scalar()
+    assert dropped >= 1
+    again = client.get("/api/v1/verify?number=RECONNECT-1")
+    assert again.status_code == 200 and again.get_json()["status"] == "found"

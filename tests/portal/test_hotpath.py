@@ -1,0 +1,66 @@
+"""The lean request cycle of the verify endpoints: known no-op hooks skipped there, kept elsewhere."""
+import pytest
+
+from portal import create_app
+from portal.hotpath import HOT_ENDPOINTS, NO_OP_ON_HOT_PATH, hook_name
+
+
+@pytest.fixture
+def app(tmp_path):
+    from registry.migrate import upgrade
+
+    app = create_app({"INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "t", "DATABASE_URL": "", "REDIS_URL": "",
+                      "BACKGROUND_INTERVAL": 0})
+    upgrade(app.extensions["registry"].engine)
+    yield app
+    app.extensions["registry"].close()
+
+
+def _all_hooks(app):
+    return {hook_name(f) for table in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
+            for funcs in table.values() for f in funcs}
+
+
+@pytest.mark.parametrize("url", ["/api/v1/verify?number=A-1", "/verify?number=A-1", "/v/91110000MA01ABCD1X/A-1"])
+def test_hot_endpoints_skip_exactly_the_known_no_ops(app, url):
+    assert NO_OP_ON_HOT_PATH <= _all_hooks(app)  # a renamed hook upstream would otherwise go unnoticed
+    with app.test_request_context(url):
+        from flask import request
+
+        assert request.endpoint in HOT_ENDPOINTS
+        hooks = app.hot_hooks(request.endpoint)
+    kept = {hook_name(f) for f in (*hooks.before, *hooks.after, *hooks.teardown)}
+    assert not kept & NO_OP_ON_HOT_PATH
+    assert {"portal.security._secure", "portal.extensions.RegistryExtension.init_app.<locals>._start_background"} <= kept
+    assert hooks.skipped == sorted(NO_OP_ON_HOT_PATH)
+
+
+def test_other_endpoints_run_every_hook(app):
+    with app.test_request_context("/complaints/new"):
+        assert app.hot_hooks("complaints.new") is None
+        assert app.hot_hooks(None) is None
+
+
+def test_hot_and_cold_responses_carry_the_same_security_headers(app):
+    client = app.test_client()
+    hot = client.get("/api/v1/verify?number=NOPE-1")
+    cold = client.get("/healthz")
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert hot.headers[name] == cold.headers[name]
+    assert "X-RateLimit-Limit" in hot.headers
+
+
+def test_after_this_request_still_runs_on_the_hot_path(app):
+    from flask import after_this_request
+
+    seen = []
+
+    @app.before_request
+    def _mark():  # registered late on purpose: the hot lists are computed at the first request
+        @after_this_request
+        def _after(response):
+            seen.append(response.status_code)
+            return response
+
+    app.test_client().get("/api/v1/verify?number=NOPE-2")
+    assert seen == [200]
