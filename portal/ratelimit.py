@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from flask import Response, current_app, g
 from limits import parse_many
 
+from registry.redisdirect import DirectRedis
+
 from .errors import error_response
 from .extensions import client_address
 
@@ -82,9 +84,9 @@ class VerifyLimiter:
         if app.config.get("REDIS_URL"):
             import redis
 
-            state["redis"] = redis.Redis.from_url(
+            state["redis"] = DirectRedis(redis.Redis.from_url(
                 app.config["REDIS_URL"], socket_timeout=0.2, socket_connect_timeout=0.2, retry_on_timeout=False
-            )
+            ))
         app.extensions["verify_limiter"] = state
 
     @staticmethod
@@ -112,13 +114,11 @@ class VerifyLimiter:
     def _hit_redis(state, keys) -> list[tuple[int, float]] | None:
         import redis
 
-        pipe = state["redis"].pipeline(transaction=False)
+        commands = []
         for key, seconds in keys:
-            pipe.incr(key)
-            pipe.expire(key, seconds, nx=True)
-            pipe.pttl(key)
+            commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
         try:
-            replies = pipe.execute()
+            replies = state["redis"].pipeline(commands)
         except redis.RedisError as exc:
             state["failures"] += 1
             state["fallback_until"] = time.monotonic() + FALLBACK_SECONDS

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from registry.redisdirect import DirectRedis
 from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
 
 
@@ -369,6 +370,7 @@ class RedisStore:
 
     def __init__(self, client):
         self.client = client
+        self._direct = DirectRedis(client)  # the per-lookup probe skips the client's per-command overhead
         self._advance = client.register_script(_ADVANCE_MARKER)
         self._release = client.register_script(_RELEASE_LOCK)
         self._set_bits = client.register_script(_SET_BITS)
@@ -414,7 +416,7 @@ class RedisStore:
         args = ["BITFIELD_RO", f"rnr:bloom:g{generation}:s{shard}", "GET", "i64", 0]
         for o in offsets:
             args += ("GET", "u1", HEADER_BITS + o)
-        reply = self.client.execute_command(*args)
+        reply = self._direct.call(*args)
         if reply[0] != generation:
             raise StaleShard(reply[0])
         return all(reply[1:])
@@ -494,4 +496,4 @@ class RedisStore:
         return self.client.get(self.key(pointer.generation, shard)) or b""
 
     def close(self) -> None:
-        pass
+        self._direct.drop()

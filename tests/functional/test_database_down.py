@@ -71,9 +71,11 @@ def test_positives_survive_a_dropped_connection(pg_app, postgres_server_url):
     client = app.test_client()
     assert client.get("/api/v1/verify?number=RECONNECT-1").get_json()["status"] == "found"
     name = make_url(reg.engine.url).database
-    with make_engine(postgres_server_url, isolation_level="AUTOCOMMIT").connect() as c:
+    admin = make_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
         dropped = c.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                  "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name}).scalar()
+    admin.dispose()
     assert dropped >= 1
     again = client.get("/api/v1/verify?number=RECONNECT-1")
     assert again.status_code == 200 and again.get_json()["status"] == "found"
