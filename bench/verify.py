@@ -4,10 +4,12 @@ For each backend (embedded: SQLite + mapped Bloom shards; production: PostgreSQL
 each registry size (1 M and 10 M numbers) it loads the registry, starts both servers with the
 same gunicorn settings, and runs wrk against them alternately with a query mix of half present,
 half absent numbers; rate limiting (limits too high to trip) and query logging stay on.
-It prints req/s and p50/p99 of both and the ratio.
+It prints req/s and p50/p99 of both (medians over the rounds) and the ratio: the median of the
+rounds' ratios, each round running both servers back to back (alternating which goes first), so
+that the host's drifting speed cancels out instead of landing on one side.
 
     .venv/bin/python -m bench.verify [--sizes 1000000,10000000] [--backends embedded,postgres-redis]
-                                     [--duration 10] [--rounds 2]
+                                     [--duration 8] [--rounds 4]
 """
 from __future__ import annotations
 
@@ -123,9 +125,10 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
         run_wrk(app_port, paths, 3)  # warm-up: page cache, connections, the directory
         run_wrk(bare_port, paths, 3)
         bare, ours = [], []
-        for _ in range(rounds):
-            bare.append(run_wrk(bare_port, paths, duration))
-            ours.append(run_wrk(app_port, paths, duration))
+        for i in range(rounds):  # alternate which goes first: the host's speed drifts
+            pair = [(bare_port, bare), (app_port, ours)]
+            for port, runs in (pair if i % 2 == 0 else pair[::-1]):
+                runs.append(run_wrk(port, paths, duration))
     finally:
         for proc in (app_proc, bare_proc):
             proc.terminate()
@@ -138,7 +141,9 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
         shutil.rmtree(work, ignore_errors=True)
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    ratios = sorted(o["rps"] / b["rps"] for b, o in zip(bare, ours))
     return {
+        "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
         "backend": backend, "size": size,
         "bare_rps": med(bare, "rps"), "bare_p50": med(bare, "p50"), "bare_p99": med(bare, "p99"),
         "rps": med(ours, "rps"), "p50": med(ours, "p50"), "p99": med(ours, "p99"),
@@ -150,8 +155,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--backends", default="embedded,postgres-redis")
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("bench/verify needs wrk: apt-get install wrk", file=sys.stderr)
@@ -164,16 +169,18 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"  bare   {r['bare_rps']:8.0f} req/s  p50 {r['bare_p50']:.2f} ms  p99 {r['bare_p99']:.2f} ms")
             print(f"  verify {r['rps']:8.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
-                  f"ratio {r['rps'] / r['bare_rps']:.2f}x  non-2xx {r['errors']}", flush=True)
+                  f"ratio {r['ratio']:.2f}x (rounds {r['ratio_min']:.2f}–{r['ratio_max']:.2f})  non-2xx {r['errors']}",
+                  flush=True)
     print("\nbackend          size         bare req/s  verify req/s  ratio  p50 ms (bare/verify)  p99 ms (bare/verify)")
     for r in results:
-        print(f"{r['backend']:<16} {r['size']:>11,} {r['bare_rps']:>11.0f} {r['rps']:>13.0f}  {r['rps'] / r['bare_rps']:.2f}x"
+        print(f"{r['backend']:<16} {r['size']:>11,} {r['bare_rps']:>11.0f} {r['rps']:>13.0f}  {r['ratio']:.2f}x"
               f"  {r['bare_p50']:.2f}/{r['p50']:.2f}{'':>12}{r['bare_p99']:.2f}/{r['p99']:.2f}")
-    by = {(r["backend"], r["size"]): r["rps"] for r in results}
+    by = {(r["backend"], r["size"]): r["ratio"] for r in results}
     for backend in args.backends.split(","):
         sizes = sorted(s for b, s in by if b == backend)
         if len(sizes) > 1:
-            print(f"{backend}: {sizes[-1]:,} vs {sizes[0]:,} numbers: {by[(backend, sizes[-1])] / by[(backend, sizes[0])]:.2f}x")
+            print(f"{backend}: ratio at {sizes[-1]:,} numbers / ratio at {sizes[0]:,}: "
+                  f"{by[(backend, sizes[-1])] / by[(backend, sizes[0])]:.2f}x")
     return 0
 
 

@@ -33,7 +33,7 @@ def client_key(secret: bytes, at: dt.datetime) -> bytes:
 
 
 def client_hmac(secret: bytes, address: str, at: dt.datetime) -> str:
-    return hmac.new(client_key(secret, at), (address or "").encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(client_key(secret, at), (address or "").encode(), "sha256").hex()[:32]
 
 
 _COLUMNS = "at, number, institution_text, institution_id, status, client"

@@ -16,6 +16,11 @@ from __future__ import annotations
 import os
 import threading
 
+try:
+    from hiredis import pack_command as _pack  # C; redis-py's own packer re-checks every argument in Python
+except ImportError:  # pragma: no cover - hiredis is a dependency; stay correct without it
+    _pack = None
+
 
 class DirectRedis:
     def __init__(self, client) -> None:
@@ -36,7 +41,7 @@ class DirectRedis:
         """One command, one reply."""
         conn = self._connection()
         try:
-            conn.send_command(*args)
+            conn.send_packed_command([_pack(args)] if _pack else conn.pack_command(*args))
             return conn.read_response()
         except BaseException:
             self.drop()
@@ -46,7 +51,7 @@ class DirectRedis:
         """Several commands in one write; their replies in order."""
         conn = self._connection()
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            conn.send_packed_command([b"".join(map(_pack, commands))] if _pack else conn.pack_commands(commands))
             return [conn.read_response() for _ in commands]
         except BaseException:
             self.drop()

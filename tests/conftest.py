@@ -40,9 +40,19 @@ def missing_backend(what: str, variable: str) -> None:
 _by_backend: dict[str, dict[str, int]] = {}
 
 
+_SERVER_FIXTURES = {"redis_url", "redis_client", "postgres_database", "postgres_server_url"}
+_uses_servers: set[str] = set()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # tests without a backend parameter that still need PostgreSQL or Redis
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            _uses_servers.add(item.nodeid)
+
+
 def _backend_of(nodeid: str) -> str:
     params = nodeid.rpartition("[")[2] if nodeid.endswith("]") else ""
-    if "postgres" in params or "redis" in params:
+    if "postgres" in params or "redis" in params or (not params and nodeid in _uses_servers):
         return "PostgreSQL/Redis"
     if "sqlite" in params or "local" in params:
         return "SQLite/local"

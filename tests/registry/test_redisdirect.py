@@ -1,0 +1,68 @@
+"""The per-thread Redis connection of the verify hot path (registry/redisdirect.py)."""
+import os
+import threading
+
+import pytest
+import redis
+
+from registry.redisdirect import DirectRedis
+
+
+@pytest.fixture
+def direct(redis_client):
+    d = DirectRedis(redis_client)
+    yield d
+    d.drop()
+
+
+def test_call_and_pipeline_talk_to_the_clients_database(direct, redis_client):
+    redis_client.set("k", "v")
+    assert direct.call("GET", "k") == b"v"
+    assert direct.pipeline([("INCR", "n"), ("EXPIRE", "n", 60, "NX"), ("PTTL", "n")])[0] == 1
+    assert 0 < redis_client.pttl("n") <= 60_000
+
+
+def test_an_error_reply_drops_the_connection_and_the_next_call_is_clean(direct, redis_client):
+    redis_client.set("s", "text")
+    with pytest.raises(redis.ResponseError):
+        direct.pipeline([("INCR", "s"), ("GET", "s")])  # the second reply must not leak into the next call
+    assert direct.call("GET", "s") == b"text"
+
+
+def test_a_killed_connection_raises_once_then_reconnects(direct, redis_client):
+    direct.call("CLIENT", "SETNAME", "direct-under-test")
+    ids = [c["id"] for c in redis_client.client_list() if c.get("name") == "direct-under-test"]
+    redis_client.client_kill_filter(_id=ids[0])
+    with pytest.raises(redis.ConnectionError):
+        direct.call("PING")
+    assert direct.call("PING") in (b"PONG", True, "PONG")
+
+
+def test_each_thread_has_its_own_connection(direct):
+    seen = []
+
+    def name():
+        seen.append(direct.call("CLIENT", "ID"))
+
+    threads = [threading.Thread(target=name) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    name()
+    assert len(set(seen)) == 4
+
+
+def test_a_forked_child_connects_afresh(direct):
+    parent = direct.call("CLIENT", "ID")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, str(direct.call("CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child = int(os.read(read, 64))
+    assert child != parent
+    assert direct.call("CLIENT", "ID") == parent  # the parent's connection was left alone
