@@ -192,9 +192,28 @@ class NumberFile:
         self._started = True
         total = 0
         survey = WidthSurvey()
+        widths = survey.widths
+        fixed = self._layout.columns.get("number")
+        fixed = None if fixed == -1 else fixed  # -1: a headerless single column, found per row
+        plain, errors, max_numbers = _PLAIN_ASCII.fullmatch, EXCEL_ERRORS, self._max_numbers
         for row in self._layout.data_rows:
             self.rows += 1
-            index = self._layout.index("number", row)
+            index = fixed if fixed is not None else self._layout.index("number", row)
+            cells = row.cells
+            value = cells[index] if 0 <= index < len(cells) else ""
+            if type(value) is str:
+                # the common case inline (millions of rows): one plain ASCII number, as
+                # parse_number_cell would take it
+                stripped = value.strip()
+                if stripped.isascii() and stripped not in errors and plain(stripped):
+                    total += 1
+                    if total > max_numbers:
+                        raise too_many_numbers(self.filename, max_numbers)
+                    number = stripped.upper()
+                    if number.isdigit():
+                        widths[len(number)] += 1
+                    yield number
+                    continue
             raw = row.text(index)
             try:
                 span = parse_number_cell(raw, max_range=self._max_range)
@@ -202,8 +221,8 @@ class NumberFile:
                 self._reject(row, index, raw, rejected)
                 continue
             total += span.count
-            if total > self._max_numbers:
-                raise too_many_numbers(self.filename, self._max_numbers)
+            if total > max_numbers:
+                raise too_many_numbers(self.filename, max_numbers)
             if span.single is not None:
                 survey.observe(span.single)
             yield from span

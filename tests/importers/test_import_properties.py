@@ -99,3 +99,26 @@ def test_python_allocations_stay_small_while_streaming(tmp_path):
         tracemalloc.stop()
     assert count == 100_000
     assert peak < 2 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cells=st.lists(st.text(st.sampled_from("abAB09-/#.()[]_+ ~NA至检"), min_size=1, max_size=12),
+                      min_size=1, max_size=25))
+def test_the_inline_ascii_path_agrees_with_the_cell_parser(cells):
+    """NumberFile.numbers takes plain ASCII cells inline; every cell must come out exactly as
+    parse_number_cell (and its rejections) would have it."""
+    from importers.numbers import Rejected, parse_number_cell
+
+    rows = [["报告编号"]] + [[c] for c in cells]
+    numbers_file = read_report_numbers(io.BytesIO(csv_bytes(rows)), "cells.csv")
+    got = list(numbers_file.numbers())
+    expected, rejected = [], 0
+    for cell in cells:
+        if not cell.strip():
+            continue  # blank rows are skipped before parsing
+        try:
+            expected.extend(parse_number_cell(cell))
+        except Rejected:
+            rejected += 1
+    assert got == expected
+    assert len(numbers_file.problems) == rejected
