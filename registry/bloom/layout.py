@@ -53,6 +53,32 @@ def choose_shards(capacity: int, error_rate: float, shards: int = 0) -> int:
     return max(needed, math.ceil(total_bits / 8 / TARGET_SHARD_BYTES))
 
 
+def _offsets_function(num_slices: int, bits_per_slice: int):
+    """``key bytes -> [slice × bits_per_slice + hash]`` with pybloom-live's hashes.
+
+    pybloom's hash function is a generator yielding one value at a time; importing 亿 numbers
+    calls it for every one. This takes the same salts and digest format from pybloom's own
+    function (its closure) and computes the values in one go; a test holds the two equal. If a
+    pybloom release renames those, pybloom's generator is used as it is.
+    """
+    hash_maker = make_hashfuncs(num_slices, bits_per_slice)[0]
+    bases = [i * bits_per_slice for i in range(num_slices)]
+    cells = dict(zip(hash_maker.__code__.co_freevars, (c.cell_contents for c in hash_maker.__closure__ or ())))
+    if not {"salts", "fmt"} <= cells.keys():
+        return lambda key: [b + h for b, h in zip(bases, hash_maker(key))]
+    salts, unpack = cells["salts"], struct.Struct(cells["fmt"]).unpack
+
+    def offsets(key: bytes) -> list[int]:
+        values: list[int] = []
+        for salt in salts:
+            h = salt.copy()
+            h.update(key)
+            values += unpack(h.digest())
+        return [b + v % bits_per_slice for b, v in zip(bases, values)]
+
+    return offsets
+
+
 @dataclass(frozen=True)
 class Layout:
     """The shape of one generation: shard count and each shard's pybloom-live sizing."""
@@ -77,7 +103,7 @@ class Layout:
     def __post_init__(self):
         if self.num_bits > MAX_SHARD_BITS:
             raise ValueError(f"a shard of {self.num_bits} bits exceeds Redis's 2**32-bit strings; use more shards")
-        object.__setattr__(self, "_hashes", make_hashfuncs(self.num_slices, self.bits_per_slice)[0])
+        object.__setattr__(self, "_hashes", _offsets_function(self.num_slices, self.bits_per_slice))
 
     @property
     def shard_capacity(self) -> int:
@@ -100,11 +126,8 @@ class Layout:
 
     def offsets(self, number: str) -> tuple[int, list[int]]:
         """``(shard, bit offsets within the shard's filter)`` — pybloom's slice × bits_per_slice + hash."""
-        bps = self.bits_per_slice
-        return (
-            zlib.crc32(number.encode("utf-8")) % self.shards,
-            [i * bps + h for i, h in enumerate(self._hashes(number))],
-        )
+        key = number.encode("utf-8")
+        return zlib.crc32(key) % self.shards, self._hashes(key)
 
     def header(self, generation: int, shard: int) -> bytes:
         if generation <= 0:

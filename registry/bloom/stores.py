@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from bitarray import bitarray
+
 from registry.redisdirect import DirectRedis
 from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
 
@@ -222,8 +224,11 @@ class LocalStore:
                     ok = False
                     continue
                 with mmap.mmap(fd, size) as mm:
-                    for o in offsets:
-                        mm[HEADER_SIZE + (o >> 3)] |= 0x80 >> (o & 7)
+                    bits = bitarray(buffer=memoryview(mm)[HEADER_SIZE:], endian="big")  # MSB-first, as Redis
+                    try:
+                        bits[offsets] = 1  # in C: a chunk sets hundreds of thousands of bits
+                    finally:
+                        del bits  # release the map's buffer before it closes
                     if sync and not building:  # a generation being built is fsynced once, at the switch
                         mm.flush()
             finally:

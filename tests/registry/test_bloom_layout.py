@@ -97,3 +97,20 @@ def test_shard_bytes_identical_in_both_stores_and_movable(tmp_path, redis_client
         shard, offs = layout.offsets(key)
         assert remote.probe(moved.generation, shard, offs) is True
         assert local.probe(pointer.generation, shard, offs) is True
+
+
+@pytest.mark.parametrize("num_slices, bits_per_slice", [
+    (10, 57_500_000), (7, 1_000_003), (14, 40_000), (3, 60_000), (2, 3_000), (20, 2**33), (1, 17), (4, 70_000),
+])
+def test_offsets_equal_pybloom_hash_functions(num_slices, bits_per_slice):
+    """The offsets are computed in one go from pybloom's own salts; they must equal what pybloom's
+    generator yields, for every digest size and format pybloom picks."""
+    from pybloom_live.pybloom import make_hashfuncs
+
+    from registry.bloom.layout import _offsets_function
+
+    reference = make_hashfuncs(num_slices, bits_per_slice)[0]
+    fast = _offsets_function(num_slices, bits_per_slice)
+    for key in ["WT2020-00000001", "（2020）沪检字第0123号", "", "A" * 64, "检测报告第0001号"]:
+        expected = [i * bits_per_slice + h for i, h in enumerate(reference(key))]
+        assert fast(key.encode("utf-8")) == expected
