@@ -313,7 +313,8 @@ class _TextTable(Table):
         try:
             for cells in reader:
                 line, previous = previous + 1, reader.line_num
-                if any(cell.strip() for cell in cells):
+                # one cell is by far the commonest row: test it without a generator
+                if (cells[0].strip() if len(cells) == 1 else any(cell.strip() for cell in cells)):
                     yield Row(line, tuple(cells))
         except UnicodeDecodeError:
             raise FileRefused(

@@ -94,7 +94,7 @@ class SQLiteLoader(_Tally):
             return
         cur = self._raw.cursor()
         cur.execute("DELETE FROM stage_numbers")
-        cur.executemany("INSERT INTO stage_numbers (number) VALUES (?)", [(n,) for n in numbers])
+        cur.executemany("INSERT INTO stage_numbers (number) VALUES (?)", zip(numbers))
         before = self._raw.total_changes
         cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM stage_numbers")
         fresh = self._raw.total_changes - before
