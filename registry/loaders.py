@@ -1,8 +1,8 @@
 """Bulk loaders of report numbers: PostgreSQL COPY into staging tables, SQLite executemany.
 
-A batch streams through in chunks. Each chunk is staged, its distinct numbers are added to a
-per-batch "seen" table (so duplicates within the file are recognised across chunks) and the ones
-new to the file are inserted with "do nothing on conflict". In-file duplicates and numbers
+A batch streams through in chunks. Each chunk is staged and its distinct numbers are inserted
+with "do nothing on conflict"; a per-batch "seen" table remembers the numbers found registered
+before (so that one repeated in the file counts once as registered and then as a duplicate). In-file duplicates and numbers
 already registered are thus told apart in SQL, not in a Python set, and memory stays constant
 whatever the file size. Everything runs inside the caller's transaction.
 """
@@ -37,6 +37,28 @@ class _Tally:
         return LoadCounts(self.staged, self.inserted, self.staged - self.distinct, self.distinct - self.inserted)
 
 
+# One chunk, one statement. The chunk's distinct numbers go straight into report_numbers, "do
+# nothing on conflict". Only the numbers that clashed (few, usually none) are looked at again:
+# a clash with a row of an earlier batch is a number already registered, counted once per file
+# through stage_seen; a clash with a row of this batch is a duplicate within the file. (Every
+# part of the statement reads the table as it was before the statement, so rows it inserts
+# itself are not taken for earlier ones.) The lookup is by primary key for the clashing
+# numbers only, so its plan does not depend on how big the registry is.
+_PG_LOAD = """
+WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
+     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at)
+             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s FROM d
+             ON CONFLICT DO NOTHING RETURNING number),
+     clash AS MATERIALIZED (SELECT number FROM d EXCEPT SELECT number FROM ins),
+     old AS (INSERT INTO stage_seen (number)
+             SELECT r.number FROM report_numbers r
+             WHERE r.number = ANY (ARRAY (SELECT number FROM clash))
+               AND r.institution_id = %(iid)s AND r.batch_id <> %(batch)s
+             ON CONFLICT DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
+"""
+
+
 class PostgresLoader(_Tally):
     """psycopg 3 COPY into temporary tables that live until the transaction ends."""
 
@@ -45,8 +67,8 @@ class PostgresLoader(_Tally):
         self._raw = session.connection().connection.driver_connection
         self._params = {"iid": institution_id, "quarter": quarter, "batch": batch_id, "at": _naive_utc(registered_at)}
         with self._raw.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number text NOT NULL) ON COMMIT DROP")
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number text PRIMARY KEY) ON COMMIT DROP")
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number varchar(64) NOT NULL) ON COMMIT DROP")
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number varchar(64) PRIMARY KEY) ON COMMIT DROP")
             cur.execute("TRUNCATE stage_numbers, stage_seen")
 
     def load(self, numbers: list[str]) -> None:
@@ -57,18 +79,10 @@ class PostgresLoader(_Tally):
             # Normalised numbers never contain tab, newline or backslash: text format needs no escaping.
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
-            cur.execute(
-                "WITH fresh AS (INSERT INTO stage_seen (number) SELECT DISTINCT number FROM stage_numbers "
-                "               ON CONFLICT DO NOTHING RETURNING number), "
-                "     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at) "
-                "             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s FROM fresh "
-                "             ON CONFLICT DO NOTHING RETURNING 1) "
-                "SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM ins)",
-                self._params,
-            )
-            fresh, inserted = cur.fetchone()
+            cur.execute(_PG_LOAD, self._params)
+            distinct, inserted, old = cur.fetchone()
         self.staged += len(numbers)
-        self.distinct += fresh
+        self.distinct += inserted + old
         self.inserted += inserted
 
     def finish(self) -> None:

@@ -66,3 +66,21 @@ def test_zero_declaration_keeps_the_index_trusted(reg):
     reg.registration.declare_zero(institution_id=lab.id, quarter=Quarter.containing(reg.clock().date()))
     reg.refresh(auto_rebuild=False)
     assert reg.bloom.status()["mode"] == "bloom", reg.bloom.status()
+
+
+def test_counts_when_registered_numbers_repeat_across_chunks(reg, small_chunks):
+    """A number registered before and repeated in the file counts once as registered, then as a
+    duplicate; another institution's identical numbers are no clash at all."""
+    with reg.sessions() as s:
+        lab, other = make_institution(s), make_institution(s, name="另一家检测机构")
+    register(reg, lab, [f"R-{i}" for i in range(200)])
+    register(reg, other, [f"S-{i}" for i in range(200)])
+    numbers = ([f"R-{i}" for i in range(200)] + [f"N-{i}" for i in range(1200)] + [f"R-{i}" for i in range(100)]
+               + [f"S-{i}" for i in range(200)] + [f"N-{i}" for i in range(0, 1200, 4)] + [f"R-{i}" for i in range(50)])
+    receipt = reg.registration.register(institution_id=lab.id, quarter=Quarter(2026, 3), numbers=iter(numbers),
+                                        sha256="e" * 64, file_name="repeats.csv")
+    assert receipt.accepted == 1200 + 200  # the N- numbers and the other institution's S- numbers
+    assert receipt.already_registered == 200
+    assert receipt.in_file_duplicates == 100 + 300 + 50
+    with reg.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ReportNumber).where(ReportNumber.institution_id == lab.id)) == 1600
