@@ -158,10 +158,9 @@ class Batch(Base):
 
 class ReportNumber(Base):
     __tablename__ = "report_numbers"
-    __table_args__ = (
-        Index("ix_report_numbers_institution_quarter", "institution_id", "quarter"),
-        {"postgresql_partition_by": "HASH (number)"},
-    )
+    # Looked up by number only (verification, withdrawal, the import's clash check): the primary
+    # key serves them all; per-institution figures come from batches (migration 0005).
+    __table_args__ = ({"postgresql_partition_by": "HASH (number)"},)
 
     number: Mapped[str] = mapped_column(String(64), primary_key=True)
     institution_id: Mapped[int] = mapped_column(Integer, primary_key=True)
