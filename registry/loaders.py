@@ -2,9 +2,9 @@
 
 A batch streams through in chunks. Each chunk is staged and its distinct numbers are inserted
 with "do nothing on conflict"; a per-batch "seen" table remembers the numbers found registered
-before (so that one repeated in the file counts once as registered and then as a duplicate). In-file duplicates and numbers
-already registered are thus told apart in SQL, not in a Python set, and memory stays constant
-whatever the file size. Everything runs inside the caller's transaction.
+before (so that one repeated in the file counts once as registered, then as a duplicate).
+In-file duplicates and numbers already registered are thus told apart in SQL, not in a Python
+set, and memory stays constant whatever the file size. Everything runs inside the caller's transaction.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
              WHERE r.number = ANY (ARRAY (SELECT number FROM clash))
                AND r.institution_id = %(iid)s AND r.batch_id <> %(batch)s
              ON CONFLICT DO NOTHING RETURNING 1)
-SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
 """
 
 
@@ -80,7 +80,7 @@ class PostgresLoader(_Tally):
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
             cur.execute(_PG_LOAD, self._params)
-            distinct, inserted, old = cur.fetchone()
+            inserted, old = cur.fetchone()
         self.staged += len(numbers)
         self.distinct += inserted + old
         self.inserted += inserted
