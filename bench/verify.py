@@ -158,6 +158,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args(argv)
+    unknown = set(args.backends.split(",")) - {"embedded", "postgres-redis"}
+    if unknown:
+        parser.error(f"unknown backend(s) {', '.join(sorted(unknown))}: choose from embedded, postgres-redis")
     if not shutil.which("wrk"):
         print("bench/verify needs wrk: apt-get install wrk", file=sys.stderr)
         return 2

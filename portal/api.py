@@ -34,10 +34,10 @@ def verify():
     if not number.strip():
         return api_error(400, "invalid_number", "the query parameter 'number' is required")
     try:
-        verdict = registry().verifier.verify(number, institution)
+        verdict = registry().verifier.verify(number, institution, admit=g.rate_pending.admit)
     except InvalidValue as exc:
         return api_error(400, "invalid_number", str(exc))
     except Unavailable as exc:
         return api_error(503, "unavailable", str(exc))
     log_query(verdict, number, institution)
-    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store"), *g.rate_decision.headers()])
+    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store"), *g.rate_pending.decision().headers()])

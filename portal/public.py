@@ -1,7 +1,7 @@
 """Public pages: search form, verdict page, QR deep link, and institution suggestions."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, g, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -44,7 +44,7 @@ def _verdict_page(number: str, institution: str | None):
     if not number.strip():
         return _search_page("", institution or "", _("请输入报告编号。"), 400)
     try:
-        verdict = registry().verifier.verify(number, institution)
+        verdict = registry().verifier.verify(number, institution, admit=g.rate_pending.admit)
     except InvalidValue as exc:
         message = INVALID_NUMBER.get(exc.code, INVALID_NUMBER["bad_character"])
         return _search_page(number, institution or "", str(message), 400)

@@ -3,10 +3,17 @@
 Flask-Limiter guards every other limited route. The verify endpoints are the product's hot
 path, where Flask-Limiter's generic machinery (limit resolution, exemption scopes, one storage
 call per limit plus more for the headers) cost more than the verification itself. Here the
-limits of ``RATELIMIT_VERIFY`` are parsed once and checked with the same fixed-window semantics
-in a single storage round trip: one pipelined ``INCR``/``EXPIRE NX``/``PTTL`` per limit on
-Redis, a dict in embedded mode. When Redis fails, counting falls back to this worker's memory
-for a few seconds (logged and counted), as Flask-Limiter's in-memory fallback does.
+limits of ``RATELIMIT_VERIFY`` are parsed once and checked with the same fixed-window semantics:
+one ``INCR``/``EXPIRE NX``/``PTTL`` per limit on Redis, a dict in embedded mode. When Redis fails,
+counting falls back to this worker's memory for a few seconds (logged and counted), as
+Flask-Limiter's in-memory fallback does.
+
+On Redis the count costs no exchange of its own: the decorator *defers* its commands on the
+registry's per-thread Redis connection (registry/redisdirect.py) and the view hands the
+verification service a gate (``admit``) that it consults right after the Bloom probe — whose
+exchange carried the count — and before anything else happens (the database, the query log).
+A refused hit therefore changes nothing; a view that never reaches the gate (a malformed
+number) is decided after it returns, by an exchange of its own.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from flask import Response, current_app, g
 from limits import parse_many
 
-from registry.redisdirect import DirectRedis
+from registry.verification import NotAdmitted
 
 from .errors import error_response
 from .extensions import client_address
@@ -71,36 +78,63 @@ class _MemoryWindows:
         return out
 
 
+class Pending:
+    """One hit being counted; settled when its decision is first asked for."""
+
+    __slots__ = ("_limiter", "_state", "_keys", "_deferred", "_decision")
+
+    def __init__(self, limiter: VerifyLimiter, state: dict, keys: list[tuple[str, int]], deferred) -> None:
+        self._limiter, self._state, self._keys, self._deferred = limiter, state, keys, deferred
+        self._decision: Decision | None = None
+
+    def decision(self) -> Decision:
+        if self._decision is None:
+            counts = self._limiter._redis_counts(self._state, self._keys, self._deferred) if self._deferred else None
+            if counts is None:
+                counts = self._state["memory"].hit(self._keys)
+            self._decision = self._limiter._decide(self._state, counts)
+        return self._decision
+
+    def admit(self) -> bool:
+        """The gate handed to the verification service."""
+        return self.decision().allowed
+
+
 class VerifyLimiter:
     def init_app(self, app) -> None:
         items = parse_many(app.config["RATELIMIT_VERIFY"])
-        state = {
+        registry = app.extensions["registry"]
+        app.extensions["verify_limiter"] = {
             "items": [(item.amount, int(item.get_expiry()), f"{item.amount}/{int(item.get_expiry())}") for item in items],
             "memory": _MemoryWindows(),
-            "redis": None,
+            # the registry's per-thread connection: the one the Bloom probe talks on
+            "redis": registry.hot_redis,
             "fallback_until": 0.0,
             "failures": 0,
         }
-        if app.config.get("REDIS_URL"):
-            import redis
-
-            state["redis"] = DirectRedis(redis.Redis.from_url(
-                app.config["REDIS_URL"], socket_timeout=0.2, socket_connect_timeout=0.2, retry_on_timeout=False
-            ))
-        app.extensions["verify_limiter"] = state
 
     @staticmethod
     def _state():
         return current_app.extensions["verify_limiter"]
 
-    def hit(self, client: str) -> Decision:
+    def begin(self, client: str) -> Pending:
+        """Count a hit of ``client``: on Redis the commands wait for the next exchange."""
         state = self._state()
         keys = [(f"rnr:rl:verify:{spec}:{client}", seconds) for _, seconds, spec in state["items"]]
-        counts = None
+        deferred = None
         if state["redis"] is not None and time.monotonic() >= state["fallback_until"]:
-            counts = self._hit_redis(state, keys)
-        if counts is None:
-            counts = state["memory"].hit(keys)
+            commands = []
+            for key, seconds in keys:
+                commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
+            deferred = state["redis"].defer(commands)
+        return Pending(self, state, keys, deferred)
+
+    def hit(self, client: str) -> Decision:
+        """Count a hit and decide now."""
+        return self.begin(client).decision()
+
+    @staticmethod
+    def _decide(state, counts) -> Decision:
         decisions = [
             Decision(count <= amount, amount, max(0, amount - count), reset_at)
             for (amount, _, _), (count, reset_at) in zip(state["items"], counts)
@@ -111,14 +145,11 @@ class VerifyLimiter:
         return min(decisions, key=lambda d: d.remaining)
 
     @staticmethod
-    def _hit_redis(state, keys) -> list[tuple[int, float]] | None:
+    def _redis_counts(state, keys, deferred) -> list[tuple[int, float]] | None:
         import redis
 
-        commands = []
-        for key, seconds in keys:
-            commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
         try:
-            replies = state["redis"].pipeline(commands)
+            replies = deferred.replies()
         except redis.RedisError as exc:
             state["failures"] += 1
             state["fallback_until"] = time.monotonic() + FALLBACK_SECONDS
@@ -132,17 +163,26 @@ class VerifyLimiter:
         return out
 
     def limit(self, view):
-        """Decorate a verify view: count the hit, answer 429 when over, add the headers."""
+        """Decorate a verify view: count the hit, answer 429 when over, add the headers.
+
+        The view finds the hit in ``g.rate_pending`` and passes ``g.rate_pending.admit`` to the
+        verification service as its gate."""
 
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
-            decision = g.rate_decision = self.hit(client_address())
+            pending = g.rate_pending = self.begin(client_address())
+            try:
+                response = view(*args, **kwargs)
+            except NotAdmitted:
+                response = None
+            except BaseException:
+                pending.decision()  # the hit counts all the same
+                raise
+            decision = g.rate_decision = pending.decision()
             if not decision.allowed:
                 response = error_response(429, retry_after=decision.retry_after)
-            else:
-                response = view(*args, **kwargs)
-                if not isinstance(response, Response):
-                    response = current_app.make_response(response)
+            elif not isinstance(response, Response):
+                response = current_app.make_response(response)
             if "X-RateLimit-Limit" not in response.headers:  # the view may have set them already
                 response.headers.extend(decision.headers())
             return response
@@ -151,4 +191,4 @@ class VerifyLimiter:
 
 
 verify_limiter = VerifyLimiter()
-__all__ = ["Decision", "VerifyLimiter", "verify_limiter"]
+__all__ = ["Decision", "Pending", "VerifyLimiter", "verify_limiter"]

@@ -23,6 +23,7 @@ from .directory import InstitutionDirectory
 from .models import Batch
 from .pipeline import BloomTarget
 from .querylog import QueryLogBuffer
+from .redisdirect import DirectRedis
 from .quarters import Clock, system_clock
 from .registration import RegistrationService
 from .verification import VerificationService
@@ -58,6 +59,8 @@ class Registry:
         self.engine = make_engine(settings.database_url)
         self.sessions = make_session_factory(self.engine)
         self.redis = make_redis(settings.redis_url) if settings.redis_url else None
+        # per-thread connection for the verify hot path: the Bloom probe and the rate-limit count share its exchange
+        self.hot_redis = DirectRedis(self.redis) if self.redis is not None else None
         settings.bloom_dir.mkdir(parents=True, exist_ok=True)
         settings.files_dir.mkdir(parents=True, exist_ok=True)
         self.bloom = open_bloom_index(
@@ -67,6 +70,7 @@ class Registry:
             engine=self.engine,
             directory=settings.bloom_dir,
             redis=self.redis,
+            hot_redis=self.hot_redis,
             logger=log,
         )
         self.directory = InstitutionDirectory()

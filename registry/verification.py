@@ -6,15 +6,14 @@ one statement. The institution directory resolves the institution text and fills
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .directory import InstitutionDirectory, InstitutionInfo
+from .forklocal import ForkLocal
 from .normalize import normalize_number
 from .quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
 
@@ -25,6 +24,10 @@ class BloomLookup(Protocol):
 
 class Unavailable(RuntimeError):
     """A backend the answer needs is down."""
+
+
+class NotAdmitted(Exception):
+    """The caller's gate refused the verification (a rate limit); nothing was looked up or logged."""
 
 
 STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
@@ -39,7 +42,6 @@ class _Reader(NamedTuple):
     conn: object  # sqlalchemy Connection, autocommit
     driver: object  # its driver (DBAPI) connection
     cursor: object  # a cursor of that, reused
-    pid: int
 
 
 class Registration(NamedTuple):
@@ -103,14 +105,19 @@ class VerificationService:
         self._sessions = sessions
         self._engine = sessions.kw["bind"]
         self._by_number = _BY_NUMBER.format("%s" if self._engine.dialect.name == "postgresql" else "?")
-        self._local = threading.local()
+        self._local = ForkLocal()  # the per-thread read connection; a forked child makes its own
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
 
-    def verify(self, raw_number: str, institution_text: str | None = None) -> Verdict:
+    def verify(self, raw_number: str, institution_text: str | None = None, *,
+               admit: Callable[[], bool] | None = None) -> Verdict:
         """Raises :class:`InvalidValue` for a malformed number, :class:`Unavailable` when the
-        database is needed and down."""
+        database is needed and down.
+
+        ``admit``, when given, is asked once for a well-formed number, right after the Bloom
+        probe and before the database: :class:`NotAdmitted` when it says no. (The rate limiter's
+        count travels to Redis with the probe; see portal/ratelimit.py.)"""
         number = normalize_number(raw_number)
         now = self._clock()
         given = bool(institution_text and institution_text.strip())
@@ -118,6 +125,8 @@ class VerificationService:
         resolved = (asked is not None) if given else None
 
         maybe = self._bloom.lookup(number)
+        if admit is not None and not admit():
+            raise NotAdmitted(number)
         if maybe is False:
             return self._negative(number, "not_found", asked, resolved, now)
         rows = self._rows(number)
@@ -153,20 +162,22 @@ class VerificationService:
         raise AssertionError("unreachable")
 
     def _reader(self) -> _Reader:
-        reader = getattr(self._local, "reader", None)
-        if reader is None or reader.pid != os.getpid():  # never share a connection across a fork
+        slots = self._local.slots
+        reader = getattr(slots, "reader", None)
+        if reader is None:
             try:
                 conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 driver = conn.connection.driver_connection
-                reader = self._local.reader = _Reader(conn, driver, driver.cursor(), os.getpid())
+                reader = slots.reader = _Reader(conn, driver, driver.cursor())
             except (OperationalError, DBAPIError) as exc:
                 raise Unavailable("the registry database is unreachable") from exc
         return reader
 
     def close_reader(self, broken: bool = False) -> None:
         """Give back this thread's read connection (at shutdown), or discard it (after an error)."""
-        reader, self._local.reader = getattr(self._local, "reader", None), None
-        if reader is not None and reader.pid == os.getpid():
+        slots = self._local.slots
+        reader, slots.reader = getattr(slots, "reader", None), None
+        if reader is not None:
             steps = (reader.cursor.close, reader.conn.invalidate, reader.conn.close) if broken else (
                 reader.cursor.close, reader.conn.close)
             for step in steps:

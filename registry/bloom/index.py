@@ -38,15 +38,18 @@ class BloomStoreError(RuntimeError):
     """A write could not reach the store; the caller's unit of work must roll back."""
 
 
-def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None, logger=None) -> "BloomIndex":
+def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None, hot_redis=None,
+                     logger=None) -> "BloomIndex":
     """A Bloom index over the Redis store when ``redis`` is given, else over shard files in ``directory``.
 
     ``directory`` also holds ``writers.lock`` (the writer gate on SQLite). Give the Redis client
-    short socket timeouts: a lookup waits at most that long before answering None.
+    short socket timeouts: a lookup waits at most that long before answering None. ``hot_redis``
+    (a :class:`registry.redisdirect.DirectRedis` of that client) carries the lookups; share it
+    with other per-request callers so that their deferred commands travel with the probe.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    store: ShardStore = RedisStore(redis) if redis is not None else LocalStore(directory)
+    store: ShardStore = RedisStore(redis, direct=hot_redis) if redis is not None else LocalStore(directory)
     return BloomIndex(config=config, engine=engine, store=store, gate=WriterGate(engine=engine, directory=directory),
                       logger=logger or logging.getLogger("registry.bloom"))
 

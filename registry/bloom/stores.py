@@ -373,9 +373,11 @@ class RedisStore:
     REBUILD_LOCK = "rnr:bloom:rebuild-lock"
     REBUILD_LOCK_SECONDS = 6 * 3600
 
-    def __init__(self, client):
+    def __init__(self, client, direct: DirectRedis | None = None):
         self.client = client
-        self._direct = DirectRedis(client)  # the per-lookup probe skips the client's per-command overhead
+        # the per-lookup probe skips the client's per-command overhead; given by the caller, other
+        # deferred commands (the rate-limit count) travel with it
+        self._direct = direct or DirectRedis(client)
         self._advance = client.register_script(_ADVANCE_MARKER)
         self._release = client.register_script(_RELEASE_LOCK)
         self._set_bits = client.register_script(_SET_BITS)

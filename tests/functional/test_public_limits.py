@@ -128,3 +128,41 @@ def test_redis_down_verification_still_answers_and_limits_fall_back_to_memory(tm
         assert body["status"] == "degraded" and "redis" in body["degraded"]
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/verify?number=RL-9", "/verify?number=RL-9", "/v/{uscc}/RL-9"])
+def test_a_refused_verification_looks_nothing_up_and_logs_nothing(limited_app, path):
+    from tests.functional.test_verify_api import count_sql
+
+    reg = limited_app.extensions["registry"]
+    with reg.sessions() as session:
+        lab = make_institution(session, name="限流检测中心")
+        session.expunge(lab)
+    register(reg, lab, ["RL-9"])
+    path = path.format(uscc=lab.uscc)
+    client = limited_app.test_client()
+    for _ in range(2):
+        assert client.get(path).status_code == 200
+    logged = len(reg.query_log)
+    with count_sql(reg.engine) as statements:
+        refused = client.get(path)
+    assert refused.status_code == 429
+    assert statements == []  # a registered number, yet the database was not asked
+    assert len(reg.query_log) == logged
+
+
+@pytest.mark.parametrize("stack", ["postgres-redis"], indirect=True)
+def test_the_rate_limit_count_travels_with_the_bloom_probe(limited_app):
+    """One Redis exchange per verification: the count rides with the probe."""
+    reg = limited_app.extensions["registry"]
+    client = limited_app.test_client()
+    assert client.get("/api/v1/verify?number=RL-WARM").status_code == 200  # connected
+    conn = reg.hot_redis._connection()
+    writes = []
+    send = conn.send_packed_command
+    conn.send_packed_command = lambda *a, **k: (writes.append(a), send(*a, **k))[1]
+    response = client.get("/api/v1/verify?number=RL-ABSENT")
+    assert response.status_code == 200 and response.get_json()["status"] == "not_found"
+    assert response.headers["X-RateLimit-Remaining"] == "0"  # the second of two: counted
+    assert len(writes) == 1
+    assert b"INCR" in writes[0][0][0] and b"BITFIELD_RO" in writes[0][0][0]
