@@ -168,6 +168,16 @@ class VerificationService:
             try:
                 conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 driver = conn.connection.driver_connection
+                postgres = self._engine.dialect.name == "postgresql"
+                if postgres:
+                    conn.detach()  # its session setting below must not go back into the pool
+                if postgres:
+                    # The lookup runs as a prepared statement over a hash-partitioned table.
+                    # PostgreSQL judges a custom plan (pruned while planning) cheaper than the
+                    # generic one (pruned at execution) every time, and so plans each lookup
+                    # anew: half of its CPU per lookup (≈ 85 → 50 µs). The generic plan prunes
+                    # to the same one partition.
+                    driver.execute("SET plan_cache_mode = force_generic_plan")
                 reader = slots.reader = _Reader(conn, driver, driver.cursor())
             except (OperationalError, DBAPIError) as exc:
                 raise Unavailable("the registry database is unreachable") from exc
