@@ -29,8 +29,10 @@ def log_query(verdict, raw_number: str, institution_text: str | None) -> None:
 @limiter.exempt
 @verify_limiter.limit
 def verify():
-    number = request.args.get("number", "")
-    institution = request.args.get("institution") or None
+    args = request.args
+    number = args.get("number", "")
+    institution = args.get("institution") if "institution" in args else None  # no KeyError built and dropped
+    institution = institution or None
     if not number.strip():
         return api_error(400, "invalid_number", "the query parameter 'number' is required")
     try:
@@ -40,4 +42,4 @@ def verify():
     except Unavailable as exc:
         return api_error(503, "unavailable", str(exc))
     log_query(verdict, number, institution)
-    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store"), *g.rate_pending.decision().headers()])
+    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store")])  # the limiter adds its own

@@ -62,7 +62,8 @@ def _verdict_page(number: str, institution: str | None):
 @limiter.exempt
 @verify_limiter.limit
 def verify():
-    return _verdict_page(request.args.get("number", ""), request.args.get("institution") or None)
+    args = request.args
+    return _verdict_page(args.get("number", ""), (args.get("institution") if "institution" in args else None) or None)
 
 
 @bp.get("/v/<uscc>/<path:number>")

@@ -30,6 +30,7 @@ from registry.verification import NotAdmitted
 
 from .errors import error_response
 from .extensions import client_address
+from .jsonio import JSONResponse
 
 log = logging.getLogger(__name__)
 FALLBACK_SECONDS = 5.0
@@ -183,7 +184,9 @@ class VerifyLimiter:
                 response = error_response(429, retry_after=decision.retry_after)
             elif not isinstance(response, Response):
                 response = current_app.make_response(response)
-            if "X-RateLimit-Limit" not in response.headers:  # the view may have set them already
+            if isinstance(response, JSONResponse):
+                response.add_headers(decision.headers())
+            elif "X-RateLimit-Limit" not in response.headers:  # the view may have set them already
                 response.headers.extend(decision.headers())
             return response
 

@@ -33,7 +33,13 @@ def client_key(secret: bytes, at: dt.datetime) -> bytes:
 
 
 def client_hmac(secret: bytes, address: str, at: dt.datetime) -> str:
-    return hmac.digest(client_key(secret, at), (address or "").encode(), "sha256").hex()[:32]
+    return _client_hmac(client_key(secret, at), address or "")
+
+
+@functools.lru_cache(maxsize=8192)
+def _client_hmac(key: bytes, address: str) -> str:
+    """Per (period key, address): a client asks many times, each answer needs its HMAC."""
+    return hmac.digest(key, address.encode(), "sha256").hex()[:32]
 
 
 _COLUMNS = "at, number, institution_text, institution_id, status, client"
@@ -54,7 +60,7 @@ class QueryLogBuffer:
             self.dropped += 1  # the database has been down for long; keep serving
             return
         self._buffer.append((
-            at.astimezone(dt.timezone.utc).replace(tzinfo=None),
+            (at if at.tzinfo is dt.timezone.utc else at.astimezone(dt.timezone.utc)).replace(tzinfo=None),
             number[:200],
             (institution_text or None) and institution_text[:500],
             institution_id,

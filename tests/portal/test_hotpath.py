@@ -64,3 +64,26 @@ def test_after_this_request_still_runs_on_the_hot_path(app):
 
     app.test_client().get("/api/v1/verify?number=NOPE-2")
     assert seen == [200]
+
+
+def test_a_json_answer_carries_each_header_once_and_in_full(app):
+    from portal.security import HEADERS
+
+    response = app.test_client().get("/api/v1/verify?number=A-1")
+    names = [name.lower() for name, _ in response.headers]
+    assert len(names) == len(set(names)), names
+    assert response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
+    assert response.headers["Cache-Control"] == "no-store"
+    assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(response.headers.keys())
+    for name, value in HEADERS.items():
+        assert response.headers[name] == value
+
+
+@pytest.mark.parametrize("header", [("X-Note", "a\r\nSet-Cookie: stolen=1"), ("X-Note", "a\nb"), ("X\r\nY", "v"),
+                                    ("X-Note", "nul\0")])
+def test_a_json_answer_refuses_a_header_that_would_split_the_response(header):
+    from portal.jsonio import json_response
+
+    with pytest.raises(ValueError):
+        json_response({}, headers=[header])
