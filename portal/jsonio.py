@@ -1,6 +1,7 @@
 """Fast JSON responses (orjson), keeping Chinese text readable."""
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import orjson
@@ -8,17 +9,15 @@ from flask import Response
 
 from .security import SECURITY_HEADERS
 
-_FORBIDDEN_IN_HEADERS = ("\n", "\r", "\0")
+_SPLITS_A_HEADER = re.compile(r"[\r\n\0]").search
 
 
 def _checked(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """What werkzeug's header validation refuses (a line break or NUL smuggling in a header)."""
-    out = []
-    for name, value in headers:
-        value = str(value)
-        if any(c in name or c in value for c in _FORBIDDEN_IN_HEADERS):
+    """What werkzeug's header validation refuses: a line break or NUL smuggling in a header."""
+    out = [(name, str(value)) for name, value in headers]
+    for name, value in out:
+        if _SPLITS_A_HEADER(name) or _SPLITS_A_HEADER(value):
             raise ValueError("header names and values must not contain line breaks or NUL")
-        out.append((name, value))
     return out
 
 
@@ -32,11 +31,10 @@ class JSONResponse(Response):
     carries the security headers (``secured``), so the after-request hook need not look.
     """
 
-    default_mimetype = None  # the Content-Type is set below, with the other headers
     secured = True
 
     def __init__(self, body: bytes, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(status=status)
+        super().__init__(status=status, content_type="application/json")  # set while the list is empty: no scan
         self.response = [body]
         self.headers._list = [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
@@ -48,7 +46,8 @@ class JSONResponse(Response):
         self.headers._list.extend(_checked(headers))
 
     def get_wsgi_headers(self, environ):
-        if self.status_code < 200 or self.status_code in (204, 304) or "Location" in self.headers:
+        if self.status_code < 200 or self.status_code in (204, 304) or any(
+                name.lower() == "location" for name, _ in self.headers._list):  # `in` would build a KeyError
             return super().get_wsgi_headers(environ)
         return self.headers
 
