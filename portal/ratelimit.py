@@ -34,6 +34,7 @@ from .jsonio import JSONResponse
 
 log = logging.getLogger(__name__)
 FALLBACK_SECONDS = 5.0
+CLIENTS_KEPT = 10_000  # clients whose keys are kept made (then forgotten all at once)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class VerifyLimiter:
             "redis": registry.hot_redis,
             "fallback_until": 0.0,
             "failures": 0,
+            "clients": {},  # client → its keys and commands, made once
         }
 
     @staticmethod
@@ -121,12 +123,19 @@ class VerifyLimiter:
     def begin(self, client: str) -> Pending:
         """Count a hit of ``client``: on Redis the commands wait for the next exchange."""
         state = self._state()
-        keys = [(f"rnr:rl:verify:{spec}:{client}", seconds) for _, seconds, spec in state["items"]]
-        deferred = None
-        if state["redis"] is not None and time.monotonic() >= state["fallback_until"]:
+        known = state["clients"]
+        keys_and_commands = known.get(client)
+        if keys_and_commands is None:
+            if len(known) >= CLIENTS_KEPT:
+                known.clear()
+            keys = [(f"rnr:rl:verify:{spec}:{client}", seconds) for _, seconds, spec in state["items"]]
             commands = []
             for key, seconds in keys:
                 commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
+            keys_and_commands = known[client] = (keys, commands)
+        keys, commands = keys_and_commands
+        deferred = None
+        if state["redis"] is not None and time.monotonic() >= state["fallback_until"]:
             deferred = state["redis"].defer(commands)
         return Pending(self, state, keys, deferred)
 
@@ -136,6 +145,10 @@ class VerifyLimiter:
 
     @staticmethod
     def _decide(state, counts) -> Decision:
+        items = state["items"]
+        if len(items) == 1:
+            (amount, _, _), (count, reset_at) = items[0], counts[0]
+            return Decision(count <= amount, amount, max(0, amount - count), reset_at)
         decisions = [
             Decision(count <= amount, amount, max(0, amount - count), reset_at)
             for (amount, _, _), (count, reset_at) in zip(state["items"], counts)

@@ -29,8 +29,20 @@ class InvalidValue(ValueError):
         self.code = code
 
 
+# Text already in canonical form but for ASCII case, which the general steps would only upper-case:
+# most numbers, on the verify path and in files. (A property test holds the two paths equal.)
+PLAIN_ASCII_NUMBER = re.compile(r"[A-Za-z0-9\-/()\[\]_.#+]{1,%d}" % MAX_NUMBER_LENGTH)
+_plain = PLAIN_ASCII_NUMBER.fullmatch
+
+
 def normalize_number(raw: str) -> str:
     """Return the canonical form of a report number, or raise :class:`InvalidValue`."""
+    if isinstance(raw, str) and _plain(raw):
+        return raw.upper()
+    return _normalize_number(raw)
+
+
+def _normalize_number(raw: str) -> str:
     if not isinstance(raw, str):
         raise InvalidValue("not_text", "report number must be text")
     text = raw.translate(_ZERO_WIDTH)

@@ -76,3 +76,17 @@ def test_certificate_numbers():
         with pytest.raises(InvalidValue) as info:
             normalize_certificate_number(bad)
         assert info.value.code == code
+
+
+@given(st.text(alphabet=st.sampled_from("aZz09-/()[]_.#+ \t\u3000－〔】\u200bé号"), max_size=70))
+def test_the_plain_ascii_shortcut_agrees_with_the_general_steps(raw):
+    from registry.normalize import _normalize_number
+
+    try:
+        expected = _normalize_number(raw)
+    except InvalidValue as exc:
+        with pytest.raises(InvalidValue) as info:
+            normalize_number(raw)
+        assert info.value.code == exc.code
+        return
+    assert normalize_number(raw) == expected
