@@ -46,9 +46,11 @@ class JSONResponse(Response):
         self.headers._list.extend(_checked(headers))
 
     def get_wsgi_headers(self, environ):
-        if self.status_code < 200 or self.status_code in (204, 304) or any(
-                name.lower() == "location" for name, _ in self.headers._list):  # `in` would build a KeyError
+        if self.status_code < 200 or self.status_code in (204, 304):
             return super().get_wsgi_headers(environ)
+        for name, _ in self.headers._list:  # `"Location" in headers` would build a KeyError
+            if len(name) == 8 and name.lower() == "location":
+                return super().get_wsgi_headers(environ)
         return self.headers
 
 

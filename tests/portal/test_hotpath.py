@@ -87,3 +87,13 @@ def test_a_json_answer_refuses_a_header_that_would_split_the_response(header):
 
     with pytest.raises(ValueError):
         json_response({}, headers=[header])
+
+
+def test_a_json_answer_with_a_location_gets_werkzeugs_treatment(app):
+    from portal.jsonio import json_response
+
+    with app.test_request_context("/"):
+        response = json_response({"ok": True}, 201, headers=[("Location", "/api/v1/批次/1")])
+        headers = response.get_wsgi_headers({"wsgi.url_scheme": "http", "HTTP_HOST": "x", "SERVER_NAME": "x",
+                                              "SERVER_PORT": "80", "PATH_INFO": "/", "SCRIPT_NAME": ""})
+        assert headers["Location"].isascii()  # made a URI, as werkzeug does for every other response
