@@ -6,6 +6,7 @@ one statement. The institution directory resolves the institution text and fills
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Protocol
 
@@ -38,10 +39,32 @@ _BY_NUMBER = (
 )
 
 
-class _Reader(NamedTuple):
-    conn: object  # sqlalchemy Connection, autocommit
-    driver: object  # its driver (DBAPI) connection
-    cursor: object  # a cursor of that, reused
+class _Reader:
+    """A thread's read connection. It goes with its thread: a thread that ends (a dev server's
+    request thread, a shrinking thread pool) closes it, in the process that opened it only."""
+
+    __slots__ = ("conn", "driver", "cursor", "_pid")
+
+    def __init__(self, conn, driver, cursor) -> None:
+        self.conn = conn  # sqlalchemy Connection, autocommit
+        self.driver = driver  # its driver (DBAPI) connection
+        self.cursor = cursor  # a cursor of that, reused
+        self._pid = os.getpid()
+
+    def close(self, broken: bool = False) -> None:
+        if self._pid != os.getpid():  # a forked child must not close its parent's connection
+            return
+        self._pid = None
+        steps = (self.cursor.close, self.conn.invalidate, self.conn.close) if broken else (
+            self.cursor.close, self.conn.close)
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
+                pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class Registration(NamedTuple):
@@ -171,7 +194,6 @@ class VerificationService:
                 postgres = self._engine.dialect.name == "postgresql"
                 if postgres:
                     conn.detach()  # its session setting below must not go back into the pool
-                if postgres:
                     # The lookup runs as a prepared statement over a hash-partitioned table.
                     # PostgreSQL judges a custom plan (pruned while planning) cheaper than the
                     # generic one (pruned at execution) every time, and so plans each lookup
@@ -188,13 +210,7 @@ class VerificationService:
         slots = self._local.slots
         reader, slots.reader = getattr(slots, "reader", None), None
         if reader is not None:
-            steps = (reader.cursor.close, reader.conn.invalidate, reader.conn.close) if broken else (
-                reader.cursor.close, reader.conn.close)
-            for step in steps:
-                try:
-                    step()
-                except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
-                    pass
+            reader.close(broken)
 
     def _negative(self, number, status, asked, resolved, now) -> Verdict:
         since, until = pending_window(now.astimezone(SHANGHAI).date())

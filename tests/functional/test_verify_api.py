@@ -179,3 +179,45 @@ def test_a_fresh_worker_answers_its_first_request_fully(stack, labs):
         assert len(body["candidates"]) == 2
     finally:
         fresh.extensions["registry"].close()
+
+
+def test_a_forked_child_verifies_on_its_own_connections(reg, labs):
+    """gunicorn forks after the app is built: no worker may talk on its parent's sockets."""
+    import os
+
+    assert reg.verifier.verify("WT2020-000123").status == "found"  # the parent's per-thread connections exist
+    parent_reader = reg.verifier._reader()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fresh = reg.verifier._reader() is not parent_reader
+            ok = reg.verifier.verify("WT2020-000123").status == "found"
+            code = 0 if fresh and ok else 2
+        finally:
+            os.write(write, str(code).encode())
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 8) == b"0"
+    assert reg.verifier._reader() is parent_reader  # left alone, and still answering
+    assert reg.verifier.verify("WT2020-000123").status == "found"
+
+
+@pytest.mark.parametrize("stack", ["postgres-redis"], indirect=True)
+def test_a_thread_that_ends_closes_its_read_connection(reg, labs):
+    """The PostgreSQL read connection is the thread's own (outside the pool): it must not outlive it."""
+    import gc
+    import threading
+
+    drivers = []
+
+    def verify():
+        assert reg.verifier.verify("WT2020-000123").status == "found"
+        drivers.append(reg.verifier._reader().driver)
+
+    thread = threading.Thread(target=verify)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert drivers and drivers[0].closed
