@@ -7,7 +7,7 @@ from registry.normalize import InvalidValue
 from registry.verification import Unavailable
 
 from .errors import api_error
-from .extensions import client_address, limiter, registry
+from .extensions import client_address, limiter, query_arg, registry
 from .jsonio import json_response
 from .ratelimit import verify_limiter
 
@@ -29,10 +29,8 @@ def log_query(verdict, raw_number: str, institution_text: str | None) -> None:
 @limiter.exempt
 @verify_limiter.limit
 def verify():
-    args = request.args
-    number = args.get("number", "")
-    institution = args.get("institution") if "institution" in args else None  # no KeyError built and dropped
-    institution = institution or None
+    number = request.args.get("number", "")
+    institution = query_arg("institution") or None
     if not number.strip():
         return api_error(400, "invalid_number", "the query parameter 'number' is required")
     try:

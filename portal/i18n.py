@@ -12,7 +12,7 @@ from flask_babel import get_locale
 
 from registry.quarters import SHANGHAI
 
-from .extensions import babel
+from .extensions import babel, query_arg
 from .settings import ROOT
 
 LANGUAGES = ("zh", "en")
@@ -22,13 +22,8 @@ COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
 
-def _asked_language() -> str | None:
-    args = request.args  # `.get` of an absent name builds and drops an exception: ask `in` first
-    return args.get("lang") if "lang" in args else None
-
-
 def select_locale() -> str:
-    asked = _asked_language()
+    asked = query_arg("lang")
     if asked in LANGUAGES:
         return asked
     kept = request.cookies.get(COOKIE)
@@ -41,7 +36,7 @@ def current_language() -> str:
 
 
 def _remember_language(response):
-    asked = _asked_language()
+    asked = query_arg("lang")
     if asked in LANGUAGES and request.cookies.get(COOKIE) != asked:
         response.set_cookie(COOKIE, asked, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Lax")
     return response

@@ -10,7 +10,7 @@ from registry.verification import Unavailable
 
 from .api import log_query
 from .errors import error_response
-from .extensions import limiter, registry
+from .extensions import limiter, query_arg, registry
 from .ratelimit import verify_limiter
 from .jsonio import json_response
 
@@ -62,8 +62,7 @@ def _verdict_page(number: str, institution: str | None):
 @limiter.exempt
 @verify_limiter.limit
 def verify():
-    args = request.args
-    return _verdict_page(args.get("number", ""), (args.get("institution") if "institution" in args else None) or None)
+    return _verdict_page(request.args.get("number", ""), query_arg("institution") or None)
 
 
 @bp.get("/v/<uscc>/<path:number>")

@@ -145,10 +145,6 @@ class VerifyLimiter:
 
     @staticmethod
     def _decide(state, counts) -> Decision:
-        items = state["items"]
-        if len(items) == 1:
-            (amount, _, _), (count, reset_at) = items[0], counts[0]
-            return Decision(count <= amount, amount, max(0, amount - count), reset_at)
         decisions = [
             Decision(count <= amount, amount, max(0, amount - count), reset_at)
             for (amount, _, _), (count, reset_at) in zip(state["items"], counts)

@@ -89,10 +89,7 @@ class DirectRedis:
 
     def call(self, *args):
         """One command, one reply (with whatever was deferred, in the same exchange)."""
-        reply = self._exchange([args])[0]
-        if isinstance(reply, ResponseError):
-            raise reply
-        return reply
+        return self.pipeline([args])[0]
 
     def pipeline(self, commands: list[tuple]) -> list:
         """Several commands in one write; their replies in order."""
