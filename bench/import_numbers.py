@@ -45,13 +45,13 @@ import json, os, sys, time
 os.environ.update({{"DATABASE_URL": {database_url!r}, "REDIS_URL": "", "INSTANCE_DIR": {str(work)!r},
                     "SECRET_KEY": "bench", "BLOOM_CAPACITY": "40000000", "BACKGROUND_INTERVAL": "0"}})
 from portal import create_app
-from registry.migrate import upgrade
-from registry.authorities import seed_authorities
-from registry.institutions import create_institution
-from registry.models import Authority
-from registry.normalize import make_uscc
-from registry.quarters import Quarter
-from registry.registration import sha256_of
+from registry.infra.migrate import upgrade
+from registry.institutions.authorities import seed_authorities
+from registry.institutions.service import create_institution
+from registry.institutions.models import Authority
+from registry.numbers.normalize import make_uscc
+from registry.numbers.quarters import Quarter
+from registry.registration.service import sha256_of
 from importers.numbers import read_report_numbers
 from sqlalchemy import select
 app = create_app()
@@ -137,8 +137,8 @@ def main(argv=None) -> int:
         return 2
     from sqlalchemy import text
 
-    from registry.db import make_engine
-    from registry.normalize import normalize_number
+    from registry.infra.db import make_engine
+    from registry.numbers.normalize import normalize_number
 
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))
     try:

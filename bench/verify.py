@@ -37,12 +37,12 @@ def build_registry(env: dict, size: int) -> None:
     """Load `size` numbers for 50 institutions through the real registration path."""
     os.environ.update(env)
     from portal import create_app
-    from registry.institutions import create_institution
-    from registry.migrate import upgrade
-    from registry.authorities import seed_authorities
-    from registry.models import Authority
-    from registry.normalize import make_uscc
-    from registry.quarters import Quarter
+    from registry.institutions.service import create_institution
+    from registry.infra.migrate import upgrade
+    from registry.institutions.authorities import seed_authorities
+    from registry.institutions.models import Authority
+    from registry.numbers.normalize import make_uscc
+    from registry.numbers.quarters import Quarter
     from sqlalchemy import select
 
     app = create_app({"BACKGROUND_INTERVAL": 0})
@@ -89,7 +89,7 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
            "BLOOM_CAPACITY": str(max(size * 2, 1_000_000)), "DATABASE_URL": "", "REDIS_URL": ""}
     dbname = None
     if backend == "postgres-redis":
-        from registry.db import make_engine
+        from registry.infra.db import make_engine
 
         dbname = f"bench_verify_{os.getpid()}"
         admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
@@ -134,7 +134,7 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
             proc.terminate()
             proc.wait(timeout=30)
         if dbname:
-            from registry.db import make_engine
+            from registry.infra.db import make_engine
 
             admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
             with admin.connect() as c:

@@ -16,7 +16,7 @@ from typing import BinaryIO
 from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
 from importers.numbers import DEFAULT_MAX_PROBLEMS, Rejected, too_many_problems
 from importers.tabular import DEFAULT_MAX_BYTES, Column, Layout, Row, cell_text, locate_columns, open_table
-from registry.normalize import InvalidValue, certificate_authority_code, normalize_certificate_number, normalize_uscc
+from registry.numbers.normalize import InvalidValue, certificate_authority_code, normalize_certificate_number, normalize_uscc
 
 DEFAULT_MAX_ROWS = 1_000_000
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.normalize import MAX_NUMBER_LENGTH, InvalidValue
+from registry.numbers.normalize import MAX_NUMBER_LENGTH, InvalidValue
 
 
 class FileRefused(Exception):
@@ -48,7 +48,7 @@ class FileWarning:
     message_en: str
 
 
-# Chinese wording for the reason codes of registry.normalize.InvalidValue.
+# Chinese wording for the reason codes of registry.numbers.normalize.InvalidValue.
 _INVALID_VALUE_ZH = {
     "not_text": "报告编号必须是文本",
     "empty": "报告编号为空",

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
 from importers.tabular import DEFAULT_MAX_BYTES, EXCEL_ERRORS, Column, Layout, Row, locate_columns, open_table
-from registry.normalize import PLAIN_ASCII_NUMBER, InvalidValue, normalize_number
+from registry.numbers.normalize import PLAIN_ASCII_NUMBER, InvalidValue, normalize_number
 
 DEFAULT_MAX_NUMBERS = 1_000_000
 DEFAULT_MAX_RANGE = 100_000

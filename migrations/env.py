@@ -2,10 +2,10 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from registry.models import Base
+from registry.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_online() -> None:

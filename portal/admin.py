@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from registry.accounts import MIN_PASSWORD, ROLES, AccountError, HolidayService
+from registry.accounts.service import MIN_PASSWORD, ROLES, AccountError, HolidayService
 
 from .auth import accounts, guard_blueprint
 from .forms import _Choice

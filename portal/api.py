@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from registry.normalize import InvalidValue
-from registry.verification import Unavailable
+from registry.numbers.normalize import InvalidValue
+from registry.verification.service import Unavailable
 
 from .errors import api_error
 from .extensions import client_address, limiter, query_arg, registry

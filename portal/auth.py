@@ -16,8 +16,8 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from registry.accounts import MIN_PASSWORD, AccountError, AccountService
-from registry.models import Account
+from registry.accounts.service import MIN_PASSWORD, AccountError, AccountService
+from registry.accounts.models import Account
 
 from .errors import error_response
 from .extensions import limiter, login_manager, registry

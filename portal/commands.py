@@ -14,8 +14,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from registry.normalize import InvalidValue
-from registry.quarters import Quarter
+from registry.numbers.normalize import InvalidValue
+from registry.numbers.quarters import Quarter
 
 from .extensions import registry
 
@@ -35,7 +35,7 @@ def refuse(message: str) -> None:
 
 
 def _institution(session, uscc: str):
-    from registry.institutions import get_institution_by_uscc
+    from registry.institutions.service import get_institution_by_uscc
 
     try:
         inst = get_institution_by_uscc(session, uscc)
@@ -91,7 +91,7 @@ class _Progress:
 @with_appcontext
 def init_db():
     """Create or migrate the database to the newest schema."""
-    from registry.migrate import upgrade
+    from registry.infra.migrate import upgrade
 
     upgrade(registry().engine)
     click.echo("database migrated to head")
@@ -101,7 +101,7 @@ def init_db():
 @with_appcontext
 def seed_authorities_cmd():
     """Insert SAMR, the provincial bureaus, review groups and CNAS (idempotent)."""
-    from registry.authorities import seed_authorities
+    from registry.institutions.authorities import seed_authorities
 
     with registry().sessions() as session:
         created = seed_authorities(session)
@@ -115,7 +115,7 @@ def seed_authorities_cmd():
 @click.option("--numbers-per-quarter", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
 def demo_data(institutions: int, numbers_per_quarter: int):
     """Load realistic demo institutions, certificates and report numbers (once)."""
-    from registry.demo import load_demo_data
+    from workflows.demo import load_demo_data
 
     reg = registry()
     reg.wait_until_trusted()
@@ -136,8 +136,8 @@ def _demo_accounts(reg):
     """Accounts to try the portals with; only the demo data creates them."""
     from sqlalchemy import select
 
-    from registry.accounts import AccountService
-    from registry.models import Authority, Institution
+    from registry.accounts.service import AccountService
+    from registry.institutions.models import Authority, Institution
 
     with reg.sessions() as session:
         lab = session.scalars(select(Institution).order_by(Institution.id)).first()
@@ -164,7 +164,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
     """Register the report numbers of FILE for an institution and quarter."""
     from importers.errors import FileRefused
     from importers.numbers import read_report_numbers
-    from registry.registration import RegistrationRefused, sha256_of
+    from registry.registration.service import RegistrationRefused, sha256_of
 
     reg = registry()
     try:
@@ -252,8 +252,8 @@ def import_certificates(file: str, rejected_csv: str | None):
     """Upsert a certificate list (CSV/XLSX) as provincial bureaus send it."""
     from importers.certificates import read_certificates
     from importers.errors import FileRefused, RowProblem
-    from registry.authorities import seed_authorities
-    from registry.institutions import import_certificate_rows
+    from registry.institutions.authorities import seed_authorities
+    from registry.institutions.service import import_certificate_rows
 
     reg = registry()
     name = Path(file).name
@@ -321,7 +321,7 @@ def bloom_check():
 @click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
 def create_account(username: str, role: str, uscc: str | None, authority_code: str | None, password_stdin: bool):
     """Create a portal account; the password comes from a prompt (or stdin)."""
-    from registry.accounts import AccountError, AccountService
+    from registry.accounts.service import AccountError, AccountService
 
     if role == "institution" and not uscc:
         refuse("--institution USCC is required for an institution account")

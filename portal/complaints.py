@@ -8,15 +8,15 @@ from flask import Blueprint, current_app, flash, make_response, redirect, render
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from registry.complaints import (
+from registry.complaints.service import (
     AttachmentRefused,
     ComplaintService,
     NewComplaint,
     format_tracking_code,
     store_attachment,
 )
-from registry.normalize import InvalidValue
-from registry.verification import Unavailable
+from registry.numbers.normalize import InvalidValue
+from registry.verification.service import Unavailable
 
 from .errors import error_response
 from .extensions import limiter, registry
@@ -136,7 +136,7 @@ def status(tracking_code: str):
 @limiter.limit(complaint_limit)
 def answer(tracking_code: str):
     """The complainant answers the handling authority's question (it goes into the trail)."""
-    from registry.casework import InvalidAction
+    from registry.complaints.casework import InvalidAction
 
     text = (request.form.get("answer") or "").strip()
     try:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from flask import Response
 
-from registry.quarters import SHANGHAI
+from registry.numbers.quarters import SHANGHAI
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 64 * 1024

@@ -9,7 +9,7 @@ from flask_wtf.file import FileField
 from wtforms import RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from registry.complaints import CATEGORIES, MAX_DESCRIPTION
+from registry.complaints.service import CATEGORIES, MAX_DESCRIPTION
 
 try:  # WTForms 3.3 deprecates (value, label) tuples
     from wtforms import SelectChoice as _Choice

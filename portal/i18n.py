@@ -10,7 +10,7 @@ import datetime as dt
 from flask import Flask, request, url_for
 from flask_babel import get_locale
 
-from registry.quarters import SHANGHAI
+from registry.numbers.quarters import SHANGHAI
 
 from .extensions import babel, query_arg
 from .settings import ROOT

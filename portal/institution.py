@@ -16,12 +16,13 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from importers.errors import FileRefused, RowProblem
-from registry.accounts import AccountError, TokenService
-from registry.jobs import make_job_queue, upload_service
-from registry.models import Batch, Institution
-from registry.normalize import InvalidValue, normalize_number
-from registry.quarters import SHANGHAI, Quarter
-from registry.registration import RegistrationRefused, receipt_of
+from registry.accounts.service import AccountError, TokenService
+from registry.registration.uploads import make_job_queue, upload_service
+from registry.institutions.models import Institution
+from registry.registration.models import Batch
+from registry.numbers.normalize import InvalidValue, normalize_number
+from registry.numbers.quarters import SHANGHAI, Quarter
+from registry.registration.service import RegistrationRefused, receipt_of
 
 from . import qr
 from .auth import guard_blueprint

@@ -5,8 +5,8 @@ from flask import Blueprint, current_app, g, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from registry.normalize import InvalidValue
-from registry.verification import Unavailable
+from registry.numbers.normalize import InvalidValue
+from registry.verification.service import Unavailable
 
 from .api import log_query
 from .errors import error_response

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from flask import Response, current_app, g
 from limits import parse_many
 
-from registry.verification import NotAdmitted
+from registry.verification.service import NotAdmitted
 
 from .errors import error_response
 from .extensions import client_address

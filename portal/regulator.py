@@ -1,7 +1,7 @@
 """The regulator console (/regulator/): complaint queue and trails, compliance, leads, abnormal list.
 
 Access is attached to the blueprint (regulator accounts only); jurisdiction is the registry's
-rule (:class:`registry.casework.Officer`): SAMR sees everything, another authority the
+rule (:class:`registry.complaints.casework.Officer`): SAMR sees everything, another authority the
 complaints routed to it and the institutions it reviews. Views parse, call the registry, render.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from registry.abnormal import AbnormalService
-from registry.audit import chain_for
-from registry.casework import (
+from registry.compliance.abnormal import AbnormalService
+from registry.complaints.audit import chain_for
+from registry.complaints.casework import (
     FINDINGS,
     CaseworkService,
     InvalidAction,
@@ -22,10 +22,10 @@ from registry.casework import (
     Officer,
     QueueFilters,
 )
-from registry.complaints import CATEGORIES, STATUSES, format_tracking_code
-from registry.compliance import ComplianceService
-from registry.models import Institution
-from registry.quarters import Quarter
+from registry.complaints.service import CATEGORIES, STATUSES, format_tracking_code
+from registry.compliance.service import ComplianceService
+from registry.institutions.models import Institution
+from registry.numbers.quarters import Quarter
 
 from . import exports
 from .auth import guard_blueprint

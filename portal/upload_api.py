@@ -10,11 +10,11 @@ import hashlib
 from flask import Blueprint, current_app, g, request
 
 from importers.errors import FileRefused
-from registry.accounts import IdempotencyStore, TokenService
-from registry.jobs import problem_json
-from registry.normalize import InvalidValue, normalize_number
-from registry.quarters import Quarter
-from registry.registration import RegistrationRefused, sha256_of
+from registry.accounts.service import IdempotencyStore, TokenService
+from registry.registration.uploads import problem_json
+from registry.numbers.normalize import InvalidValue, normalize_number
+from registry.numbers.quarters import Quarter
+from registry.registration.service import RegistrationRefused, sha256_of
 
 from .errors import api_error
 from .extensions import limiter, registry

@@ -17,16 +17,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from .bloom import BloomConfig, open_bloom_index
-from .db import make_engine, make_session_factory
-from .directory import InstitutionDirectory
-from .models import Batch
-from .pipeline import BloomTarget
-from .querylog import QueryLogBuffer
-from .redisdirect import DirectRedis
-from .quarters import Clock, system_clock
-from .registration import RegistrationService
-from .verification import VerificationService
+from registry.bloom import BloomConfig, open_bloom_index
+from registry.infra.db import make_engine, make_session_factory
+from registry.institutions.directory import InstitutionDirectory
+from registry.registration.models import Batch
+from registry.registration.pipeline import BloomTarget
+from registry.verification.querylog import QueryLogBuffer
+from registry.infra.redisdirect import DirectRedis
+from registry.numbers.quarters import Clock, system_clock
+from registry.registration.service import RegistrationService
+from registry.verification.service import VerificationService
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import itertools
 
 from sqlalchemy import select
 
-from registry.authorities import seed_authorities
-from registry.institutions import create_institution, rename_institution
-from registry.models import Authority, Certificate, CertificateEvent, Institution
-from registry.normalize import make_uscc, normalize_number
-from registry.quarters import Quarter
+from registry.institutions.authorities import seed_authorities
+from registry.institutions.service import create_institution, rename_institution
+from registry.institutions.models import Authority, Certificate, CertificateEvent, Institution
+from registry.numbers.normalize import make_uscc, normalize_number
+from registry.numbers.quarters import Quarter
 
 _serial = itertools.count(1)
 

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from registry.authorities import seed_authorities
-from registry.db import make_engine, make_session_factory
-from registry.migrate import upgrade
-from registry.models import Base
+from registry.institutions.authorities import seed_authorities
+from registry.infra.db import make_engine, make_session_factory
+from registry.infra.migrate import upgrade
+from registry.schema import metadata
 
 REQUIRE_BACKENDS = os.environ.get("REQUIRE_BACKENDS") == "1"
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
@@ -120,7 +120,7 @@ def sqlite_template(tmp_path_factory):
 
 
 def _empty_tables(engine) -> None:
-    names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    names = [t.name for t in reversed(metadata.sorted_tables)]
     extra = [n for n in _all_table_names(engine) if n not in names and n != "alembic_version" and not n.startswith("report_numbers_p")]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

@@ -6,9 +6,10 @@ import itertools
 
 from sqlalchemy import select
 
-from registry.casework import Officer
-from registry.complaints import new_tracking_code
-from registry.models import Authority, Complaint, ComplaintEvent
+from registry.complaints.casework import Officer
+from registry.complaints.service import new_tracking_code
+from registry.complaints.models import Complaint, ComplaintEvent
+from registry.institutions.models import Authority
 
 _serial = itertools.count(1)
 
@@ -27,7 +28,7 @@ def make_complaint(session, *, province: str = "11", institution=None, number: s
                    contact: str | None = "13800138000", created_at: dt.datetime | None = None,
                    verdict: dict | None = None, attachment: tuple[str, str] | None = None) -> Complaint:
     """A complaint as the public intake stores it (with its submitted/routed events), committed."""
-    from registry.authorities import seed_authorities
+    from registry.institutions.authorities import seed_authorities
 
     seed_authorities(session)
     n = next(_serial)

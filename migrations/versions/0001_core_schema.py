@@ -7,7 +7,9 @@ Create Date: 2026-11-24 03:21:13.052731
 from alembic import op
 import sqlalchemy as sa
 
-from registry.models import REPORT_NUMBER_PARTITIONS, UTCDateTime
+from registry.infra.base import UTCDateTime
+
+from registry.registration.models import REPORT_NUMBER_PARTITIONS
 
 
 revision = '0001'

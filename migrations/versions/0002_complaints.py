@@ -6,7 +6,7 @@ Revises: 0001
 from alembic import op
 import sqlalchemy as sa
 
-from registry.models import UTCDateTime
+from registry.infra.base import UTCDateTime
 
 
 revision = "0002"

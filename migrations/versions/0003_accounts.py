@@ -7,7 +7,7 @@ Create Date: 2026-11-24 03:37:00.530694
 from alembic import op
 import sqlalchemy as sa
 
-from registry.models import UTCDateTime
+from registry.infra.base import UTCDateTime
 
 
 revision = '0003'

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from registry.db import is_postgres
+from registry.infra.db import is_postgres
 
 #: advisory lock key: "rnrbloom" as a big-endian int64.
 ADVISORY_KEY = int.from_bytes(b"rnrbloom", "big")

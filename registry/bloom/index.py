@@ -44,7 +44,7 @@ def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None
 
     ``directory`` also holds ``writers.lock`` (the writer gate on SQLite). Give the Redis client
     short socket timeouts: a lookup waits at most that long before answering None. ``hot_redis``
-    (a :class:`registry.redisdirect.DirectRedis` of that client) carries the lookups; share it
+    (a :class:`registry.infra.redisdirect.DirectRedis` of that client) carries the lookups; share it
     with other per-request callers so that their deferred commands travel with the probe.
     """
     directory = Path(directory)

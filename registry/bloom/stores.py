@@ -18,7 +18,7 @@ from typing import Iterator, Protocol
 
 from bitarray import bitarray
 
-from registry.redisdirect import DirectRedis
+from registry.infra.redisdirect import DirectRedis
 from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from registry.normalize import make_uscc  # noqa: E402
+from registry.numbers.normalize import make_uscc  # noqa: E402
 from tests.importers.file_builders import (  # noqa: E402
     CERTIFICATE_HEADER,
     cell_xml,

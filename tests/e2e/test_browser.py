@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.authorities import seed_authorities
+from registry.institutions.authorities import seed_authorities
 from tests.e2e.live import live_server
 from tests.builders import make_institution, register
 

@@ -13,7 +13,7 @@ import sys
 def main() -> None:
     config = json.loads(sys.argv[1])
     from portal import create_app
-    from registry.quarters import Quarter
+    from registry.numbers.quarters import Quarter
 
     app = create_app(config)
     reg = app.extensions["registry"]

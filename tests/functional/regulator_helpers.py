@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from registry.quarters import SHANGHAI
+from registry.numbers.quarters import SHANGHAI
 
 PASSWORD = "correct horse battery"
 # 2026-10-15 in Shanghai: 2026Q3's upload window is open, 2026Q2's deadline has passed
@@ -39,11 +39,12 @@ def make_account(reg, role: str, *, authority: str | None = None, institution=No
     """An account built directly (a builder: AccountService.create is the admin's path, tested there)."""
     from sqlalchemy import select
 
-    from registry.accounts import hash_password
-    from registry.models import Account, Authority
+    from registry.accounts.service import hash_password
+    from registry.accounts.models import Account
+    from registry.institutions.models import Authority
 
     username = username or f"{role}-{authority or 'x'}-{next(_names)}"
-    from registry.authorities import seed_authorities
+    from registry.institutions.authorities import seed_authorities
 
     with reg.sessions() as session:
         seed_authorities(session)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from registry.accounts import HolidayService, TokenService
+from registry.accounts.service import HolidayService, TokenService
 from tests.builders import make_institution
 from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)

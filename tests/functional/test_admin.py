@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from registry.models import Account, Holiday
+from registry.accounts.models import Account
+
+from registry.complaints.models import Holiday
 from tests.builders import make_institution
 from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     PASSWORD, csrf_token, login, make_account, portal_app, preg)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from registry.authorities import seed_authorities
-from registry.complaints import format_tracking_code
-from registry.models import Complaint, ComplaintEvent
+from registry.institutions.authorities import seed_authorities
+from registry.complaints.service import format_tracking_code
+from registry.complaints.models import Complaint, ComplaintEvent
 from tests.builders import make_institution, register
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64

@@ -4,7 +4,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from portal import create_app
-from registry.db import make_engine
+from registry.infra.db import make_engine
 from tests.builders import make_institution, register
 
 
@@ -21,7 +21,7 @@ def pg_app(postgres_database, redis_url, postgres_server_url, tmp_path):
         "RATELIMIT_VERIFY": "100000/minute",
     })
     reg = app.extensions["registry"]
-    from registry.authorities import seed_authorities
+    from registry.institutions.authorities import seed_authorities
 
     with reg.sessions() as s:
         seed_authorities(s)

@@ -63,7 +63,7 @@ def test_big_file_checked_and_imported_in_the_background(bg_app, stack):
 
 def test_the_queue_matches_the_stack(bg_app, stack):
     from portal.institution import job_queue
-    from registry.jobs import RQQueue, ThreadQueue
+    from registry.registration.uploads import RQQueue, ThreadQueue
 
     with bg_app.app_context():
         queue = job_queue()

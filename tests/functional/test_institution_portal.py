@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from registry.accounts import AccountService
-from registry.quarters import SHANGHAI
+from registry.accounts.service import AccountService
+from registry.numbers.quarters import SHANGHAI
 from tests.builders import make_institution
 
 PASSWORD = "correct horse battery"
@@ -40,7 +40,6 @@ def preg(portal_app):
 
 def make_account(reg, role: str = "institution", *, institution=None, authority: str | None = None,
                  username: str | None = None, password: str = PASSWORD):
-    import itertools
 
     username = username or f"{role}-{next(_names)}"
     return AccountService(sessions=reg.sessions, clock=reg.clock).create(
@@ -122,7 +121,7 @@ def test_same_file_again_is_idempotent(portal_app, preg):
     assert "此前已为该季度登记" in client.get(status_url).get_data(as_text=True)
     again = confirm(client, status_url)
     assert again.headers["Location"] == first
-    from registry.models import Batch
+    from registry.registration.models import Batch
 
     with preg.sessions() as session:
         assert session.query(Batch).count() == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -176,7 +175,7 @@ def test_gunicorn_workers_find_numbers_a_cli_process_just_registered(app, reg, s
     # the query log is written in bulk off the request path, and none is lost on a clean shutdown
     from sqlalchemy import func, select
 
-    from registry.models import QueryLog
+    from registry.verification.models import QueryLog
 
     with reg.sessions() as s:
         logged = s.scalar(select(func.count()).select_from(QueryLog).where(QueryLog.number.like("GW2026-%")))

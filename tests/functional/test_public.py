@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event, update
 
 from tests.builders import make_institution, register
-from registry.models import ReportNumber
-from registry.quarters import SHANGHAI
+from registry.registration.models import ReportNumber
+from registry.numbers.quarters import SHANGHAI
 
 NOW = dt.datetime(2026, 11, 23, 20, 15, 3, tzinfo=SHANGHAI)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from openpyxl import load_workbook
 from sqlalchemy import delete, select, update
 
-from registry.complaints import store_attachment
-from registry.models import Complaint, ComplaintEvent
-from registry.quarters import SHANGHAI
+from registry.complaints.service import store_attachment
+from registry.complaints.models import Complaint, ComplaintEvent
+from registry.numbers.quarters import SHANGHAI
 from tests.builders import register
 from tests.functional.regulator_helpers import (  # noqa: F401
     act, complaint, csrf, institution, officer_client, rapp, rreg, sign_in, token_from,

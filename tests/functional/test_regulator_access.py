@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.complaints import store_attachment
+from registry.complaints.service import store_attachment
 from tests.functional.regulator_helpers import csrf, complaint, institution, officer_client, rapp, rreg, sign_in  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

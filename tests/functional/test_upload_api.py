@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from registry.models import Batch
+from registry.registration.models import Batch
 from tests.functional.test_institution_portal import csrf_token, portal_app, preg, signed_in  # noqa: F401 - fixtures
 
 
@@ -50,7 +50,7 @@ def test_token_lifecycle(portal_app, preg, lab):
 
 
 def test_tokens_are_stored_hashed(preg, lab):
-    from registry.models import ApiToken
+    from registry.accounts.models import ApiToken
 
     _, _, token = lab
     with preg.sessions() as session:

@@ -157,7 +157,7 @@ def test_verdict_page_sql_budget(app, reg, client, labs):
 def test_query_log_is_written_with_hashed_client(app, reg, client, labs):
     from sqlalchemy import select
 
-    from registry.models import QueryLog
+    from registry.verification.models import QueryLog
 
     get(client, number="WT2020-000123")
     get(client, number="NOPE-2", institution="不存在的机构")

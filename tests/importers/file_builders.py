@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 import openpyxl
 
-from registry.normalize import make_uscc
+from registry.numbers.normalize import make_uscc
 
 
 def csv_bytes(rows, *, encoding: str = "utf-8", newline: str = "\n", delimiter: str = ",") -> bytes:

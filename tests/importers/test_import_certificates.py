@@ -8,7 +8,7 @@ import pytest
 
 from importers.certificates import CertificateRow, read_certificates
 from importers.errors import FileRefused
-from registry.normalize import make_uscc
+from registry.numbers.normalize import make_uscc
 from tests.importers.file_builders import CERTIFICATE_HEADER, csv_bytes, make_certificate_row, xlsx_bytes
 
 USCC = make_uscc("91440101MA5CXXXX0")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from importers.numbers import read_report_numbers
 from importers.tabular import EXCEL_ERRORS
-from registry.normalize import normalize_number
+from registry.numbers.normalize import normalize_number
 from tests.importers.file_builders import csv_bytes, txt_bytes, xlsx_bytes
 
 # Canonical characters of a report number, minus 至 (it is read as a range separator).

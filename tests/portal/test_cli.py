@@ -5,8 +5,10 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
-from registry.models import Authority, Batch, Certificate, Institution, ReportNumber
-from registry.normalize import make_uscc
+from registry.institutions.models import Authority, Certificate, Institution
+
+from registry.registration.models import Batch, ReportNumber
+from registry.numbers.normalize import make_uscc
 from tests.builders import make_institution
 
 

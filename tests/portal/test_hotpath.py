@@ -7,7 +7,7 @@ from portal.hotpath import HOT_ENDPOINTS, NO_OP_ON_HOT_PATH, hook_name
 
 @pytest.fixture
 def app(tmp_path):
-    from registry.migrate import upgrade
+    from registry.infra.migrate import upgrade
 
     app = create_app({"INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "t", "DATABASE_URL": "", "REDIS_URL": "",
                       "BACKGROUND_INTERVAL": 0})

@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from registry.accounts import AccountError, AccountService, HolidayService, IdempotencyStore, TokenService
-from registry.db import make_session_factory
+from registry.accounts.service import AccountError, AccountService, HolidayService, IdempotencyStore, TokenService
+from registry.infra.db import make_session_factory
 from tests.builders import make_institution
 
 PASSWORD = "correct horse battery"

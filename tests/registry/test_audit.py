@@ -4,9 +4,9 @@ import threading
 import pytest
 from sqlalchemy import delete, select, text, update
 
-from registry.audit import AuditChain, FileChainHead, RedisChainHead, derive_key
-from registry.db import make_session_factory
-from registry.models import ComplaintEvent
+from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, derive_key
+from registry.infra.db import make_session_factory
+from registry.complaints.models import ComplaintEvent
 from tests.regulator_builders import make_complaint
 
 

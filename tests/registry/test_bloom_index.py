@@ -17,8 +17,9 @@ import redis as redis_lib
 from sqlalchemy import insert, select, text
 
 from registry.bloom import BloomConfig, BloomStoreError, RebuildInProgress, open_bloom_index
-from registry.db import make_session_factory
-from registry.models import Authority, Batch, Institution, ReportNumber
+from registry.infra.db import make_session_factory
+from registry.institutions.models import Authority, Institution
+from registry.registration.models import Batch, ReportNumber
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,7 +142,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import text
 from registry.bloom import BloomConfig, open_bloom_index
-from registry.db import make_engine, make_session_factory
+from registry.infra.db import make_engine, make_session_factory
 
 args = json.loads(sys.argv[1])
 engine = make_engine(args["database_url"])

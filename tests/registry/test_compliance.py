@@ -4,10 +4,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert
 
-from registry.compliance import ComplianceService, valid_intervals
-from registry.db import make_session_factory
-from registry.models import AbnormalMark, Batch, Certificate, CertificateEvent, QueryLog, ReportNumber
-from registry.quarters import SHANGHAI, Quarter
+from registry.compliance.service import ComplianceService, valid_intervals
+from registry.infra.db import make_session_factory
+from registry.compliance.models import AbnormalMark
+from registry.institutions.models import Certificate, CertificateEvent
+from registry.registration.models import Batch, ReportNumber
+from registry.verification.models import QueryLog
+from registry.numbers.quarters import SHANGHAI, Quarter
 from tests.builders import make_institution
 from tests.regulator_builders import make_complaint, officer
 
@@ -104,7 +107,7 @@ def test_timeline(session, service):
     kinds = {e.kind for e in tl.entries}
     assert kinds == {"certificate", "batch", "complaint", "abnormal"}
     assert tl.quarters[0][0] == "2026Q4" and ("2026Q2", "on_time", 3) in tl.quarters
-    from registry.casework import NotAllowed
+    from registry.complaints.casework import NotAllowed
 
     with pytest.raises(NotAllowed):
         service.timeline(officer(session, "19"), lab.id)

@@ -1,15 +1,14 @@
 """Migrations run up and down on scratch databases of their own."""
 import uuid
 
-import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from registry.db import make_engine
-from registry.migrate import downgrade, upgrade
-from registry.models import Base
+from registry.infra.db import make_engine
+from registry.infra.migrate import downgrade, upgrade
+from registry.schema import metadata
 
-TABLES = {t.name for t in Base.metadata.sorted_tables}
+TABLES = {t.name for t in metadata.sorted_tables}
 
 
 def _roundtrip(engine):
@@ -59,6 +58,6 @@ def test_models_match_migrations(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'cmp.db'}")
     upgrade(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diff == []

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from registry.normalize import (
+from registry.numbers.normalize import (
     InvalidValue, make_uscc, name_key, normalize_certificate_number, normalize_number, normalize_uscc,
 )
 
@@ -80,7 +80,7 @@ def test_certificate_numbers():
 
 @given(st.text(alphabet=st.sampled_from("aZz09-/()[]_.#+ \t\u3000－〔】\u200bé号"), max_size=70))
 def test_the_plain_ascii_shortcut_agrees_with_the_general_steps(raw):
-    from registry.normalize import _normalize_number
+    from registry.numbers.normalize import _normalize_number
 
     try:
         expected = _normalize_number(raw)

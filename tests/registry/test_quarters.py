@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from registry.quarters import Quarter, iso_local, pending_window
+from registry.numbers.quarters import Quarter, iso_local, pending_window
 
 
 def test_deadline_is_last_day_of_first_month_after():

@@ -5,7 +5,7 @@ import threading
 import pytest
 import redis
 
-from registry.redisdirect import DirectRedis
+from registry.infra.redisdirect import DirectRedis
 
 
 @pytest.fixture

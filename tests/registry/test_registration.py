@@ -2,10 +2,10 @@
 import pytest
 from sqlalchemy import func, select
 
-from registry import registration as registration_module
-from registry.models import Batch, ReportNumber
-from registry.quarters import Quarter
-from registry.registration import RegistrationRefused
+from registry.registration import service as registration_module
+from registry.registration.models import Batch, ReportNumber
+from registry.numbers.quarters import Quarter
+from registry.registration.service import RegistrationRefused
 from tests.builders import make_institution, register
 
 

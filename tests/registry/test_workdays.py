@@ -4,8 +4,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert
 
-from registry.models import Holiday
-from registry.workdays import WorkdayCalendar, conclude_by, deadline_for, decide_by, load_holiday_table
+from registry.complaints.models import Holiday
+from registry.complaints.workdays import WorkdayCalendar, conclude_by, deadline_for, decide_by, load_holiday_table
 
 D = dt.date
 CST = dt.timezone(dt.timedelta(hours=8))

@@ -37,8 +37,8 @@ _child_index = None
 
 def _open_in_child(target: BloomTarget) -> None:
     global _child_index
-    from .bloom import BloomConfig, open_bloom_index
-    from .db import make_engine
+    from registry.bloom import BloomConfig, open_bloom_index
+    from registry.infra.db import make_engine
 
     redis = None
     if target.redis_url:
@@ -52,7 +52,7 @@ def _open_in_child(target: BloomTarget) -> None:
 
 
 def _add_in_child(numbers: list[str], batch_id: int) -> int:
-    from .bloom import Writer
+    from registry.bloom import Writer
 
     # not synced per chunk: an msync of a whole shard per chunk would dominate; see _sync_in_child
     Writer(_child_index).add(numbers, batch_id=batch_id, sync=False)
@@ -60,7 +60,7 @@ def _add_in_child(numbers: list[str], batch_id: int) -> int:
 
 
 def _sync_in_child() -> None:
-    from .bloom import Writer
+    from registry.bloom import Writer
 
     Writer(_child_index).sync()
 

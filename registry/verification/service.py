@@ -13,10 +13,10 @@ from typing import Callable, NamedTuple, Protocol
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .directory import InstitutionDirectory, InstitutionInfo
-from .forklocal import ForkLocal
-from .normalize import normalize_number
-from .quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
+from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
+from registry.infra.forklocal import ForkLocal
+from registry.numbers.normalize import normalize_number
+from registry.numbers.quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
 
 
 class BloomLookup(Protocol):

@@ -8,10 +8,11 @@ from typing import Iterable, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .authorities import find_authority
-from .directory import bump_directory_version
-from .models import Authority, Certificate, CertificateEvent, Institution, InstitutionAddress, InstitutionName, utcnow
-from .normalize import name_key, normalize_uscc
+from registry.institutions.authorities import find_authority
+from registry.institutions.directory import bump_directory_version
+from registry.infra.base import utcnow
+from registry.institutions.models import Authority, Certificate, CertificateEvent, Institution, InstitutionAddress, InstitutionName
+from registry.numbers.normalize import name_key, normalize_uscc
 
 CERTIFICATE_STATUSES = ("valid", "suspended", "revoked", "expired")
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .casework import InvalidAction, NotAllowed, Officer
-from .directory import bump_directory_version
-from .models import AbnormalMark, Institution
-from .quarters import Clock, system_clock
+from registry.complaints.casework import InvalidAction, NotAllowed, Officer
+from registry.institutions.directory import bump_directory_version
+from registry.compliance.models import AbnormalMark
+from registry.institutions.models import Institution
+from registry.numbers.quarters import Clock, system_clock
 
 MAX_REASON = 2000
 

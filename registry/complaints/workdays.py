@@ -21,7 +21,7 @@ import chinese_calendar
 from sqlalchemy import Boolean, Date, String, column, inspect, select, table
 from sqlalchemy.orm import Session
 
-from .quarters import SHANGHAI
+from registry.numbers.quarters import SHANGHAI
 
 DECIDE_WITHIN = 7
 CONCLUDE_WITHIN = 15

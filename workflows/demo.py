@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from .authorities import PROVINCES, seed_authorities
-from .directory import bump_directory_version
-from .institutions import create_institution, rename_institution
-from .models import Authority, Batch, Certificate, CertificateEvent, Institution, InstitutionAddress
-from .normalize import USCC_CHARSET, make_uscc
-from .quarters import SHANGHAI, Quarter
-from .registration import RegistrationService
+from registry.institutions.authorities import PROVINCES, seed_authorities
+from registry.institutions.directory import bump_directory_version
+from registry.institutions.service import create_institution, rename_institution
+from registry.institutions.models import Authority, Certificate, CertificateEvent, Institution, InstitutionAddress
+from registry.registration.models import Batch
+from registry.numbers.normalize import USCC_CHARSET, make_uscc
+from registry.numbers.quarters import SHANGHAI, Quarter
+from registry.registration.service import RegistrationService
 
 CITY = {
     "01": ("北京", "110000"), "02": ("天津", "120000"), "03": ("石家庄", "130100"), "04": ("太原", "140100"),
@@ -136,7 +137,7 @@ def load_demo_data(
             numbers = [number_for(fmt, ABBR[code], index, quarter, start + k) for k in range(numbers_per_quarter)]
             if index < 2 and quarter == quarters[0]:
                 numbers.extend(SHARED_NUMBERS)
-            from .normalize import normalize_number
+            from registry.numbers.normalize import normalize_number
 
             normalised = [normalize_number(n) for n in numbers]
             digest = hashlib.sha256(("demo:%d:%s" % (iid, quarter)).encode()).hexdigest()

@@ -21,9 +21,9 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Upload
-from .quarters import Clock, Quarter, system_clock
-from .registration import Receipt, RegistrationRefused, RegistrationService
+from registry.registration.models import Upload
+from registry.numbers.quarters import Clock, Quarter, system_clock
+from registry.registration.service import Receipt, RegistrationRefused, RegistrationService
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class RQQueue:
 
 def rq_upload_job(settings: dict, kind: str, upload_id: int, confirmed_at: str, max_bytes: int) -> None:
     """The RQ entry point: build a registry from settings, run the job, close it."""
-    from .runtime import Registry, RuntimeSettings
+    from registry.runtime import Registry, RuntimeSettings
 
     values = dict(settings)
     for name in ("bloom_dir", "files_dir"):

@@ -37,7 +37,9 @@ from sqlalchemy import event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import ComplaintEvent, RegistryState
+from registry.complaints.models import ComplaintEvent
+
+from registry.infra.base import RegistryState
 
 log = logging.getLogger(__name__)
 

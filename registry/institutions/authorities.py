@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import Authority
+from registry.institutions.models import Authority
 
 PROVINCES = [
     ("01", "北京", "Beijing"), ("02", "天津", "Tianjin"), ("03", "河北", "Hebei"), ("04", "山西", "Shanxi"),

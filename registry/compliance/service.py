@@ -18,18 +18,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .casework import Officer
-from .models import (
-    AbnormalMark,
-    Batch,
-    Certificate,
-    CertificateEvent,
-    Complaint,
-    Institution,
-    QueryLog,
-    ReportNumber,
-)
-from .quarters import Clock, Quarter, SHANGHAI, quarters_between, system_clock
+from registry.complaints.casework import Officer
+from registry.complaints.models import Complaint
+from registry.compliance.models import AbnormalMark
+from registry.institutions.models import Certificate, CertificateEvent, Institution
+from registry.registration.models import Batch, ReportNumber
+from registry.verification.models import QueryLog
+from registry.numbers.quarters import Clock, Quarter, SHANGHAI, quarters_between, system_clock
 
 STANDINGS = ("on_time", "late", "zero", "missing", "pending")
 LEAD_STATUSES = ("not_found", "mismatch")
@@ -190,7 +185,7 @@ class ComplianceService:
             if inst is None:
                 return None
             if not officer.oversees(inst):
-                from .casework import NotAllowed
+                from registry.complaints.casework import NotAllowed
 
                 raise NotAllowed("outside this authority's jurisdiction")
             entries: list[TimelineEntry] = []

@@ -15,8 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Certificate, Institution, RegistryState
-from .normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
+from registry.infra.base import RegistryState
+
+from registry.institutions.models import Certificate, Institution
+from registry.numbers.normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
 
 DIRECTORY_VERSION = "directory_version"
 

@@ -18,10 +18,11 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .directory import InstitutionDirectory, InstitutionInfo
-from .models import Authority, Complaint, ComplaintEvent
-from .quarters import Clock, system_clock
-from .verification import Verdict
+from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
+from registry.complaints.models import Complaint, ComplaintEvent
+from registry.institutions.models import Authority
+from registry.numbers.quarters import Clock, system_clock
+from registry.verification.service import Verdict
 
 CATEGORIES = ("not_found", "wrong_institution", "altered", "other")
 STATUSES = ("received", "accepted", "rejected", "concluded")

@@ -1,7 +1,7 @@
 """Regulators' casework on complaints: the queue, the trail, and the actions on it.
 
 Flask-free. Every action appends one event (actor, time, note) to the complaint's append-only
-trail, which :mod:`registry.audit` seals. Jurisdiction: SAMR (authority ``00``) handles
+trail, which :mod:`registry.complaints.audit` seals. Jurisdiction: SAMR (authority ``00``) handles
 everything; any other authority handles the complaints routed to it and sees the institutions
 whose review authority it is. Complainants' personal data is shown only to the handling
 authority and SAMR, and every view of it is itself an event of the trail.
@@ -20,11 +20,14 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .complaints import CATEGORIES, normalize_tracking_code
-from .models import Authority, Batch, Complaint, ComplaintEvent, ComplaintFinding, Institution, QueryLog
-from .normalize import InvalidValue, normalize_number
-from .quarters import Clock, Quarter, SHANGHAI, system_clock
-from .workdays import Deadline, WorkdayCalendar, deadline_for
+from registry.complaints.service import CATEGORIES, normalize_tracking_code
+from registry.complaints.models import Complaint, ComplaintEvent, ComplaintFinding
+from registry.institutions.models import Authority, Institution
+from registry.registration.models import Batch
+from registry.verification.models import QueryLog
+from registry.numbers.normalize import InvalidValue, normalize_number
+from registry.numbers.quarters import Clock, Quarter, SHANGHAI, system_clock
+from registry.complaints.workdays import Deadline, WorkdayCalendar, deadline_for
 
 NATIONAL = "00"
 FINDINGS = ("forged", "not_registered", "misreported", "unfounded")

@@ -10,11 +10,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .loaders import LoadCounts, chunked, make_loader
-from .pipeline import BitsPipeline, BloomTarget, RowsPipeline
-from .models import Batch, Institution, ReportNumber
-from .normalize import normalize_number
-from .quarters import SHANGHAI, Clock, Quarter, system_clock
+from registry.registration.loaders import LoadCounts, chunked, make_loader
+from registry.registration.pipeline import BitsPipeline, BloomTarget, RowsPipeline
+from registry.institutions.models import Institution
+from registry.registration.models import Batch, ReportNumber
+from registry.numbers.normalize import normalize_number
+from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
 
 CHUNK = 50_000
 
@@ -58,7 +59,7 @@ class Receipt:
     already_registered: int | None = None
 
     def to_json(self) -> dict:
-        from .quarters import iso_local
+        from registry.numbers.quarters import iso_local
 
         return {
             "batch_id": self.batch_id,
@@ -318,8 +319,8 @@ class RegistrationService:
     def quarter_overview(self, *, institution_id: int) -> list["QuarterStatus"]:
         """Every quarter from the later of the institution's first certificate and 2019Q1 up to
         the current one, newest first: ``on_time``, ``late``, ``missing`` or ``open``, with counts."""
-        from .models import Certificate
-        from .quarters import quarters_between
+        from registry.institutions.models import Certificate
+        from registry.numbers.quarters import quarters_between
 
         today = self._clock().astimezone(SHANGHAI).date()
         with self._sessions() as session:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from redis.exceptions import ResponseError
 
-from .forklocal import ForkLocal
+from registry.infra.forklocal import ForkLocal
 
 try:
     from hiredis import pack_command as _pack  # C; redis-py's own packer re-checks every argument in Python

@@ -17,9 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .models import Account, ApiToken, Authority, Holiday, IdempotentResponse, Institution
-from .normalize import InvalidValue, normalize_uscc
-from .quarters import Clock, system_clock
+from registry.accounts.models import Account, ApiToken, IdempotentResponse
+
+from registry.complaints.models import Holiday
+
+from registry.institutions.models import Authority, Institution
+from registry.numbers.normalize import InvalidValue, normalize_uscc
+from registry.numbers.quarters import Clock, system_clock
 
 ROLES = ("institution", "regulator", "admin")
 MAX_FAILURES = 5
