@@ -7,12 +7,13 @@ from typing import Any, Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from registry.infra.settings import ROOT, TEMPLATES_DIR, finish_settings, load_settings
+
 from .hotpath import PortalFlask
-from .settings import ROOT, finish_settings, load_settings
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = PortalFlask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
+    app = PortalFlask(__name__, template_folder=str(TEMPLATES_DIR), instance_path=str(ROOT / "instance"))
     _load_settings(app, config)
     _register_extensions(app)
     _register_blueprints(app)

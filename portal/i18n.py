@@ -10,10 +10,10 @@ import datetime as dt
 from flask import Flask, request, url_for
 from flask_babel import get_locale
 
+from registry.infra.settings import TRANSLATIONS_DIR
 from registry.numbers.quarters import SHANGHAI
 
 from .extensions import babel, query_arg
-from .settings import ROOT
 
 LANGUAGES = ("zh", "en")
 DEFAULT = "zh"
@@ -77,7 +77,7 @@ def _template_context() -> dict:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
     babel.init_app(app, locale_selector=select_locale)
     app.after_request(_remember_language)
     app.context_processor(_template_context)

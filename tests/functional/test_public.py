@@ -235,7 +235,7 @@ def test_translations_compiled_catalogue_matches_the_po_file():
     from babel.messages.mofile import read_mo
     from babel.messages.pofile import read_po
 
-    from portal.settings import ROOT
+    from registry.infra.settings import ROOT
 
     folder = ROOT / "translations" / "en" / "LC_MESSAGES"
     with open(folder / "messages.po", "rb") as fh:
@@ -325,7 +325,7 @@ def test_every_message_of_the_public_pages_has_an_english_translation():
     from babel.messages.extract import extract_from_file
     from babel.messages.pofile import read_po
 
-    from portal.settings import ROOT
+    from registry.infra.settings import ROOT
 
     with open(ROOT / "translations" / "en" / "LC_MESSAGES" / "messages.po", "rb") as fh:
         translated = {m.id for m in read_po(fh) if m.id and m.string}

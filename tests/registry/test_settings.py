@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from portal import create_app
-from portal.settings import finish_settings, load_settings
+from registry.infra.settings import finish_settings, load_settings
 
 
 def test_embedded_defaults():

@@ -1,11 +1,18 @@
-"""Settings: the environment is read here and nowhere else (SPEC.md, "Settings")."""
+"""Settings: the environment is read here and nowhere else (docs/contract.md, "Settings").
+
+Flask-free, so the web app, the CLI and the RQ worker read the same settings the same way. The
+project's own folders (templates, translations, migrations) are found from here only."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+TRANSLATIONS_DIR = ROOT / "translations"
+MIGRATIONS_DIR = ROOT / "migrations"
+ALEMBIC_INI = ROOT / "alembic.ini"
 
 
 def _int(value: str, name: str) -> int:
