@@ -1,8 +1,9 @@
 """Shared fixtures: real backends (SQLite always; PostgreSQL and Redis when configured).
 
 `TEST_DATABASE_URL` / `TEST_REDIS_URL` name the servers; each run creates its own PostgreSQL
-database (dropped at the end) and uses Redis db 15 (flushed). With `REQUIRE_BACKENDS=1` a missing
-backend fails the run instead of skipping; `REQUIRE_BROWSER=1` does the same for Chromium.
+database (dropped at the end) and uses the Redis db the URL names (flushed). With
+`REQUIRE_BACKENDS=1` a missing backend fails the run instead of skipping; `REQUIRE_BROWSER=1` does
+the same for Chromium.
 """
 from __future__ import annotations
 
