@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from registry.infra.settings import ROOT
 BIN = Path(sys.executable).parent
 
 

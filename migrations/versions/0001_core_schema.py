@@ -58,7 +58,7 @@ def upgrade() -> None:
     postgresql_partition_by='HASH (number)'
     )
     if op.get_bind().dialect.name == "postgresql":
-        # A lookup by number prunes to one partition (SPEC.md, "Beyond one machine").
+        # A lookup by number prunes to one partition (docs/architecture.md, "Beyond one machine").
         for i in range(REPORT_NUMBER_PARTITIONS):
             op.execute(
                 f"CREATE TABLE report_numbers_p{i:02d} PARTITION OF report_numbers "

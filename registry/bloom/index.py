@@ -3,7 +3,7 @@
 `lookup` answers False (definitely not registered, zero SQL), True (maybe: confirm in the
 database) or None (the index cannot be trusted now: ask the database). Writers set bits in every
 live generation before their rows commit; a rebuild builds a new generation from a database
-snapshot while lookups go on, then switches atomically (SPEC, "The Bloom index").
+snapshot while lookups go on, then switches atomically (docs/architecture.md, "No false negatives").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tamper evidence for complaint trails: every event is sealed into one HMAC chain.
 
-Design (SPEC.md, issue 7):
+Design:
 
 - **Chain.** Each ``complaint_events`` row gets a ``seq`` (1, 2, 3 … across all complaints, in
   commit order) and a ``mac`` = HMAC-SHA256(key, canonical(seq, complaint_id, at, kind, actor,

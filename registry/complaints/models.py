@@ -19,7 +19,8 @@ from registry.institutions.models import Authority
 
 
 class Complaint(Base):
-    """A public report of a suspicious report number, routed to one authority (SPEC.md, "complaint").
+    """A public report of a suspicious report number, routed to one authority
+    (docs/contract.md, "Regulatory rules").
 
     ``complainant_name``/``complainant_contact`` are personal data: only the handling authority
     and SAMR may see them, never the public status page.

@@ -1,9 +1,9 @@
 """Complaint intake: create a complaint, route it, keep its trail, and show the public its status.
 
-Flask-free (SPEC.md, "Architecture"). A complaint goes to the review authority of the institution
-it is about; an unknown institution goes to the national triage queue (authority ``00``). The
-trail (``complaint_events``) is append-only; the public sees only events marked public, never
-personal data or internal notes.
+Flask-free (docs/architecture.md, "Layers"). A complaint goes to the review authority of the
+institution it is about; an unknown institution goes to the national triage queue (authority
+``00``). The trail (``complaint_events``) is append-only; the public sees only events marked
+public, never personal data or internal notes.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Working days and complaint deadlines (SPEC.md, "Rules from the regulation").
+"""Working days and complaint deadlines (docs/contract.md, "Regulatory rules").
 
 Chinese public holidays and make-up workdays come from chinese-calendar where it has data (it
 raises ``NotImplementedError`` past its last year, 2026 for 1.11). Beyond that a day is a

@@ -1,4 +1,5 @@
-"""The institution directory: an in-process map of every institution (SPEC.md).
+"""The institution directory: an in-process map of every institution
+(docs/architecture.md, "The institution directory").
 
 It resolves the free-text ``institution`` of a query (USCC, certificate number, current or
 former name) and fills verdicts without SQL. It reloads when the ``directory_version`` counter

@@ -1,7 +1,7 @@
 """Normalisation and validation of report numbers, institution names, USCCs and certificate numbers.
 
-These are the public contract's rules (SPEC.md, "Public contract"); every rejection carries a
-reason code so that importers and the API can say exactly what was wrong.
+These are the public contract's rules (docs/contract.md, "Report numbers"); every rejection
+carries a reason code so that importers and the API can say exactly what was wrong.
 """
 from __future__ import annotations
 

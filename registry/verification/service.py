@@ -1,4 +1,4 @@
-"""Verification: the verdict on a report number (SPEC.md, "Public contract").
+"""Verification: the verdict on a report number (docs/contract.md, "Verification").
 
 The Bloom index answers "not registered" without SQL; the database confirms everything else in
 one statement. The institution directory resolves the institution text and fills the verdict.

@@ -1,5 +1,5 @@
-"""No false negatives, ever (SPEC.md, Bloom invariant 1), shown across processes:
-a hypothesis state machine interleaving register / withdraw / verify / rebuild in two processes
+"""No false negatives, ever (docs/architecture.md, "No false negatives", invariant 1), shown
+across processes: a hypothesis state machine interleaving register / withdraw / verify / rebuild in two processes
 sharing the store; gunicorn workers answering for numbers a CLI process just registered; and a
 store that lost its bits (Redis flushed, a shard file replaced)."""
 from __future__ import annotations
