@@ -7,7 +7,8 @@ a superset of GBK/GB2312, then charset-normalizer's guess) — so memory stays c
 long the file is. XLSX sheets are read with python-calamine's ``iter_rows()``: calamine parses a
 sheet into a compact Rust-side range (far smaller and faster than openpyxl's objects), and rows
 become Python objects one at a time; the workbook's bytes are bounded by ``max_bytes`` and the
-zip's central directory is checked for bombs before anything is decompressed.
+zip's central directory is checked for bombs before anything is decompressed, and every member's
+cell references are scanned so that no sheet spanning too many rows, columns or cells reaches the reader.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ import io
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import BinaryIO
 
 from importers.errors import FileRefused, FileWarning
@@ -30,8 +33,16 @@ SNIFF_BYTES = 64 * 1024
 HEADER_SCAN_ROWS = 20
 MAX_LINE_CHARS = 1024 * 1024
 ZIP_TOTAL_FACTOR = 20  # refuse when the members would inflate beyond 20 × max_bytes
+ZIP_MAX_INFLATED = 1024 * 1024 * 1024  # ... or beyond 1 GiB whatever max_bytes is
 ZIP_MEMBER_RATIO = 100  # ... or one big member compresses better than 100:1
 ZIP_RATIO_FLOOR = 1024 * 1024  # small members may compress well; only judge big ones
+ZIP_MAX_MEMBERS = 10_000
+# A sheet's content (first to last cell with a value) may span at most this much; a reader
+# allocates the whole rectangle. The rows allow a header and blank lines above the 1,000,000
+# numbers a file may hold; the cells bound the reader's memory (about 32 bytes a cell).
+MAX_SHEET_ROWS = 1_100_000
+MAX_SHEET_COLUMNS = 100
+MAX_SHEET_CELLS = 10_000_000
 
 EXCEL_ERRORS = frozenset(
     {"#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA", "#SPILL!", "#CALC!"}
@@ -343,7 +354,11 @@ class _TextTable(Table):
 
 # --- XLSX ---------------------------------------------------------------------------------------
 def check_zip(fileobj, filename: str, max_bytes: int) -> None:
-    """Refuse a zip that is not a workbook or would inflate far beyond the limits (before inflating)."""
+    """Refuse a zip that is not a workbook or would inflate far beyond the limits (before inflating).
+
+    Only the central directory is read here; the declared sizes it gives are checked again while
+    :func:`scan_workbook` inflates the members (zipfile stops at the declared size and checks the CRC).
+    """
     try:
         with zipfile.ZipFile(fileobj) as archive:
             members = archive.infolist()
@@ -359,40 +374,213 @@ def check_zip(fileobj, filename: str, max_bytes: int) -> None:
     total = sum(m.file_size for m in members)
     ratio_bomb = any(m.file_size > ZIP_RATIO_FLOOR and m.file_size > ZIP_MEMBER_RATIO * max(m.compress_size, 1)
                      for m in members)
-    if total > ZIP_TOTAL_FACTOR * max_bytes or ratio_bomb:
-        raise FileRefused("zip_bomb", "工作簿解压后异常巨大（疑似压缩炸弹），已拒绝",
-                          "the workbook would inflate to an abnormal size (a zip bomb?); refused",
-                          filename=filename)
+    if (total > min(ZIP_TOTAL_FACTOR * max_bytes, ZIP_MAX_INFLATED) or len(members) > ZIP_MAX_MEMBERS
+            or ratio_bomb):
+        raise _zip_bomb(filename)
 
 
-_ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*\bt="e"')
+def _zip_bomb(filename: str) -> FileRefused:
+    return FileRefused("zip_bomb", "工作簿解压后异常巨大（疑似压缩炸弹），已拒绝",
+                       "the workbook would inflate to an abnormal size (a zip bomb?); refused",
+                       filename=filename)
 
 
-def count_error_cells(fileobj) -> int:
-    """Count error cells in the worksheets' XML, streaming (calamine reads them as empty strings)."""
-    count = 0
+# A start tag <c ...> or <row ...> (any namespace prefix), its attributes and whether it closes itself.
+# Attribute values cannot hold "<" in XML, so no match runs past the next tag: scanning stays linear.
+_SHEET_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|row)(?=[\s/>])((?:[^<>\"']|\"[^\"<]*\"|'[^'<]*')*)>")
+_R_ATTR = re.compile(rb"""(?:^|\s)r\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_ERROR_ATTR = re.compile(rb"""(?:^|\s)t\s*=\s*["']e["']""")
+_CELL_REF = re.compile(rb"\$?([A-Za-z]{1,7})\$?([0-9]{1,12})")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_PLAIN_CELL = re.compile(rb'<c r="([A-Z]{1,7})([0-9]{1,12})"')  # as Excel writes every cell
+_ANY_PLAIN_CELL = re.compile(rb"<c[\s/>]")
+_PREFIXED_CELL = re.compile(rb":c[\s/>]")
+_first, _second = itemgetter(0), itemgetter(1)
+SCAN_CHUNK = 1024 * 1024
+MAX_TAG_BYTES = 64 * 1024  # no start tag of a workbook is near this long
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for byte in letters.upper():
+        number = number * 26 + byte - 64
+    return number
+
+
+class _Extent:
+    """The rows and columns spanned by the cells with content of one worksheet part."""
+
+    __slots__ = ("top", "bottom", "left", "right")
+
+    def __init__(self):
+        self.top = self.left = None
+        self.bottom = self.right = 0
+
+    def cells(self) -> int:
+        return 0 if self.top is None else (self.bottom - self.top + 1) * (self.right - self.left + 1)
+
+    def covers(self, row: int, col: int) -> bool:
+        return self.top is not None and self.top <= row <= self.bottom and self.left <= col <= self.right
+
+    def include(self, top: int, bottom: int, left: int, right: int) -> None:
+        if self.top is None:
+            self.top, self.bottom, self.left, self.right = top, bottom, left, right
+        else:
+            self.top, self.bottom = min(self.top, top), max(self.bottom, bottom)
+            self.left, self.right = min(self.left, left), max(self.right, right)
+
+    def too_large(self) -> bool:
+        return self.top is not None and (self.bottom - self.top >= MAX_SHEET_ROWS
+                                         or self.right - self.left >= MAX_SHEET_COLUMNS
+                                         or self.cells() > MAX_SHEET_CELLS)
+
+    def ref(self) -> str:
+        return f"{column_letter(self.left - 1)}{self.top}:{column_letter(self.right - 1)}{self.bottom}"
+
+
+def scan_workbook(fileobj, filename: str) -> int:
+    """Refuse a workbook whose sheets span too many rows, columns or cells; count its Excel error cells.
+
+    A reader allocates a sheet's whole rectangle, from its first to its last cell with content
+    (calamine about 32 bytes a cell): two cells, A1 and XFD1048576, ask for half a terabyte. The
+    cell references are therefore read from the XML stream of every member of the zip (the sheets
+    may be named anything in the workbook's relationships) before a reader sees the file: a
+    bounded regular scan of 1 MiB chunks, tracking the position of cells without a reference as
+    readers do. A sheet's ``<dimension>`` is not trusted either way: readers allocate by the
+    cells, and Excel's dimension also counts formatted empty cells, which readers skip — as this
+    scan does with self-closing ``<c .../>`` elements.
+    """
+    errors = 0
+    total_cells = 0
     try:
         with zipfile.ZipFile(fileobj) as archive:
             for member in archive.infolist():
-                if not member.filename.startswith("xl/worksheets/"):
+                if member.is_dir():
                     continue
-                tail = b""
-                with archive.open(member) as stream:
-                    while chunk := stream.read(1024 * 1024):
-                        data = tail + chunk
-                        count += len(_ERROR_CELL.findall(data))
-                        # keep an unfinished tag for the next chunk (counted there, not here)
-                        cut = data.rfind(b"<")
-                        if cut != -1 and b">" not in data[cut:]:
-                            count -= len(_ERROR_CELL.findall(data[cut:]))
-                            tail = data[cut:]
-                        else:
-                            tail = b""
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zipfile.LargeZipFile):
-        return count
+                extent, member_errors = _scan_member(archive, member, filename)
+                if member.filename.startswith("xl/worksheets/"):
+                    errors += member_errors
+                total_cells += extent.cells()
+                if total_cells > MAX_SHEET_CELLS:
+                    raise FileRefused(
+                        "sheet_too_large",
+                        f"工作簿各工作表的内容共铺开 {total_cells} 个单元格，超出 {MAX_SHEET_CELLS} 个的上限，已拒绝；"
+                        "请只保留需要的工作表和列后再上传",
+                        f"the workbook's sheets span {total_cells} cells together, beyond the limit of "
+                        f"{MAX_SHEET_CELLS}; refused — keep only the sheets and columns needed",
+                        filename=filename)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error):
+        raise _corrupt(filename) from None
     finally:
         fileobj.seek(0)
-    return count
+    return errors
+
+
+def _chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo, filename: str) -> Iterator[bytes]:
+    """The inflated member in pieces of about 1 MiB, each ending before an unfinished tag."""
+    tail = b""
+    with archive.open(member) as stream:
+        first = True
+        while chunk := stream.read(SCAN_CHUNK):
+            if first and _DOCTYPE.search(chunk[:4096]):  # no part of a workbook declares a DTD (entities)
+                raise _corrupt(filename)
+            first = False
+            data = tail + chunk
+            cut = data.rfind(b"<")
+            if cut != -1 and b">" not in data[cut:]:  # keep the unfinished tag for the next piece
+                data, tail = data[:cut], data[cut:]
+                if len(tail) > MAX_TAG_BYTES:
+                    raise _corrupt(filename)
+            else:
+                tail = b""
+            yield data
+    if tail:
+        yield tail
+
+
+class _Irregular(Exception):
+    """The quick scan cannot judge this member; scan it tag by tag."""
+
+
+def _scan_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, filename: str) -> tuple[_Extent, int]:
+    try:
+        return _scan_member_quickly(archive, member, filename)
+    except _Irregular:
+        return _scan_member_by_tag(archive, member, filename)
+
+
+def _scan_member_quickly(archive, member, filename: str) -> tuple[_Extent, int]:
+    """Every cell as Excel and most writers put it, ``<c r="B7" ...>``: bulk regular expressions.
+
+    Self-closing (empty) cells count here too, so the extent can only be too large; a member
+    beyond the limits, or with any other form of cell (no reference, a prefix), goes to
+    :func:`_scan_member_by_tag`, which judges it exactly.
+    """
+    extent = _Extent()
+    errors = 0
+    for data in _chunks(archive, member, filename):
+        refs = _PLAIN_CELL.findall(data)
+        if len(refs) != len(_ANY_PLAIN_CELL.findall(data)) or _PREFIXED_CELL.search(data):
+            raise _Irregular
+        if not refs:
+            continue
+        if b't="e"' in data or b"t='e'" in data:
+            errors += sum(1 for match in _SHEET_TAG.finditer(data)
+                          if match.group(1) == b"c" and _ERROR_ATTR.search(match.group(2)))
+        rows = list(map(int, map(_second, refs)))
+        columns = [_column_number(letters) for letters in set(map(_first, refs))]
+        extent.include(min(rows), max(rows), min(columns), max(columns))
+        if extent.too_large():
+            raise _Irregular
+    return extent, errors
+
+
+def _scan_member_by_tag(archive, member, filename: str) -> tuple[_Extent, int]:
+    """Tag by tag, following the position of cells and rows without a reference as readers do."""
+    extent = _Extent()
+    errors = 0
+    row = col = 0
+    for data in _chunks(archive, member, filename):
+        for match in _SHEET_TAG.finditer(data):
+            attributes = match.group(2)
+            ref = _R_ATTR.search(attributes)
+            if match.group(1) == b"row":
+                row = int(ref.group(1) if ref.group(1) is not None else ref.group(2)) if ref else row + 1
+                col = 0
+                continue
+            cell_row = row
+            if ref:
+                found = _CELL_REF.fullmatch(ref.group(1) if ref.group(1) is not None else ref.group(2))
+                if found is None:
+                    raise _corrupt(filename)
+                col = _column_number(found.group(1))
+                cell_row = int(found.group(2))
+            else:
+                col += 1
+            if _ERROR_ATTR.search(attributes):
+                errors += 1
+            if attributes.rstrip().endswith(b"/"):
+                continue  # <c .../>: no value, a formatted empty cell that readers skip
+            if not extent.covers(cell_row, col):
+                extent.include(cell_row, cell_row, col, col)
+                if extent.too_large():
+                    raise _sheet_too_large(filename, extent)
+    return extent, errors
+
+
+def _sheet_too_large(filename: str, extent: _Extent) -> FileRefused:
+    width = extent.right - extent.left + 1
+    height = extent.bottom - extent.top + 1
+    return FileRefused(
+        "sheet_too_large",
+        f"工作表的内容从 {extent.ref()} 铺开 {width} 列 × {height} 行，超出上限（最多 {MAX_SHEET_COLUMNS} 列、"
+        f"{MAX_SHEET_ROWS} 行、共 {MAX_SHEET_CELLS} 个单元格），已拒绝；请删除远处多余的单元格，只保留需要的列后再上传",
+        f"the sheet's content spans {extent.ref()}, {width} columns × {height} rows, beyond the limits "
+        f"({MAX_SHEET_COLUMNS} columns, {MAX_SHEET_ROWS} rows, {MAX_SHEET_CELLS} cells in all); refused — delete "
+        "stray cells far away and keep only the columns needed",
+        filename=filename,
+    )
 
 
 def _corrupt(filename: str) -> FileRefused:
@@ -408,6 +596,7 @@ class _XlsxTable(Table):
         import python_calamine
 
         check_zip(fileobj, filename, max_bytes)
+        errors = scan_workbook(fileobj, filename)
         self._filename = filename
         try:
             self._workbook = python_calamine.CalamineWorkbook.from_filelike(fileobj)
@@ -419,7 +608,6 @@ class _XlsxTable(Table):
         self._names = [m.name for m in (visible or worksheets)]
         if not self._names:
             raise FileRefused("no_sheets", "工作簿里没有工作表", "the workbook has no worksheets", filename=filename)
-        errors = count_error_cells(fileobj)
         if errors:
             self.warnings = (FileWarning(
                 "excel_errors",

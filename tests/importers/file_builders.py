@@ -65,7 +65,7 @@ _WORKBOOK = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <sheets><sheet name="{name}" sheetId="1" r:id="rId1"/></sheets></workbook>"""
 _WORKBOOK_RELS = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
-<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>
+<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="{target}"/>
 </Relationships>"""
 
 
@@ -81,16 +81,23 @@ def cell_xml(ref: str, value=None, *, formula: str | None = None, error: str | N
     return f'<c r="{ref}">{f}<v>{value!r}</v></c>'
 
 
-def raw_xlsx(rows: dict[int, list[str]], *, sheet: str = "Sheet1") -> bytes:
-    """An XLSX built by hand: ``rows`` maps row numbers to lists of :func:`cell_xml` strings."""
-    body = "".join(f'<row r="{r}">{"".join(cells)}</row>' for r, cells in sorted(rows.items()))
+def raw_xlsx(rows: dict[int, list[str]], *, sheet: str = "Sheet1", sheet_path: str = "worksheets/sheet1.xml",
+             row_refs: bool = True) -> bytes:
+    """An XLSX built by hand: ``rows`` maps row numbers to lists of :func:`cell_xml` strings.
+
+    ``sheet_path`` (relative to ``xl/``) is where the sheet's part lives; without ``row_refs`` the
+    ``<row>`` elements carry no ``r`` (readers then count them in order).
+    """
+    body = "".join(f'<row r="{r}">{"".join(cells)}</row>' if row_refs else f'<row>{"".join(cells)}</row>'
+                   for r, cells in sorted(rows.items()))
     sheet_xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
                  '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
                  f"<sheetData>{body}</sheetData></worksheet>")
     out = io.BytesIO()
     parts = {"[Content_Types].xml": _CONTENT_TYPES, "_rels/.rels": _ROOT_RELS,
-             "xl/workbook.xml": _WORKBOOK.format(name=escape(sheet)), "xl/_rels/workbook.xml.rels": _WORKBOOK_RELS,
-             "xl/worksheets/sheet1.xml": sheet_xml}
+             "xl/workbook.xml": _WORKBOOK.format(name=escape(sheet)),
+             "xl/_rels/workbook.xml.rels": _WORKBOOK_RELS.format(target=sheet_path),
+             f"xl/{sheet_path}": sheet_xml}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in parts.items():  # a fixed timestamp keeps the bytes reproducible
             archive.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), text, zipfile.ZIP_DEFLATED)
@@ -117,6 +124,27 @@ def zip_bomb(member_size: int = 4 * 1024 * 1024) -> bytes:
         archive.writestr("xl/workbook.xml", _WORKBOOK.format(name="Sheet1"))
         archive.writestr("xl/worksheets/sheet1.xml", b" " * member_size)
     return out.getvalue()
+
+
+def sparse_xlsx(*refs: str) -> bytes:
+    """A workbook holding one number in each of the cells ``refs`` (say "A1" and "XFD1048576")."""
+    rows: dict[int, list[str]] = {}
+    for ref in refs:
+        row = int(ref.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        rows.setdefault(row, []).append(cell_xml(ref, 1))
+    return raw_xlsx(rows)
+
+
+def lying_zip(data: bytes, factor: int) -> bytes:
+    """``data`` (a zip) whose central directory declares each member ``factor`` times its compressed
+    size: what a bomb's directory says, without the test inflating gigabytes."""
+    out = bytearray(data)
+    at = out.find(b"PK\x01\x02")
+    while at != -1:
+        compressed = int.from_bytes(out[at + 20: at + 24], "little")
+        out[at + 24: at + 28] = (compressed * factor).to_bytes(4, "little")
+        at = out.find(b"PK\x01\x02", at + 4)
+    return bytes(out)
 
 
 def not_a_workbook_zip() -> bytes:
