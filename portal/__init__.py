@@ -59,14 +59,7 @@ def _register_extensions(app: Flask) -> None:
     i18n.init_app(app)
     security.init_app(app)
     auth.init_app(app)
-    _register_audit(app)
     app.teardown_appcontext(close_db_session)
-
-
-def _register_audit(app: Flask) -> None:
-    from .regulator import init_audit
-
-    init_audit(app)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -97,6 +90,6 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def _register_commands(app: Flask) -> None:
-    from .commands import register_commands
+    from .cli import register_commands
 
     register_commands(app)

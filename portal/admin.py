@@ -9,7 +9,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from registry.accounts.service import MIN_PASSWORD, ROLES, AccountError, HolidayService
+from registry.accounts.accounts import MIN_PASSWORD, ROLES, AccountError
+from registry.complaints.holidays import HolidayService
 
 from .auth import accounts, guard_blueprint
 from .forms import _Choice
@@ -37,7 +38,7 @@ class HolidayForm(FlaskForm):
 
 
 def _holidays() -> HolidayService:
-    return HolidayService(sessions=registry().sessions)
+    return registry().holidays
 
 
 def _message(exc: AccountError) -> str:

@@ -16,7 +16,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from registry.accounts.service import MIN_PASSWORD, AccountError, AccountService
+from registry.accounts.accounts import MIN_PASSWORD, AccountError, AccountService
 from registry.accounts.models import Account
 
 from .errors import error_response
@@ -48,11 +48,7 @@ class User(UserMixin):
 
 
 def accounts() -> AccountService:
-    service = current_app.extensions.get("accounts")
-    if service is None:
-        reg = registry()
-        service = current_app.extensions["accounts"] = AccountService(sessions=reg.sessions, clock=reg.clock)
-    return service
+    return registry().accounts
 
 
 def _load_user(user_id: str) -> User | None:

@@ -37,16 +37,8 @@ ATTACHMENT_ERRORS = {
 }
 
 
-@bp.record_once
-def _build_service(state) -> None:
-    reg = state.app.extensions["registry"]
-    state.app.extensions["complaints"] = ComplaintService(
-        sessions=reg.sessions, directory=reg.directory, clock=reg.clock
-    )
-
-
 def complaints() -> ComplaintService:
-    return current_app.extensions["complaints"]
+    return registry().complaints
 
 
 def complaint_limit() -> str:
@@ -123,7 +115,7 @@ def status(tracking_code: str):
     complaint = complaints().public_view(tracking_code)
     if complaint is None:
         return error_response(404, _("没有这个查询码对应的投诉，请核对后重试。"))
-    casework = current_app.extensions["casework"]  # the regulator's questions and findings (portal/regulator.py)
+    casework = registry().casework  # the regulator's questions and findings
     response = make_response(render_template(
         "complaint_status.html", complaint=complaint, categories=CATEGORY_LABELS,
         question=casework.open_question(tracking_code), finding=casework.public_finding(tracking_code)))
@@ -140,7 +132,7 @@ def answer(tracking_code: str):
 
     text = (request.form.get("answer") or "").strip()
     try:
-        current_app.extensions["casework"].answer(tracking_code, text)
+        registry().casework.answer(tracking_code, text)
     except LookupError:
         return error_response(404, _("没有这个查询码对应的投诉，请核对后重试。"))
     except InvalidAction as exc:

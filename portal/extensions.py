@@ -7,7 +7,7 @@ from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
-from registry.runtime import Registry, RuntimeSettings
+from workflows.services import Services, build_services
 
 
 def client_address() -> str:
@@ -29,32 +29,19 @@ login_manager = LoginManager()
 
 
 class RegistryExtension:
-    """Builds one :class:`Registry` per app from its config; ``registry()`` returns it."""
+    """Builds the app's :class:`~workflows.services.Services` (the composition root) from its
+    config, once per app; ``registry()`` returns it."""
 
     def init_app(self, app) -> None:
-        from pathlib import Path
-
-        cfg = app.config
-        settings = RuntimeSettings(
-            database_url=cfg["DATABASE_URL"],
-            redis_url=cfg["REDIS_URL"],
-            bloom_dir=Path(cfg["BLOOM_DIR"]),
-            files_dir=Path(cfg["FILES_DIR"]),
-            secret_key=cfg["SECRET_KEY"],
-            bloom_capacity=int(cfg["BLOOM_CAPACITY"]),
-            bloom_error_rate=float(cfg["BLOOM_ERROR_RATE"]),
-            bloom_shards=int(cfg["BLOOM_SHARDS"]),
-            background_interval=float(cfg["BACKGROUND_INTERVAL"]),
-        )
-        clock = cfg.get("CLOCK")
-        app.extensions["registry"] = Registry(settings, **({"clock": clock} if clock else {}))
+        app.extensions["registry"] = build_services(app.config, clock=app.config.get("CLOCK"))
 
         @app.before_request
         def _start_background():
             app.extensions["registry"].ensure_background()
 
 
-def registry() -> Registry:
+def registry() -> Services:
+    """This app's services: views and commands ask it for every service they use."""
     return current_app.extensions["registry"]
 
 

@@ -15,14 +15,16 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from importers.errors import FileRefused, RowProblem
-from registry.accounts.service import AccountError, TokenService
-from registry.registration.uploads import make_job_queue, upload_service
+from importers.errors import FileRefused
+from importers.numbers import Rejected, parse_number_cell
+from registry.accounts.accounts import AccountError
+from registry.accounts.tokens import TokenService
 from registry.institutions.models import Institution
 from registry.registration.models import Batch
 from registry.numbers.normalize import InvalidValue, normalize_number
 from registry.numbers.quarters import SHANGHAI, Quarter
 from registry.registration.service import RegistrationRefused, receipt_of
+from workflows.withdrawals import read_withdrawal_file, withdraw_items
 
 from . import qr
 from .auth import guard_blueprint
@@ -65,16 +67,12 @@ def _message(exc) -> str:
 
 
 def _uploads():
-    return upload_service(registry(), max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+    return registry().uploads
 
 
 def job_queue():
-    """The app's job queue: RQ when Redis is configured, else a thread (built once per app)."""
-    queue = current_app.extensions.get("jobs")
-    if queue is None:
-        queue = current_app.extensions["jobs"] = make_job_queue(
-            registry(), max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
-    return queue
+    """The app's job queue: RQ when Redis is configured, else a thread (workflows/jobs.py)."""
+    return registry().jobs
 
 
 def _background_bytes() -> int:
@@ -165,7 +163,7 @@ def upload():
             if stored.size > _background_bytes():
                 job_queue().enqueue("check", stored.id, confirmed_at=registry().clock())
             else:
-                uploads.check(stored.id)
+                registry().upload_steps.check(stored.id)
             return redirect(url_for(".upload_status", upload_id=stored.id), 303)
     status = 400 if (error or form.errors) else 200
     return render_template("institution/upload.html", institution=inst, form=form, error=error,
@@ -199,7 +197,7 @@ def confirm_upload(upload_id: int):
         job_queue().enqueue("import", upload.id, confirmed_at=registry().clock())
         return redirect(url_for(".upload_status", upload_id=upload.id), 303)
     try:
-        receipt = uploads.import_(upload.id)
+        receipt = registry().upload_steps.import_(upload.id)
     except RegistrationRefused:
         return redirect(url_for(".upload_status", upload_id=upload.id), 303)
     registry().refresh(auto_rebuild=False)
@@ -261,8 +259,6 @@ def declare_zero():
 # --- withdrawals -----------------------------------------------------------------------------
 @bp.route("/withdrawals", methods=["GET", "POST"])
 def withdrawals():
-    from importers.withdrawals import read_withdrawals
-
     inst = _institution()
     form = WithdrawForm()
     error, result, problems = None, None, []
@@ -271,10 +267,8 @@ def withdrawals():
         items = []
         if storage and getattr(storage, "filename", ""):
             try:
-                parsed = read_withdrawals(storage.stream, storage.filename,
-                                          max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
-                items = [(w.line, w.number, w.reason) for w in parsed.rows()]
-                problems = list(parsed.problems)
+                items, problems = read_withdrawal_file(storage.stream, storage.filename,
+                                                       max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
             except FileRefused as exc:
                 error = _message(exc)
         elif (form.number.data or "").strip():
@@ -282,8 +276,6 @@ def withdrawals():
             if not reason:
                 error = _("请填写撤销原因。")
             else:
-                from importers.numbers import Rejected, parse_number_cell
-
                 try:
                     items = [(None, n, reason) for n in parse_number_cell(form.number.data)]
                 except Rejected as exc:
@@ -291,11 +283,8 @@ def withdrawals():
         else:
             error = _("请填写报告编号或选择撤销文件。")
         if error is None:
-            result = registry().registration.withdraw(institution_id=inst.id, items=items)
-            problems += [RowProblem(line=line, location=None, raw=number, code="not_registered",
-                                    message_zh="该机构未登记此报告编号",
-                                    message_en="this institution has not registered this number")
-                         for line, number in result.not_registered]
+            done = withdraw_items(registry().registration, institution_id=inst.id, items=items, problems=problems)
+            result, problems = done.result, done.problems
     status = 400 if (error or form.errors) else 200
     return render_template("institution/withdrawals.html", institution=inst, form=form, error=error,
                            result=result, problems=problems[:100], problem_count=len(problems)), status
@@ -303,8 +292,7 @@ def withdrawals():
 
 # --- API tokens ------------------------------------------------------------------------------
 def _tokens() -> TokenService:
-    reg = registry()
-    return TokenService(sessions=reg.sessions, clock=reg.clock)
+    return registry().tokens
 
 
 @bp.route("/tokens", methods=["GET", "POST"])

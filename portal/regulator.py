@@ -6,14 +6,11 @@ complaints routed to it and the institutions it reviews. Views parse, call the r
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from registry.compliance.abnormal import AbnormalService
-from registry.complaints.audit import chain_for
 from registry.complaints.casework import (
     FINDINGS,
     CaseworkService,
@@ -90,37 +87,16 @@ STANDING_COLORS = {"on_time": "#17692e", "zero": "#4f9a62", "late": "#b7791f", "
 AGE_BUCKETS = ((0, 3, "0–3"), (4, 7, "4–7"), (8, 15, "8–15"), (16, 30, "16–30"), (31, 10 ** 6, ">30"))
 
 
-def init_audit(app) -> None:
-    """Seal every complaint event written through this app's sessions (intake, casework, CLI)."""
-    reg = app.extensions["registry"]
-    chain = chain_for(secret_key=app.config["SECRET_KEY"], audit_key=app.config.get("AUDIT_KEY", ""),
-                      files_dir=Path(app.config["FILES_DIR"]), redis=reg.redis)
-    chain.install(reg.sessions)
-    app.extensions["audit_chain"] = chain
-
-
-@bp.record_once
-def _build_services(state) -> None:
-    app = state.app
-    reg = app.extensions["registry"]
-    if "audit_chain" not in app.extensions:
-        init_audit(app)
-    app.extensions["casework"] = CaseworkService(sessions=reg.sessions, clock=reg.clock,
-                                                 files_dir=Path(app.config["FILES_DIR"]))
-    app.extensions["compliance"] = ComplianceService(sessions=reg.sessions, clock=reg.clock)
-    app.extensions["abnormal"] = AbnormalService(sessions=reg.sessions, clock=reg.clock)
-
-
 def casework() -> CaseworkService:
-    return current_app.extensions["casework"]
+    return registry().casework
 
 
 def compliance() -> ComplianceService:
-    return current_app.extensions["compliance"]
+    return registry().compliance
 
 
 def abnormal() -> AbnormalService:
-    return current_app.extensions["abnormal"]
+    return registry().abnormal
 
 
 @bp.before_request
@@ -249,7 +225,7 @@ def queue_export(fmt: str):
 @bp.get("/complaints/<int:complaint_id>")
 def trail(complaint_id: int):
     t = casework().trail(officer(), complaint_id)
-    chain = current_app.extensions["audit_chain"]
+    chain = registry().audit_chain
     intact = chain.intact_for(db_session(), complaint_id)
     return render_template("regulator/trail.html", t=t, c=t.complaint, intact=intact, findings=FINDINGS,
                            verdict=t.complaint.verdict_json or {})
@@ -415,4 +391,4 @@ def abnormal_export(fmt: str):
     return exports.table_response(fmt, "abnormal-institutions", ABNORMAL_HEADER, rows, sheet="abnormal")
 
 
-__all__ = ["bp", "init_audit"]
+__all__ = ["bp"]

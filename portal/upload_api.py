@@ -10,11 +10,12 @@ import hashlib
 from flask import Blueprint, current_app, g, request
 
 from importers.errors import FileRefused
-from registry.accounts.service import IdempotencyStore, TokenService
-from registry.registration.uploads import problem_json
 from registry.numbers.normalize import InvalidValue, normalize_number
 from registry.numbers.quarters import Quarter
-from registry.registration.service import RegistrationRefused, sha256_of
+from registry.registration.service import RegistrationRefused
+from workflows.numbers import NoValidNumber, register_number_file
+from workflows.problems import problem_json
+from workflows.withdrawals import read_withdrawal_file
 
 from .errors import api_error
 from .extensions import limiter, registry
@@ -27,17 +28,12 @@ MAX_PROBLEMS_SHOWN = 100
 DEFAULT_LIMIT = "120/minute;20000/day"
 
 
-def _services():
-    reg = registry()
-    return TokenService(sessions=reg.sessions, clock=reg.clock), IdempotencyStore(sessions=reg.sessions, clock=reg.clock)
-
-
 def authenticated_token():
     """The live token of this request (cached on ``g``), or None."""
     if "api_token" not in g:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        g.api_token = _services()[0].authenticate(value.strip()) if scheme.lower() == "bearer" else None
+        g.api_token = registry().tokens.authenticate(value.strip()) if scheme.lower() == "bearer" else None
     return g.api_token
 
 
@@ -73,8 +69,6 @@ def _quarter(text):
 @limiter.limit(upload_limit, key_func=token_key)
 def create_batch():
     """A whole file for one quarter → the batch's receipt (the same file again: the same receipt)."""
-    from importers.numbers import read_report_numbers
-
     token = g.api_token
     quarter = _quarter(request.form.get("quarter"))
     storage = request.files.get("file")
@@ -83,36 +77,24 @@ def create_batch():
     if storage is None or not storage.filename:
         return api_error(400, "invalid_request", "multipart field 'file' is required")
     reg = registry()
-    max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
     try:
         reg.registration.check_quarter(quarter)
-    except RegistrationRefused as exc:
-        return _refused(exc)
-    fh = storage.stream
-    digest = sha256_of(fh)
-    repeat = reg.registration.find_repeat(institution_id=token.institution_id, quarter=quarter, sha256=digest)
-    if repeat is not None:
-        return json_response({**repeat.to_json(), "problems": []}, 200)
-    try:
-        # A first pass finds a file with no valid row before anything is registered.
-        checking = read_report_numbers(fh, storage.filename, max_bytes=max_bytes)
-        valid = sum(1 for _ in checking.numbers())
-        if valid == 0:
-            return api_error(422, "invalid_file", "the file holds no valid report number",
-                             problems=[problem_json(p) for p in checking.problems[:MAX_PROBLEMS_SHOWN]],
-                             rejected=len(checking.problems))
-        fh.seek(0)
-        parsed = read_report_numbers(fh, storage.filename, max_bytes=max_bytes)
-        receipt = reg.registration.register(
-            institution_id=token.institution_id, quarter=quarter, numbers=parsed.numbers(), sha256=digest,
-            source="api", file_name=storage.filename[:255], created_by=f"token:{token.name}"[:100],
-            rejected=lambda: len(parsed.problems))
+        done = register_number_file(
+            reg.registration, storage.stream, file_name=storage.filename, institution_id=token.institution_id,
+            quarter=quarter, source="api", created_by=f"token:{token.name}"[:100],
+            max_bytes=current_app.config["MAX_UPLOAD_BYTES"], refuse_empty=True)
+    except NoValidNumber as exc:
+        return api_error(422, "invalid_file", "the file holds no valid report number",
+                         problems=[problem_json(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN]],
+                         rejected=len(exc.problems))
     except FileRefused as exc:
         return api_error(422, "invalid_file", exc.message_en, reason=exc.code, problems=[])
     except RegistrationRefused as exc:
         return _refused(exc)
-    body = {**receipt.to_json(), "problems": [problem_json(p) for p in parsed.problems[:MAX_PROBLEMS_SHOWN]],
-            "warnings": [{"code": w.code, "message": w.message_en} for w in parsed.warnings]}
+    if done.receipt.repeated:
+        return json_response({**done.receipt.to_json(), "problems": []}, 200)
+    body = {**done.receipt.to_json(), "problems": [problem_json(p) for p in done.problems[:MAX_PROBLEMS_SHOWN]],
+            "warnings": [{"code": w.code, "message": w.message_en} for w in done.warnings]}
     return json_response(body, 201)
 
 
@@ -127,7 +109,7 @@ def register_numbers():
         return api_error(400, "invalid_request", "Idempotency-Key is longer than 200 characters")
     raw = request.get_data(cache=True)
     fingerprint = hashlib.sha256(raw).hexdigest()
-    idempotency = _services()[1]
+    idempotency = registry().idempotency
     if key:
         stored = idempotency.find(token_id=token.id, key=key)
         if stored is not None:
@@ -187,19 +169,16 @@ def _replay(stored, fingerprint: str):
 def withdraw():
     """Withdraw numbers of voided reports: JSON ``{"numbers": [...], "reason"}`` or
     ``{"items": [{"number", "reason"}]}``, or a multipart withdrawal file."""
-    from importers.withdrawals import read_withdrawals
-
     token = g.api_token
     problems: list[dict] = []
     storage = request.files.get("file")
     if storage is not None and storage.filename:
         try:
-            parsed = read_withdrawals(storage.stream, storage.filename,
-                                      max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
-            items = [(w.line, w.number, w.reason) for w in parsed.rows()]
+            items, rejected = read_withdrawal_file(storage.stream, storage.filename,
+                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
         except FileRefused as exc:
             return api_error(422, "invalid_file", exc.message_en, reason=exc.code, problems=[])
-        problems = [problem_json(p) for p in parsed.problems]
+        problems = [problem_json(p) for p in rejected]
     else:
         items, problems, error = _withdrawal_items(request.get_json(silent=True))
         if error is not None:

@@ -18,24 +18,21 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import chinese_calendar
-from sqlalchemy import Boolean, Date, String, column, inspect, select, table
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from registry.complaints.models import Holiday
 from registry.numbers.quarters import SHANGHAI
 
 DECIDE_WITHIN = 7
 CONCLUDE_WITHIN = 15
 EXTENSION = 15
 
-# The admin's table (migration 0003); only read here, so a lightweight construct is enough.
-_holidays = table("holidays", column("day", Date), column("name", String), column("is_workday", Boolean))
-
-
 def load_holiday_table(session: Session) -> dict[dt.date, bool]:
     """``{day: is_workday}`` from the admin's ``holidays`` table ({} while it does not exist)."""
-    if not inspect(session.connection()).has_table("holidays"):
+    if not inspect(session.connection()).has_table(Holiday.__tablename__):
         return {}
-    rows = session.execute(select(_holidays.c.day, _holidays.c.is_workday)).all()
+    rows = session.execute(select(Holiday.day, Holiday.is_workday)).all()
     return {day: bool(is_workday) for day, is_workday in rows}
 
 

@@ -114,6 +114,12 @@ class RegistrationService:
         # where a helper process can open the same Bloom store, for large batches (None: inline)
         self._bloom_target = bloom_target
 
+    def at(self, clock: Clock) -> "RegistrationService":
+        """The same service (same Bloom index and hashing helper) judging lateness by ``clock``:
+        a background import judges it when the uploader confirmed."""
+        return RegistrationService(sessions=self._sessions, bloom=self._bloom, clock=clock,
+                                   bloom_target=self._bloom_target)
+
     def check_quarter(self, quarter: Quarter) -> bool:
         """Refuse a quarter that has not started; return whether an upload now is late."""
         today = self._clock().astimezone(SHANGHAI).date()

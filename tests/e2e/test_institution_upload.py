@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.accounts.service import AccountService
+from registry.accounts.accounts import AccountService
 from tests.e2e.live import live_server
 from tests.builders import make_institution
 

@@ -39,7 +39,7 @@ def make_account(reg, role: str, *, authority: str | None = None, institution=No
     """An account built directly (a builder: AccountService.create is the admin's path, tested there)."""
     from sqlalchemy import select
 
-    from registry.accounts.service import hash_password
+    from registry.accounts.accounts import hash_password
     from registry.accounts.models import Account
     from registry.institutions.models import Authority
 

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from registry.accounts.service import HolidayService, TokenService
+from registry.accounts.tokens import TokenService
+from registry.complaints.holidays import HolidayService
 from tests.builders import make_institution
 from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)

@@ -20,8 +20,13 @@ def bg_app(stack):
     app.extensions["registry"].close()
 
 
-def _drain(app) -> None:
-    """Run whatever the job queue holds: an RQ worker in burst mode, or wait for the threads."""
+WORKER_SETTINGS = ("INSTANCE_DIR", "FILES_DIR", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "BLOOM_CAPACITY",
+                   "BLOOM_SHARDS")
+
+
+def _drain(app, stack) -> None:
+    """Run whatever the job queue holds: an RQ worker in burst mode, or wait for the threads.
+    The worker reads its settings from its environment, as `rq worker` does in production."""
     from portal.institution import job_queue
 
     with app.app_context():
@@ -29,7 +34,10 @@ def _drain(app) -> None:
     if hasattr(queue, "queue"):
         import rq
 
-        rq.Worker([queue.queue], connection=queue.queue.connection).work(burst=True)
+        with pytest.MonkeyPatch.context() as env:
+            for name in WORKER_SETTINGS:
+                env.setenv(name, str(stack[name]))
+            rq.Worker([queue.queue], connection=queue.queue.connection).work(burst=True)
     else:
         for thread in list(queue.threads):
             thread.join(timeout=60)
@@ -43,13 +51,13 @@ def test_big_file_checked_and_imported_in_the_background(bg_app, stack):
     page = client.get(status_url).get_data(as_text=True)
     if stack["STACK"] == "postgres-redis":
         assert "正在检查文件" in page and 'http-equiv="refresh"' in page  # nothing ran yet: the worker does
-    _drain(bg_app)
+    _drain(bg_app, stack)
     page = client.get(status_url).get_data(as_text=True)
     assert "确认登记 20,000 个编号" in page, page
 
     response = confirm(client, status_url)
     assert response.headers["Location"] == status_url  # queued: the page shows progress
-    _drain(bg_app)
+    _drain(bg_app, stack)
     deadline = time.monotonic() + 30
     while (done := client.get(status_url)).status_code != 302 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -63,7 +71,7 @@ def test_big_file_checked_and_imported_in_the_background(bg_app, stack):
 
 def test_the_queue_matches_the_stack(bg_app, stack):
     from portal.institution import job_queue
-    from registry.registration.uploads import RQQueue, ThreadQueue
+    from workflows.jobs import RQQueue, ThreadQueue
 
     with bg_app.app_context():
         queue = job_queue()

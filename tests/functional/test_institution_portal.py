@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from registry.accounts.service import AccountService
+from registry.accounts.accounts import AccountService
 from registry.numbers.quarters import SHANGHAI
 from tests.builders import make_institution
 

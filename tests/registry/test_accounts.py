@@ -5,7 +5,10 @@ import datetime as dt
 
 import pytest
 
-from registry.accounts.service import AccountError, AccountService, HolidayService, IdempotencyStore, TokenService
+from registry.accounts.accounts import AccountError, AccountService
+from registry.accounts.idempotency import IdempotencyStore
+from registry.accounts.tokens import TokenService
+from registry.complaints.holidays import HolidayService
 from registry.infra.db import make_session_factory
 from tests.builders import make_institution
 

@@ -1,13 +1,11 @@
-"""Accounts, sign-in with lockout, API tokens and the holiday table (Flask-free).
+"""Portal accounts and sign-in with lockout (Flask-free).
 
-Passwords are werkzeug scrypt hashes; API tokens are random, shown once, and only their
-SHA-256 is kept (a token is high-entropy, so a fast hash is enough and lookups stay one index
-probe). Services take their session factory and clock through the constructor.
+Passwords are werkzeug scrypt hashes. The service takes its session factory and clock through
+the constructor.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,10 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from registry.accounts.models import Account, ApiToken, IdempotentResponse
-
-from registry.complaints.models import Holiday
-
+from registry.accounts.models import Account
 from registry.institutions.models import Authority, Institution
 from registry.numbers.normalize import InvalidValue, normalize_uscc
 from registry.numbers.quarters import Clock, system_clock
@@ -30,7 +25,6 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 LOCKOUT = dt.timedelta(minutes=15)
 MIN_PASSWORD = 10
-TOKEN_PREFIX = "rnr_"
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 # A hash to compare against when the username is unknown, so both paths cost one scrypt.
 _DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
@@ -52,10 +46,6 @@ def check_password_strength(password: str) -> None:
     if len(password or "") < MIN_PASSWORD:
         raise AccountError("weak_password", f"密码至少需要 {MIN_PASSWORD} 个字符",
                            f"the password needs at least {MIN_PASSWORD} characters")
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -201,114 +191,3 @@ class AccountService:
             account.session_version += 1
             session.commit()
             return account
-
-
-class TokenService:
-    """Per-institution API tokens: create (plaintext returned once), list, revoke, authenticate."""
-
-    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock) -> None:
-        self._sessions = sessions
-        self._clock = clock
-
-    def create(self, *, institution_id: int, name: str, created_by: str | None) -> tuple[ApiToken, str]:
-        name = " ".join((name or "").split())[:100]
-        if not name:
-            raise AccountError("name_required", "请为令牌命名（如“LIMS 系统”）", "give the token a name (e.g. 'LIMS')")
-        plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._sessions() as session:
-            token = ApiToken(institution_id=institution_id, name=name, token_hash=hash_token(plaintext),
-                             prefix=plaintext[:12], created_by=created_by, created_at=self._clock())
-            session.add(token)
-            session.commit()
-            return token, plaintext
-
-    def list(self, institution_id: int) -> list[ApiToken]:
-        with self._sessions() as session:
-            return list(session.scalars(
-                select(ApiToken).where(ApiToken.institution_id == institution_id).order_by(ApiToken.id.desc())))
-
-    def revoke(self, *, institution_id: int, token_id: int) -> bool:
-        """Revoke one of the institution's tokens; False when it has no such token."""
-        with self._sessions() as session:
-            token = session.get(ApiToken, token_id)
-            if token is None or token.institution_id != institution_id:
-                return False
-            if token.revoked_at is None:
-                token.revoked_at = self._clock()
-                session.commit()
-            return True
-
-    def authenticate(self, plaintext: str) -> ApiToken | None:
-        """The live token with this text, or None (unknown or revoked)."""
-        if not plaintext or not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
-            return None
-        with self._sessions() as session:
-            token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext)))
-            if token is None or token.revoked_at is not None:
-                return None
-            now = self._clock()
-            if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
-                token.last_used_at = now  # at most one write a minute per token
-                session.commit()
-            return token
-
-
-class IdempotencyStore:
-    """Idempotency-Key → the response first given; a retry with another body is refused."""
-
-    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock) -> None:
-        self._sessions = sessions
-        self._clock = clock
-
-    def find(self, *, token_id: int, key: str) -> IdempotentResponse | None:
-        with self._sessions() as session:
-            return session.scalar(select(IdempotentResponse).where(
-                IdempotentResponse.token_id == token_id, IdempotentResponse.key == key))
-
-    def save(self, *, token_id: int, key: str, request_sha256: str, status: int, body: dict) -> IdempotentResponse:
-        """Keep the response; when a concurrent call with the same key won, return its response."""
-        with self._sessions() as session:
-            stored = IdempotentResponse(token_id=token_id, key=key, request_sha256=request_sha256, status=status,
-                                        body=body, created_at=self._clock())
-            session.add(stored)
-            try:
-                session.commit()
-                return stored
-            except IntegrityError:
-                session.rollback()
-        return self.find(token_id=token_id, key=key)
-
-
-class HolidayService:
-    """The admin-maintained holiday table, read by the working-day calendar where
-    chinese-calendar has no data."""
-
-    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    def list(self) -> list[Holiday]:
-        with self._sessions() as session:
-            return list(session.scalars(select(Holiday).order_by(Holiday.day)))
-
-    def add(self, *, day: dt.date, name: str, is_workday: bool = False) -> Holiday:
-        name = " ".join((name or "").split())[:100]
-        if not name:
-            raise AccountError("name_required", "请填写名称（如“春节”）", "give the day a name")
-        with self._sessions() as session:
-            holiday = Holiday(day=day, name=name, is_workday=is_workday)
-            session.add(holiday)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                raise AccountError("day_taken", f"{day} 已在表中", f"{day} is already in the table") from None
-            return holiday
-
-    def delete(self, holiday_id: int) -> bool:
-        with self._sessions() as session:
-            holiday = session.get(Holiday, holiday_id)
-            if holiday is None:
-                return False
-            session.delete(holiday)
-            session.commit()
-            return True

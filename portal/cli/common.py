@@ -1,0 +1,56 @@
+"""What every command shares: the one-line refusal (exit 2), opening the input, printing rejected rows."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from registry.institutions.service import get_institution_by_uscc
+from registry.numbers.normalize import InvalidValue
+
+
+def refuse(message: str) -> None:
+    """Print one line and exit 2: the input was refused, nothing changed."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def institution(session, uscc: str):
+    try:
+        inst = get_institution_by_uscc(session, uscc)
+    except InvalidValue as exc:
+        refuse(f"--institution {uscc}: {exc}")
+    if inst is None:
+        refuse(f"--institution {uscc}: no institution with this unified social credit code is registered")
+    return inst
+
+
+def open_input(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        refuse(f"{path}: cannot open ({exc.strerror})")
+
+
+def echo_problems(filename: str, problems, limit: int = 20) -> None:
+    for p in problems[:limit]:
+        where = p.location or (f"line {p.line}" if p.line else "")
+        click.echo(f"{filename}:{where}: {p.raw!r}: {p.message_en} / {p.message_zh}", err=True)
+    if len(problems) > limit:
+        click.echo(f"… and {len(problems) - limit} more rejected rows (use --rejected-csv to list them all)", err=True)
+
+
+class Progress:
+    """A progress line on a terminal, nothing otherwise."""
+
+    def __init__(self, label: str):
+        self.enabled = sys.stderr.isatty()
+        self.label = label
+
+    def __call__(self, done: int) -> None:
+        if self.enabled:
+            click.echo(f"\r{self.label}: {done:,} numbers", err=True, nl=False)
+
+    def close(self) -> None:
+        if self.enabled:
+            click.echo("", err=True)

@@ -1,0 +1,111 @@
+"""The per-process background loop: keep this process's view of the registry current.
+
+Every few seconds: reload the institution directory when its version changed, compare the Bloom
+marker with the newest batch (start a rebuild when the index lost bits), flush the query log.
+Started once per process (again in a forked child); the CLI and tests call
+:meth:`Upkeep.wait_until_trusted` instead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.institutions.directory import InstitutionDirectory
+from registry.registration.models import Batch
+from registry.verification.querylog import QueryLogBuffer
+
+log = logging.getLogger(__name__)
+
+
+class Upkeep:
+    def __init__(self, *, sessions: sessionmaker[Session], directory: InstitutionDirectory, bloom,
+                 query_log: QueryLogBuffer, interval: float) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._bloom = bloom
+        self._query_log = query_log
+        self._interval = interval
+        self._background_pid: int | None = None
+        self._stop = threading.Event()
+        self._rebuilding = threading.Lock()
+        self.last_refresh_error: str | None = None
+
+    # --- the periodic checks ----------------------------------------------------------------
+    def refresh(self, *, auto_rebuild: bool = True) -> None:
+        """Reload the directory if it changed; check the Bloom marker; rebuild if it lost bits."""
+        try:
+            with self._sessions() as session:
+                self._directory.refresh(session)
+                newest = session.scalar(select(func.max(Batch.id)))
+            self._bloom.check_marker(newest)
+            self.last_refresh_error = None
+        except Exception as exc:  # keep serving from what we have; readiness reports it
+            self.last_refresh_error = f"{exc.__class__.__name__}: {exc}"
+            log.warning("registry refresh failed: %s", self.last_refresh_error)
+            return
+        if auto_rebuild and self._bloom.needs_rebuild:
+            self.start_rebuild()
+
+    def start_rebuild(self, *, wait: bool = False) -> None:
+        if not self._rebuilding.acquire(blocking=False):
+            return
+
+        def run():
+            try:
+                log.warning("Bloom index untrusted: rebuilding from the database")
+                figures = self._bloom.rebuild()
+                log.warning("Bloom index rebuilt: %s", figures)
+            except Exception:
+                log.exception("Bloom rebuild failed; verification keeps answering from the database")
+            finally:
+                self._rebuilding.release()
+
+        if wait:
+            run()
+        else:
+            threading.Thread(target=run, name="bloom-rebuild", daemon=True).start()
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuilding.locked()
+
+    def ensure_background(self) -> bool:
+        """Start this process's loop once (after a fork, again in the child). True when it started
+        a loop thread just now (the caller then closes the process's resources at exit)."""
+        if self._background_pid == os.getpid():
+            return False
+        self._background_pid = os.getpid()
+        if not self._directory.loaded:
+            # this process answers its first request from a loaded directory and a checked index
+            self.refresh()
+        if self._interval <= 0:
+            return False
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name="registry-refresh", daemon=True).start()
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._query_log.flush()
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_until_trusted(self, timeout: float = 60.0) -> bool:
+        """For the CLI and tests: check the index, rebuilding it here and now if it lost bits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.refresh(auto_rebuild=False)
+            if self._bloom.needs_rebuild:
+                self.start_rebuild(wait=True)
+                continue
+            if self._bloom.status().get("mode") == "bloom" or time.monotonic() > deadline:
+                return self._bloom.status().get("mode") == "bloom"
+            time.sleep(0.05)

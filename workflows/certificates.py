@@ -1,0 +1,43 @@
+"""Upserting a certificate list (CSV/XLSX) as provincial bureaus send it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from importers.certificates import read_certificates
+from importers.errors import FileRefused, RowProblem
+from registry.institutions.authorities import seed_authorities
+from registry.institutions.service import CertificateImportResult, import_certificate_rows
+
+from .problems import write_rejected_csv
+
+
+@dataclass
+class CertificateFileImport:
+    result: CertificateImportResult
+    problems: list[RowProblem]  # rows the reader rejected, then rows the registry refused
+
+
+def import_certificate_file(sessions: sessionmaker[Session], fh: BinaryIO, *, file_name: str,
+                            rejected_csv: str | Path | None = None) -> CertificateFileImport:
+    """One transaction: the authorities, then every certificate row. Raises ``FileRefused`` with
+    nothing changed."""
+    with sessions() as session:
+        seed_authorities(session)
+        try:
+            parsed = read_certificates(fh, file_name)
+            result = import_certificate_rows(session, parsed.rows(), source=f"file:{file_name}")
+        except FileRefused:
+            session.rollback()
+            raise
+        session.commit()
+    problems = list(parsed.problems) + [
+        RowProblem(line=line, location=None, raw=raw, code="rejected", message_zh=zh, message_en=en)
+        for line, raw, zh, en in result.problems
+    ]
+    if rejected_csv and problems:
+        write_rejected_csv(rejected_csv, problems)
+    return CertificateFileImport(result=result, problems=problems)

@@ -1,0 +1,88 @@
+"""Background jobs: checking and importing big portal uploads.
+
+On an RQ queue when Redis is configured (``rq worker rnr-imports``; any host's worker may run
+it), otherwise on a thread of the web process. A job carries ids only — its kind, the upload
+and when the uploader confirmed; the worker builds its own services from its environment
+(:func:`workflows.services.services_from_environment`), once per worker process.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+from registry.numbers.quarters import Clock
+from registry.registration.service import RegistrationRefused
+
+if TYPE_CHECKING:
+    from .services import Services
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "rnr-imports"
+JOB_TIMEOUT = 3600
+FAILURE_TTL = 7 * 24 * 3600
+
+
+def frozen_clock(moment: dt.datetime) -> Clock:
+    """Lateness is judged when the uploader confirmed, not when a worker got round to it."""
+    return lambda: moment
+
+
+def run_upload_job(services: Services, kind: str, upload_id: int, confirmed_at: dt.datetime) -> None:
+    """One job: ``check`` an upload, or ``import`` a confirmed one. Failures are kept on the upload."""
+    try:
+        if kind == "check":
+            services.upload_steps.check(upload_id)
+        elif kind == "import":
+            services.upload_steps.import_(upload_id, registration=services.registration.at(frozen_clock(confirmed_at)))
+        else:
+            raise ValueError(f"unknown job kind {kind!r}")
+    except RegistrationRefused:
+        pass  # kept on the upload by import_
+    except Exception as exc:  # noqa: BLE001 - the page shows it; the log has the trace
+        log.exception("upload job %s %s failed", kind, upload_id)
+        services.uploads.mark_failed(upload_id, exc.__class__.__name__)
+
+
+class JobQueue(Protocol):
+    def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None: ...
+
+
+class ThreadQueue:
+    """Embedded mode: the job runs on a daemon thread of this process, on this process's services."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.threads: list[threading.Thread] = []
+
+    def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None:
+        thread = threading.Thread(target=run_upload_job, args=(self._services, kind, upload_id, confirmed_at),
+                                  name=f"upload-{kind}-{upload_id}", daemon=True)
+        self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        thread.start()
+
+
+class RQQueue:
+    """Production: an RQ queue on the registry's Redis; ``rq worker rnr-imports`` runs the jobs."""
+
+    def __init__(self, connection) -> None:
+        import rq
+
+        self.queue = rq.Queue(QUEUE_NAME, connection=connection)
+
+    def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None:
+        self.queue.enqueue(rq_upload_job, kind, upload_id, confirmed_at.isoformat(),
+                           job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL)
+
+
+def rq_upload_job(kind: str, upload_id: int, confirmed_at: str) -> None:
+    """The RQ entry point: this worker process's services, built from its environment."""
+    from .services import services_from_environment
+
+    run_upload_job(services_from_environment(), kind, upload_id, dt.datetime.fromisoformat(confirmed_at))
+
+
+def make_job_queue(services: Services) -> JobQueue:
+    return RQQueue(services.redis) if services.redis is not None else ThreadQueue(services)

@@ -1,0 +1,32 @@
+"""Rejected rows as the user gets them back: the ``--rejected-csv`` file and the JSON problem."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable
+
+from importers.errors import RowProblem
+
+NOT_REGISTERED_ZH = "该机构未登记此报告编号"
+NOT_REGISTERED_EN = "this institution has not registered this number"
+
+
+def problem_json(p: RowProblem) -> dict:
+    return {"line": p.line, "location": p.location, "value": p.raw, "code": p.code,
+            "reason": p.message_zh, "reason_en": p.message_en}
+
+
+def write_rejected_csv(path: str | Path, problems: Iterable[RowProblem]) -> None:
+    """The rejected rows in the CLI's ``--rejected-csv`` layout (UTF-8 with BOM, for Excel)."""
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["line", "location", "value", "code", "reason", "reason_en"])
+        for p in problems:
+            writer.writerow([p.line or "", p.location or "", p.raw, p.code, p.message_zh, p.message_en])
+
+
+def not_registered_problems(not_registered: Iterable[tuple[int | None, str]]) -> list[RowProblem]:
+    """A withdrawal's numbers the institution never registered, as rejected rows."""
+    return [RowProblem(line=line, location=None, raw=number, code="not_registered",
+                       message_zh=NOT_REGISTERED_ZH, message_en=NOT_REGISTERED_EN)
+            for line, number in not_registered]

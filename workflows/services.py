@@ -1,0 +1,217 @@
+"""The composition root: every service of a process, built once, from the settings.
+
+The web app (``create_app`` keeps it in ``app.extensions["registry"]``), the CLI (through the
+app), the RQ worker (:func:`services_from_environment`) and the in-thread job runner all get
+their services here and nowhere else; views and commands ask this object, never construct a
+service. Building it also installs the complaint audit chain on the session factory, so every
+process seals the complaint events it writes.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from registry.accounts.accounts import AccountService
+from registry.accounts.idempotency import IdempotencyStore
+from registry.accounts.tokens import TokenService
+from registry.bloom import BloomConfig, open_bloom_index
+from registry.complaints.audit import AuditChain, chain_for
+from registry.complaints.casework import CaseworkService
+from registry.complaints.holidays import HolidayService
+from registry.complaints.service import ComplaintService
+from registry.compliance.abnormal import AbnormalService
+from registry.compliance.service import ComplianceService
+from registry.infra.db import make_engine, make_session_factory
+from registry.infra.redisdirect import DirectRedis
+from registry.infra.settings import finish_settings, load_settings
+from registry.infra.upkeep import Upkeep
+from registry.institutions.directory import InstitutionDirectory
+from registry.numbers.quarters import Clock, system_clock
+from registry.registration.pipeline import BloomTarget
+from registry.registration.service import RegistrationService
+from registry.registration.uploads import UploadService
+from registry.verification.querylog import QueryLogBuffer
+from registry.verification.service import VerificationService
+
+from .jobs import JobQueue, make_job_queue
+from .uploads import UploadSteps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The settings the services need, typed (from load_settings()/finish_settings())."""
+
+    database_url: str
+    redis_url: str
+    bloom_dir: Path
+    files_dir: Path
+    secret_key: str
+    audit_key: str = ""
+    bloom_capacity: int = 10_000_000
+    bloom_error_rate: float = 0.001
+    bloom_shards: int = 0
+    background_interval: float = 3.0
+    max_upload_bytes: int = 200 * 1024 * 1024
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
+        return cls(
+            database_url=values["DATABASE_URL"],
+            redis_url=values.get("REDIS_URL") or "",
+            bloom_dir=Path(values["BLOOM_DIR"]),
+            files_dir=Path(values["FILES_DIR"]),
+            secret_key=values["SECRET_KEY"],
+            audit_key=values.get("AUDIT_KEY") or "",
+            bloom_capacity=int(values["BLOOM_CAPACITY"]),
+            bloom_error_rate=float(values["BLOOM_ERROR_RATE"]),
+            bloom_shards=int(values["BLOOM_SHARDS"]),
+            background_interval=float(values["BACKGROUND_INTERVAL"]),
+            max_upload_bytes=int(values["MAX_UPLOAD_BYTES"]),
+        )
+
+
+def make_redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30, retry_on_timeout=False
+    )
+
+
+class Services:
+    """One per process (per app): the engine, Redis, the Bloom index, the directory, the query
+    log, every domain service, the audit chain, the upload steps and the job queue."""
+
+    def __init__(self, settings: ServiceSettings, *, clock: Clock | None = None) -> None:
+        clock = clock or system_clock
+        self.settings = settings
+        self.clock = clock
+        # --- infrastructure ---
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.redis = make_redis(settings.redis_url) if settings.redis_url else None
+        # per-thread connection for the verify hot path: the Bloom probe and the rate-limit count share its exchange
+        self.hot_redis = DirectRedis(self.redis) if self.redis is not None else None
+        settings.bloom_dir.mkdir(parents=True, exist_ok=True)
+        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        self.audit_chain: AuditChain = chain_for(secret_key=settings.secret_key, audit_key=settings.audit_key,
+                                                 files_dir=settings.files_dir, redis=self.redis)
+        self.audit_chain.install(self.sessions)  # seal every complaint event written through these sessions
+        # --- numbers: registration and verification ---
+        self.bloom = open_bloom_index(
+            config=BloomConfig(
+                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards
+            ),
+            engine=self.engine,
+            directory=settings.bloom_dir,
+            redis=self.redis,
+            hot_redis=self.hot_redis,
+            logger=log,
+        )
+        self.directory = InstitutionDirectory()
+        self.query_log = QueryLogBuffer(sessions=self.sessions, secret=settings.secret_key.encode())
+        self.verifier = VerificationService(
+            sessions=self.sessions, bloom=self.bloom, directory=self.directory, clock=clock
+        )
+        self.registration = RegistrationService(
+            sessions=self.sessions, bloom=self.bloom, clock=clock,
+            bloom_target=BloomTarget(
+                database_url=settings.database_url, redis_url=settings.redis_url, directory=str(settings.bloom_dir),
+                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards,
+            ),
+        )
+        self.uploads = UploadService(sessions=self.sessions, files_dir=settings.files_dir, clock=clock)
+        self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
+                                        max_bytes=settings.max_upload_bytes)
+        # --- accounts ---
+        self.accounts = AccountService(sessions=self.sessions, clock=clock)
+        self.tokens = TokenService(sessions=self.sessions, clock=clock)
+        self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
+        # --- complaints and compliance ---
+        self.holidays = HolidayService(sessions=self.sessions)
+        self.complaints = ComplaintService(sessions=self.sessions, directory=self.directory, clock=clock)
+        self.casework = CaseworkService(sessions=self.sessions, clock=clock, files_dir=settings.files_dir)
+        self.compliance = ComplianceService(sessions=self.sessions, clock=clock)
+        self.abnormal = AbnormalService(sessions=self.sessions, clock=clock)
+        # --- this process's background work ---
+        self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
+                             query_log=self.query_log, interval=settings.background_interval)
+        self._jobs: JobQueue | None = None
+        self._jobs_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The job queue: RQ when Redis is configured, else a thread of this process (built once)."""
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = make_job_queue(self)
+            return self._jobs
+
+    # --- the per-process background loop (registry/infra/upkeep.py) ---------------------------
+    def refresh(self, *, auto_rebuild: bool = True) -> None:
+        self.upkeep.refresh(auto_rebuild=auto_rebuild)
+
+    def start_rebuild(self, *, wait: bool = False) -> None:
+        self.upkeep.start_rebuild(wait=wait)
+
+    @property
+    def rebuilding(self) -> bool:
+        return self.upkeep.rebuilding
+
+    @property
+    def last_refresh_error(self) -> str | None:
+        return self.upkeep.last_refresh_error
+
+    def ensure_background(self) -> None:
+        """Start this process's background loop once (after a fork, again in the child)."""
+        if self.upkeep.ensure_background():
+            atexit.register(self.close)
+
+    def wait_until_trusted(self, timeout: float = 60.0) -> bool:
+        """For the CLI and tests: check the index, rebuilding it here and now if it lost bits."""
+        return self.upkeep.wait_until_trusted(timeout)
+
+    def close(self) -> None:
+        """Stop the loop, flush the query log, release connections (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.upkeep.stop()
+        self.query_log.flush()
+        self.verifier.close_reader()
+        try:
+            self.bloom.close()
+        finally:
+            self.engine.dispose()
+            if self.redis is not None:
+                self.redis.close()
+
+
+def build_services(settings: Mapping[str, Any], *, clock: Clock | None = None) -> Services:
+    """The services of one process from finished settings (``load_settings()`` then
+    ``finish_settings()``, or the web app's config)."""
+    return Services(ServiceSettings.from_mapping(settings), clock=clock)
+
+
+_per_process: dict[int, Services] = {}
+_per_process_lock = threading.Lock()
+
+
+def services_from_environment() -> Services:
+    """This process's services, built once from its own environment (the RQ worker's way: a
+    job carries ids only, never settings)."""
+    pid = os.getpid()
+    with _per_process_lock:
+        services = _per_process.get(pid)
+        if services is None:
+            services = _per_process[pid] = build_services(finish_settings(load_settings()))
+            atexit.register(services.close)
+        return services
