@@ -16,7 +16,13 @@ from typing import BinaryIO
 from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
 from importers.numbers import DEFAULT_MAX_PROBLEMS, Rejected, too_many_problems
 from importers.tabular import DEFAULT_MAX_BYTES, Column, Layout, Row, cell_text, locate_columns, open_table
-from registry.numbers.normalize import InvalidValue, certificate_authority_code, normalize_certificate_number, normalize_uscc
+from registry.numbers.normalize import (
+    InvalidValue,
+    certificate_authority_code,
+    clean_text,
+    normalize_certificate_number,
+    normalize_uscc,
+)
 
 DEFAULT_MAX_ROWS = 1_000_000
 
@@ -138,7 +144,7 @@ class CertificateFile:
             key = "certificate_number"
             number = normalize_certificate_number(row.text(columns[key]))
             key = "institution_name"
-            name = " ".join(row.text(columns[key]).split())
+            name = " ".join(clean_text(row.text(columns[key])).split())
             if not name:
                 raise Rejected("name_missing", "机构名称为空", "the institution name is empty")
             key = "uscc"
@@ -161,7 +167,7 @@ class CertificateFile:
             return None
         addresses: tuple[str, ...] = ()
         if "address" in columns:
-            text = unicodedata.normalize("NFKC", row.text(columns["address"]))
+            text = unicodedata.normalize("NFKC", clean_text(row.text(columns["address"])))
             addresses = tuple(" ".join(part.split()) for part in text.split(";") if part.strip())
         review = _review_authority(row.value(columns["review_authority"])) if "review_authority" in columns else None
         return CertificateRow(row.line, number, name, uscc, issued_on, expires_on, status, addresses, review,

@@ -20,6 +20,7 @@ from importers.numbers import (
     too_many_problems,
 )
 from importers.tabular import DEFAULT_MAX_BYTES, Column, Layout, Row, locate_columns, open_table
+from registry.numbers.normalize import clean_text
 
 MAX_REASON_LENGTH = 500
 
@@ -63,7 +64,7 @@ class WithdrawalFile:
             except Rejected as rejected:
                 self._reject(row, number_index, raw, rejected)
                 continue
-            reason = " ".join(row.text(reason_index).split())
+            reason = " ".join(clean_text(row.text(reason_index)).split())
             if not reason:
                 self._reject(row, reason_index, row.text(reason_index), Rejected(
                     "reason_missing", "撤销原因不能为空：撤销报告编号必须说明原因",

@@ -81,6 +81,9 @@ def _register_blueprints(app: Flask) -> None:
     from . import regulator
 
     app.register_blueprint(regulator.bp)
+    from . import forms
+
+    forms.init_app(app)  # last: it guards the blueprints registered above
 
 
 def _register_error_handlers(app: Flask) -> None:

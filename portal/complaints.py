@@ -20,7 +20,7 @@ from registry.verification.service import Unavailable
 
 from .errors import error_response
 from .extensions import limiter, registry
-from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, field_attrs
+from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, field_attrs, form_text
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def answer(tracking_code: str):
     """The complainant answers the handling authority's question (it goes into the trail)."""
     from registry.complaints.casework import InvalidAction
 
-    text = (request.form.get("answer") or "").strip()
+    text = form_text("answer", multiline=True)
     try:
         registry().casework.answer(tracking_code, text)
     except LookupError:

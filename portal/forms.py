@@ -1,8 +1,16 @@
-"""Forms (flask-wtf): the complaint form, with its CSRF token and a honeypot."""
+"""Forms (flask-wtf): the complaint form, with its CSRF token and a honeypot; clean free text.
+
+No person types a NUL or another C0 control character, and PostgreSQL cannot store a NUL: free
+text is cleaned by the fields' filters (:func:`registry.numbers.normalize.clean_text`), and
+:func:`init_app` refuses (400) any request to the pages' blueprints whose query or form values
+hold such characters (tab, CR and LF allowed in values), before a view sees it. The verify
+endpoints (blueprints ``api`` and ``public``) clean their own text on the hot path.
+"""
 from __future__ import annotations
 
 import re
 
+from flask import Flask, abort, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -10,6 +18,7 @@ from wtforms import RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from registry.complaints.service import CATEGORIES, MAX_DESCRIPTION
+from registry.numbers.normalize import clean_text, has_controls
 
 try:  # WTForms 3.3 deprecates (value, label) tuples
     from wtforms import SelectChoice as _Choice
@@ -38,12 +47,43 @@ _EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[A-Za-z]{2,}$")
 
 
 def _strip(value):
-    return value.strip() if isinstance(value, str) else value
+    return clean_text(value).strip() if isinstance(value, str) else value
 
 
 def _newlines(value):
     # browsers send CRLF; count a line break as one character, as the textarea's maxlength does
-    return value.replace("\r\n", "\n").strip() if isinstance(value, str) else value
+    return clean_text(value, multiline=True).replace("\r\n", "\n").strip() if isinstance(value, str) else value
+
+
+def form_text(name: str, max_len: int | None = None, *, multiline: bool = False) -> str:
+    """A free-text value of the posted form, cleaned and stripped ("" when absent)."""
+    value = request.form.get(name) or ""
+    value = clean_text(value, multiline=multiline)
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    return value.strip()[:max_len] if max_len is not None else value.strip()
+
+
+# Blueprints that take care of their own text: the verify path (hot) and the probes.
+UNGUARDED_BLUEPRINTS = frozenset({"api", "public", "health"})
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def refuse_control_characters() -> None:
+    """400 before the view when a query or form value (or name) holds a C0 control character."""
+    if any(has_controls(key) or has_controls(value, multiline=True) for key, value in request.args.items(multi=True)):
+        abort(400)
+    if request.method != "GET" and request.mimetype in _FORM_TYPES:
+        if any(has_controls(key) or has_controls(value, multiline=True)
+               for key, value in request.form.items(multi=True)):
+            abort(400)
+
+
+def init_app(app: Flask) -> None:
+    """Guard every registered blueprint but the unguarded ones (call after registering them)."""
+    for name in app.blueprints:
+        if name not in UNGUARDED_BLUEPRINTS:
+            app.before_request_funcs.setdefault(name, []).insert(0, refuse_control_characters)
 
 
 def _contact(form, field) -> None:

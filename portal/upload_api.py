@@ -10,7 +10,7 @@ import hashlib
 from flask import Blueprint, current_app, g, request
 
 from importers.errors import FileRefused
-from registry.numbers.normalize import InvalidValue, normalize_number
+from registry.numbers.normalize import InvalidValue, clean_text, normalize_number
 from registry.numbers.quarters import Quarter
 from registry.registration.service import RegistrationRefused
 from workflows.numbers import NoValidNumber, register_number_file
@@ -213,7 +213,7 @@ def _withdrawal_items(payload):
         return [], [], api_error(413, "payload_too_large", f"at most {MAX_NUMBERS_PER_CALL} numbers per call")
     items, problems = [], []
     for index, (number, reason) in enumerate(pairs):
-        reason = " ".join(reason.split()) if isinstance(reason, str) else ""
+        reason = " ".join(clean_text(reason).split()) if isinstance(reason, str) else ""
         if not reason:
             problems.append({"index": index, "value": number, "code": "reason_missing",
                              "reason": "every withdrawal needs a reason"})

@@ -65,6 +65,35 @@ def name_key(name: str) -> str:
     return _WHITESPACE.sub("", text)
 
 
+# --- free text -----------------------------------------------------------------------------
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL, but tab, CR, LF
+_LINE_BREAKS = re.compile(r"[\t\r\n]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def clean_text(value: str | None, max_len: int | None = None, *, multiline: bool = False) -> str:
+    """Free text as it may be stored and shown: C0 controls (NUL first) and DEL removed, lone
+    surrogates replaced by U+FFFD, cut to ``max_len`` characters.
+
+    Single-line text also turns tab, CR and LF into spaces; ``multiline`` keeps them. Neither
+    PostgreSQL (no NUL in text) nor UTF-8 (no surrogates) can store what this removes, and no
+    person types it.
+    """
+    if not value:
+        return ""
+    if not value.isprintable():  # the common case, plain text, costs one scan
+        value = _CONTROLS.sub("", value)
+        if not multiline:
+            value = _LINE_BREAKS.sub(" ", value)
+        value = _SURROGATES.sub("\ufffd", value)
+    return value if max_len is None else value[:max_len]
+
+
+def has_controls(value: str | None, *, multiline: bool = False) -> bool:
+    """Whether ``value`` holds something :func:`clean_text` would remove or change."""
+    return bool(value) and clean_text(value, multiline=multiline) != value
+
+
 # --- USCC (统一社会信用代码, GB 32100-2015) -------------------------------------------------
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUE = {ch: i for i, ch in enumerate(USCC_CHARSET)}

@@ -14,7 +14,7 @@ from registry.registration.loaders import LoadCounts, chunked, make_loader
 from registry.registration.pipeline import BitsPipeline, BloomTarget, RowsPipeline
 from registry.institutions.models import Institution
 from registry.registration.models import Batch, ReportNumber
-from registry.numbers.normalize import normalize_number
+from registry.numbers.normalize import clean_text, normalize_number
 from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
 
 CHUNK = 50_000
@@ -252,7 +252,7 @@ class RegistrationService:
                         ReportNumber.institution_id == institution_id,
                         ReportNumber.withdrawn_at.is_(None),
                     )
-                    .values(withdrawn_at=when, withdraw_reason=(reason or "")[:500])
+                    .values(withdrawn_at=when, withdraw_reason=clean_text(reason, 500))
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if changed:

@@ -4,6 +4,11 @@ Each verification appends a record to an in-process buffer; a background flush (
 at shutdown) inserts them with one executemany. The client is stored as an HMAC of its address
 under a key derived from the server secret and the 30-day period, so keys rotate by themselves
 and raw addresses are never kept.
+
+Free text is cleaned before it is buffered (no NUL, which PostgreSQL cannot store). Should a
+record still be refused by the database, a flush finds it by halving the batch and drops it
+alone (counted in ``rejected``, logged without its content); while the database is unreachable
+the whole batch waits for the next flush.
 """
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ import logging
 import threading
 from collections import deque
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
+
+from registry.numbers.normalize import clean_text
 
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,14 @@ class QueryLogBuffer:
         self._buffer: deque[tuple] = deque()
         self._max = max_buffer
         self._flush_lock = threading.Lock()
-        self.dropped = 0
+        self.dropped = 0  # not buffered: the buffer was full
+        self.rejected = 0  # refused by the database on their own (bad content) and dropped
+        dbapi = self._engine.dialect.loaded_dbapi
+        # Errors that say nothing about the rows: the database is unreachable or went away.
+        self._transient = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                           ConnectionError, TimeoutError)
+        if dbapi is not None:
+            self._transient += (dbapi.OperationalError, dbapi.InterfaceError)
 
     def record(self, *, at: dt.datetime, number: str, institution_text: str | None, institution_id: int | None,
                status: str, client_address: str) -> None:
@@ -61,8 +76,8 @@ class QueryLogBuffer:
             return
         self._buffer.append((
             (at if at.tzinfo is dt.timezone.utc else at.astimezone(dt.timezone.utc)).replace(tzinfo=None),
-            number[:200],
-            (institution_text or None) and institution_text[:500],
+            clean_text(number, 200),
+            clean_text(institution_text, 500) or None,
             institution_id,
             status,
             client_hmac(self._secret, client_address, at),
@@ -72,28 +87,48 @@ class QueryLogBuffer:
         return len(self._buffer)
 
     def flush(self) -> int:
-        """Insert everything buffered so far in one statement (COPY on PostgreSQL); on failure the
-        records stay for the next flush."""
+        """Insert everything buffered so far in one statement (COPY on PostgreSQL); return how many
+        were written. While the database is unreachable the records stay for the next flush; rows
+        the database refuses for their content are found by halving the batch and dropped alone."""
         with self._flush_lock:
             rows = []
             while self._buffer:
                 rows.append(self._buffer.popleft())
             if not rows:
                 return 0
-            try:
-                with self._engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":
-                        with conn.connection.driver_connection.cursor() as cur:
-                            with cur.copy(f"COPY query_log ({_COLUMNS}) FROM STDIN") as copy:
-                                for row in rows:
-                                    copy.write_row(row)
-                    else:
-                        conn.exec_driver_sql(
-                            f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                            [(r[0].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[1:] for r in rows],
-                        )
-            except Exception:
-                log.exception("query log flush failed; %d records kept for the next try", len(rows))
-                self._buffer.extendleft(reversed(rows))
-                return 0
-            return len(rows)
+            written = 0
+            pending = deque([rows])
+            while pending:
+                batch = pending.popleft()
+                try:
+                    self._insert(batch)
+                except self._transient as exc:
+                    back = [row for part in (batch, *pending) for row in part]
+                    log.warning("query log flush failed, the database is unreachable (%s); %d records kept for "
+                                "the next try", type(exc).__name__, len(back))
+                    self._buffer.extendleft(reversed(back))
+                    return written
+                except Exception as exc:  # noqa: BLE001 - any other failure is about the rows
+                    if len(batch) > 1:
+                        half = len(batch) // 2
+                        pending.extendleft((batch[half:], batch[:half]))
+                        continue
+                    self.rejected += 1  # the message may quote the row: name the error's kind only
+                    log.error("query log: a record the database refused (%s) was dropped; %d so far",
+                              type(exc).__name__, self.rejected)
+                else:
+                    written += len(batch)
+            return written
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                with conn.connection.driver_connection.cursor() as cur:
+                    with cur.copy(f"COPY query_log ({_COLUMNS}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            else:
+                conn.exec_driver_sql(
+                    f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r[0].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[1:] for r in rows],
+                )
