@@ -1,4 +1,8 @@
-"""Liveness and readiness (exempt from rate limits)."""
+"""Liveness and readiness (exempt from rate limits).
+
+Readiness is public: it names the failing part and the kind of error only, never an error's
+text (a database error names the host, port and database).
+"""
 from __future__ import annotations
 
 from sqlalchemy import text
@@ -9,6 +13,12 @@ from .extensions import limiter, registry
 from .jsonio import json_response
 
 bp = Blueprint("health", __name__)
+
+
+def error_kind(error: str) -> str:
+    """The exception class of an error text like ``"OperationalError: connection to ..."``."""
+    kind = error.split(":", 1)[0].strip()
+    return kind if kind.isidentifier() else "error"
 
 
 @bp.get("/healthz")
@@ -44,7 +54,7 @@ def readyz():
     }
     if reg.last_refresh_error:
         parts["directory"]["status"] = "degraded"
-        parts["directory"]["error"] = reg.last_refresh_error
+        parts["directory"]["error"] = error_kind(reg.last_refresh_error)
     down = parts["database"]["status"] == "down"
     degraded = sorted(name for name, part in parts.items() if part["status"] != "ok")
     body = {"status": "down" if down else ("degraded" if degraded else "ok"), "parts": parts, "degraded": degraded}

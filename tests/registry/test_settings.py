@@ -73,3 +73,16 @@ def test_readiness_is_503_when_database_is_down(tmp_path):
         assert app.test_client().get("/healthz").status_code == 200
     finally:
         app.extensions["registry"].close()
+
+
+def test_readiness_names_the_failing_part_not_where_the_database_is(tmp_path):
+    app = create_app({"INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/hidden_db",
+                      "REDIS_URL": "", "SECRET_KEY": "x", "BACKGROUND_INTERVAL": 0})
+    try:
+        app.extensions["registry"].refresh()
+        body = app.test_client().get("/readyz").get_data(as_text=True)
+        assert "database" in body and "OperationalError" in body
+        for secret in ("127.0.0.1", "port 1", "hidden_db", "nobody", "psycopg"):
+            assert secret not in body
+    finally:
+        app.extensions["registry"].close()
