@@ -1,8 +1,8 @@
 """CSV and XLSX exports for casework: streamed, and safe to open in a spreadsheet.
 
 A text cell that begins with ``= + - @``, a tab or a carriage return would be read as a formula
-by Excel, WPS or LibreOffice (CSV injection); such cells get a leading apostrophe. Numbers and
-dates are written as themselves. CSV is generated row by row; XLSX is written by openpyxl's
+by Excel, WPS or LibreOffice (CSV injection); such cells get a leading apostrophe
+(:func:`workflows.cells.neutralise`). Numbers and dates are written as themselves. CSV is generated row by row; XLSX is written by openpyxl's
 write-only workbook (rows go to a temporary file, constant memory) and streamed from disk.
 """
 from __future__ import annotations
@@ -17,17 +17,10 @@ from urllib.parse import quote
 from flask import Response
 
 from registry.numbers.quarters import SHANGHAI
+from workflows.cells import DANGEROUS, neutralise
 
-DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 64 * 1024
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def neutralise(value: Any) -> Any:
-    """A cell value that no spreadsheet will evaluate: text starting like a formula gets a quote."""
-    if isinstance(value, str) and value.startswith(DANGEROUS):
-        return "'" + value
-    return value
 
 
 def _plain(value: Any) -> Any:
@@ -64,6 +57,17 @@ def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[A
     response = Response(csv_rows(header, rows), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     return _attachment(response, filename)
+
+
+def csv_file_response(filename: str, path) -> Response:
+    """A CSV file on disk (header first, UTF-8 with or without BOM) served neutralised, streamed."""
+    def rows():
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            yield from csv.reader(fh)
+
+    rows_iter = rows()
+    header = next(rows_iter, [])
+    return csv_response(filename, header, rows_iter)
 
 
 def write_xlsx(fh, sheet: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -121,4 +125,4 @@ def table_response(fmt: str, basename: str, header: Sequence[str], rows: Iterabl
     return csv_response(f"{basename}.csv", header, rows)
 
 
-__all__ = ["DANGEROUS", "csv_response", "csv_rows", "neutralise", "table_response", "write_xlsx", "xlsx_response"]
+__all__ = ["DANGEROUS", "csv_file_response", "csv_response", "csv_rows", "neutralise", "table_response", "write_xlsx", "xlsx_response"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, send_file,
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    url_for)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -29,6 +29,7 @@ from workflows.withdrawals import read_withdrawal_file, withdraw_items
 from . import qr
 from .auth import guard_blueprint
 from .forms import _Choice
+from .exports import csv_file_response
 from .extensions import db_session, registry
 from .i18n import current_language, quarter_label
 
@@ -236,8 +237,7 @@ def rejected_csv(batch_id: int):
     path = _uploads().rejected_path(upload)
     if not path.exists():
         abort(404)
-    return send_file(path, mimetype="text/csv", as_attachment=True,
-                     download_name=f"batch-{batch.id}-rejected.csv", max_age=0)
+    return csv_file_response(f"batch-{batch.id}-rejected.csv", path)  # neutralised, old files too
 
 
 @bp.post("/declare-zero")

@@ -7,6 +7,8 @@ from typing import Iterable
 
 from importers.errors import RowProblem
 
+from .cells import neutralise
+
 NOT_REGISTERED_ZH = "该机构未登记此报告编号"
 NOT_REGISTERED_EN = "this institution has not registered this number"
 
@@ -17,12 +19,14 @@ def problem_json(p: RowProblem) -> dict:
 
 
 def write_rejected_csv(path: str | Path, problems: Iterable[RowProblem]) -> None:
-    """The rejected rows in the CLI's ``--rejected-csv`` layout (UTF-8 with BOM, for Excel)."""
+    """The rejected rows in the CLI's ``--rejected-csv`` layout (UTF-8 with BOM, for Excel); text
+    that a spreadsheet would take for a formula is neutralised (a leading apostrophe)."""
     with open(path, "w", newline="", encoding="utf-8-sig") as fh:
         writer = csv.writer(fh)
         writer.writerow(["line", "location", "value", "code", "reason", "reason_en"])
         for p in problems:
-            writer.writerow([p.line or "", p.location or "", p.raw, p.code, p.message_zh, p.message_en])
+            writer.writerow([p.line or "", p.location or "", neutralise(p.raw), p.code, neutralise(p.message_zh),
+                             neutralise(p.message_en)])
 
 
 def not_registered_problems(not_registered: Iterable[tuple[int | None, str]]) -> list[RowProblem]:
