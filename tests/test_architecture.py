@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,19 @@ def names_private_api(text: str) -> bool:
         return False
     top, *rest = text.split(".")
     return top in DEPENDENCIES and any(is_private(part) for part in rest)
+
+
+# --- layers ---------------------------------------------------------------------------------------
+def test_layers_hold_portal_workflows_importers_registry():
+    """import-linter's `layers` contract in pyproject.toml; imports inside functions count too."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    command = str(lint_imports) if lint_imports.exists() else shutil.which("lint-imports")
+    assert command, "lint-imports is not installed: `pip install -e '.[test]'`"
+    result = subprocess.run(
+        [command, "--no-cache", "--no-logo", str(ROOT / "pyproject.toml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- no private API of a dependency ---------------------------------------------------------------
