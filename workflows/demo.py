@@ -117,9 +117,12 @@ def load_demo_data(
                 cert.status = status
                 session.add(CertificateEvent(certificate_id=cert.id, status=status, source="demo"))
             plan.append((inst, code, prefix, FORMATS[i % len(FORMATS)]))
-        # one abnormal, one renamed (its former name still resolves)
-        plan[3][0].abnormal = True
-        rename_institution(session, plan[5][0], plan[5][0].name.replace("（演示）", "集团有限公司（演示）"))
+        # one abnormal, one renamed (its former name still resolves): the 4th and the 6th, or the
+        # last ones of a smaller plan
+        if len(plan) > 1:
+            plan[min(3, len(plan) - 2)][0].abnormal = True
+        renamed = plan[min(5, len(plan) - 1)][0]
+        rename_institution(session, renamed, renamed.name.replace("（演示）", "集团有限公司（演示）"))
         bump_directory_version(session)
         session.commit()
         plan_ids = [(inst.id, code, prefix, fmt) for inst, code, prefix, fmt in plan]

@@ -55,6 +55,16 @@ def test_demo_data_loads_once(runner, reg):
     assert withdrawn == 6
 
 
+@pytest.mark.parametrize("institutions", [1, 2, 3])
+def test_demo_data_with_few_institutions(runner, reg, institutions):
+    result = runner.invoke(args=["demo-data", "--institutions", str(institutions), "--numbers-per-quarter", "2"])
+    assert result.exit_code == 0, result.output
+    assert count(reg, Institution) == institutions and "Traceback" not in result.output
+    with reg.sessions() as s:
+        renamed = s.scalar(select(func.count()).select_from(Institution).where(Institution.name.like("%集团%")))
+        assert renamed == 1
+
+
 def test_import_numbers_all_good(runner, reg, lab, tmp_path):
     uscc, iid = lab
     path = write(tmp_path / "q3.csv", "报告编号\nNJ2026-0001\nNJ2026-0002~NJ2026-0004\n")
