@@ -6,6 +6,8 @@ FLASK  := $(BIN)/flask --app wsgi
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
+# No client address, query string, referrer or agent in the access log (portal/accesslog.py)
+ACCESS_LOG_FORMAT := '%(t)s %(p)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 .PHONY: run test install db bench-verify bench-import clean
 
@@ -30,7 +32,8 @@ db: instance/.demo-loaded
 	$(FLASK) init-db
 
 run: db
-	$(BIN)/gunicorn --preload --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+	$(BIN)/gunicorn --preload --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - \
+		--access-logformat $(ACCESS_LOG_FORMAT) --logger-class portal.accesslog.RedactingLogger wsgi:app
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

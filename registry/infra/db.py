@@ -10,7 +10,12 @@ SQLITE_CACHE_KIB = 32 * 1024
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """Build an engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """Build an engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    Errors never quote a statement's parameters (``hide_parameters``): they hold complainants'
+    names and contacts, and error messages end up in logs.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
