@@ -13,6 +13,7 @@ from registry.complaints.service import (
     ComplaintService,
     NewComplaint,
     format_tracking_code,
+    normalize_tracking_code,
     store_attachment,
 )
 from registry.numbers.normalize import InvalidValue
@@ -20,7 +21,7 @@ from registry.verification.service import Unavailable
 
 from .errors import error_response
 from .extensions import limiter, registry
-from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, field_attrs, form_text
+from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, TrackForm, field_attrs, form_text
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,41 @@ def submit():
         verdict=verdict,
     )
     flash(_("您的投诉已提交。请保存查询码，凭它查看处理进度。"), "success")
+    return redirect(url_for(".status", tracking_code=format_tracking_code(code)), code=303)
+
+
+# Looking a code up: only the misses count, so a person who mistypes a few times is never
+# stopped while guessing codes is (the codes have 80 random bits anyway).
+DEFAULT_TRACK_LIMIT = "10/minute;50/day"
+
+
+def track_limit() -> str:
+    return current_app.config.get("RATELIMIT_TRACK", DEFAULT_TRACK_LIMIT)
+
+
+def _track_page(form: TrackForm, status: int = 200):
+    response = make_response(render_template("complaint_track.html", form=form, attrs=field_attrs), status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@bp.route("/track", methods=["GET", "POST"])
+@limiter.limit(track_limit, methods=["POST"], deduct_when=lambda response: response.status_code != 303)
+def track():
+    """查询投诉进度: the tracking code in, the status page out; a wrong code answers on this page."""
+    form = TrackForm()
+    if request.method == "GET":
+        return _track_page(form)
+    if not form.validate():
+        return _track_page(form, 400)
+    code = normalize_tracking_code(form.code.data)
+    if code is None:
+        form.code.errors.append(_("查询码为 16 位字母和数字，形如 ABCD-EFGH-JKLM-NPQR，请按提交投诉后得到的查询码输入。"))
+        return _track_page(form, 400)
+    if complaints().public_view(code) is None:
+        form.code.errors.append(_("没有这个查询码对应的投诉，请核对后重试。"))
+        return _track_page(form, 404)
     return redirect(url_for(".status", tracking_code=format_tracking_code(code)), code=303)
 
 

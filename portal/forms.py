@@ -125,3 +125,9 @@ def field_attrs(field, hint: str | None = None) -> dict:
     if described:
         attrs["aria-describedby"] = " ".join(described)
     return attrs
+
+
+class TrackForm(FlaskForm):
+    """The tracking code of a complaint, as the complainant typed it (dashes and case do not matter)."""
+    code = StringField(_l("查询码"), filters=[_strip],
+                       validators=[DataRequired(_l("请输入查询码。")), Length(max=100, message=_l("查询码过长。"))])

@@ -19,6 +19,7 @@ bp = Blueprint("public", __name__)
 # Suggestions are asked as the user types (debounced), so they get more room than verification.
 DEFAULT_SUGGEST_LIMIT = "60/minute;2000/day"
 MAX_SUGGESTIONS = 8
+MAX_NEAR_NAMES = 5
 
 INVALID_NUMBER = {
     "empty": _l("请输入报告编号。"),
@@ -51,11 +52,18 @@ def _verdict_page(number: str, institution: str | None):
     except Unavailable:
         return error_response(503)
     log_query(verdict, number, institution)
-    response = current_app.make_response(
-        render_template("verdict.html", verdict=verdict, raw_number=number, institution_text=institution or "")
-    )
+    response = current_app.make_response(render_template(
+        "verdict.html", verdict=verdict, raw_number=number, institution_text=institution or "",
+        near_names=_near_names(verdict, institution)))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _near_names(verdict, institution: str | None) -> list:
+    """"Did you mean …" for an institution that was given but not matched (in-process, no SQL)."""
+    if verdict.institution_resolved is not False:
+        return []
+    return registry().directory.near(institution, limit=MAX_NEAR_NAMES)
 
 
 @bp.get("/verify")

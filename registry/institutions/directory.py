@@ -9,6 +9,7 @@ transaction (:func:`bump_directory_version`).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import threading
 from dataclasses import dataclass, field
 
@@ -16,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from registry.compliance.models import AbnormalMark
 from registry.infra.base import RegistryState
-
 from registry.institutions.models import Certificate, Institution
 from registry.numbers.normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
 
@@ -41,6 +42,16 @@ class CertificateInfo:
 
 
 @dataclass(frozen=True)
+class AbnormalListing:
+    """The measure in force on an abnormal institution: when it was listed and by whom, for the
+    public verdict (the officer's reason stays in the regulators' history)."""
+
+    since: dt.datetime | None
+    authority_name: str | None = None
+    authority_name_en: str | None = None
+
+
+@dataclass(frozen=True)
 class InstitutionInfo:
     id: int
     uscc: str
@@ -50,6 +61,7 @@ class InstitutionInfo:
     review_authority_name: str
     certificates: tuple[CertificateInfo, ...]
     former_names: tuple[str, ...] = ()
+    listing: AbnormalListing | None = None  # set when abnormal (its date unknown if never marked)
 
     def to_json(self) -> dict:
         return {
@@ -69,6 +81,9 @@ class _Snapshot:
     by_name_key: dict[str, list[int]] = field(default_factory=dict)
     # what suggestions search, per institution, computed once at load (not per keystroke)
     search: list[tuple[tuple[str, ...], InstitutionInfo]] = field(default_factory=list)
+    # for near names: each name key (current and former) and its character pairs → institutions
+    name_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    pairs: dict[str, list[int]] = field(default_factory=dict)
 
 
 def read_version(session: Session) -> int:
@@ -83,6 +98,27 @@ def bump_directory_version(session: Session) -> None:
     stmt = insert(RegistryState).values(key=DIRECTORY_VERSION, value=1)
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": RegistryState.value + 1})
     session.execute(stmt)
+
+
+# Bounds on the work of one near-name lookup (:meth:`InstitutionDirectory.near`).
+MAX_NEAR_TEXT = 60
+MAX_PAIR_POSTINGS = 400
+MAX_NEAR_CANDIDATES = 40
+NEAR_CUTOFF = 0.6
+
+
+def _pairs(key: str) -> list[str]:
+    return [key[i:i + 2] for i in range(len(key) - 1)]
+
+
+def _closeness(typed: str, name: str) -> float:
+    """How alike two name keys are (0..1). One inside the other — the name as printed without the
+    registered suffix, or with a department added — counts as close when the shorter is a real
+    name (four characters or more)."""
+    shorter, longer = sorted((typed, name), key=len)
+    if len(shorter) >= 4 and shorter in longer:
+        return max(0.8, difflib.SequenceMatcher(None, typed, name).ratio())
+    return difflib.SequenceMatcher(None, typed, name, autojunk=False).ratio()
 
 
 class InstitutionDirectory:
@@ -118,6 +154,15 @@ class InstitutionDirectory:
                 selectinload(Institution.names),
             )
         ).all()
+        listings = {}
+        marks = session.scalars(
+            select(AbnormalMark).join(Institution, Institution.id == AbnormalMark.institution_id)
+            .where(Institution.abnormal.is_(True), AbnormalMark.abnormal.is_(True)).order_by(AbnormalMark.id)
+        )
+        for mark in marks:  # the latest listing of each institution wins
+            authority = mark.authority
+            listings[mark.institution_id] = AbnormalListing(
+                mark.at, authority.name if authority else None, (authority.name_en or None) if authority else None)
         for inst in institutions:
             certs = tuple(
                 CertificateInfo(c.number, c.status, c.issuing_authority.name, c.expires_on) for c in inst.certificates
@@ -132,10 +177,15 @@ class InstitutionDirectory:
                 review_authority_name=inst.review_authority.name,
                 certificates=certs,
                 former_names=former,
+                listing=listings.get(inst.id, AbnormalListing(None)) if inst.abnormal else None,
             )
             snap.by_id[inst.id] = info
             hay = [name_key(info.name).upper(), info.uscc] + [name_key(n).upper() for n in former]
             snap.search.append((tuple(hay + [c.number for c in certs]), info))
+            names = tuple(dict.fromkeys([hay[0]] + hay[2:]))
+            snap.name_keys[inst.id] = names
+            for pair in {p for n in names for p in _pairs(n)}:
+                snap.pairs.setdefault(pair, []).append(inst.id)
             snap.by_uscc[inst.uscc] = inst.id
             for c in certs:
                 snap.by_certificate[c.number] = inst.id
@@ -193,11 +243,37 @@ class InstitutionDirectory:
                 break
         return (prefix + contains)[:limit]
 
+    def near(self, text: str | None, limit: int = 5) -> list[InstitutionInfo]:
+        """Institutions whose current or former name is close to ``text``: "did you mean …" for a
+        name that did not resolve (a suffix missing or added, a character wrong). In-process, and
+        bounded whatever the directory's size: candidates come from the character pairs they share
+        with ``text``, pairs common to very many names (检测, 有限) are passed over, and only the
+        best-sharing few are compared closely."""
+        key = name_key(text or "").upper()[:MAX_NEAR_TEXT]
+        if len(key) < 2:
+            return []
+        snap = self._snapshot
+        shared: dict[int, int] = {}
+        for pair in set(_pairs(key)):
+            ids = snap.pairs.get(pair, ())
+            if len(ids) > MAX_PAIR_POSTINGS:
+                continue
+            for iid in ids:
+                shared[iid] = shared.get(iid, 0) + 1
+        candidates = sorted(shared, key=lambda iid: (-shared[iid], iid))[:MAX_NEAR_CANDIDATES]
+        scored = []
+        for iid in candidates:
+            score = max(_closeness(key, name) for name in snap.name_keys[iid])
+            if score >= NEAR_CUTOFF:
+                scored.append((-score, snap.by_id[iid].name, iid))
+        return [snap.by_id[iid] for _, _, iid in sorted(scored)[:limit]]
+
     def __len__(self) -> int:
         return len(self._snapshot.by_id)
 
 
 __all__ = [
+    "AbnormalListing",
     "CertificateInfo",
     "InstitutionInfo",
     "InstitutionDirectory",
