@@ -111,13 +111,10 @@ def submit():
     return redirect(url_for(".status", tracking_code=format_tracking_code(code)), code=303)
 
 
-# Looking a code up: only the misses count, so a person who mistypes a few times is never
-# stopped while guessing codes is (the codes have 80 random bits anyway).
-DEFAULT_TRACK_LIMIT = "10/minute;50/day"
-
-
 def track_limit() -> str:
-    return current_app.config.get("RATELIMIT_TRACK", DEFAULT_TRACK_LIMIT)
+    """Only misses count (see ``track``): a person who mistypes a few times is not stopped,
+    guessing codes is (they have 80 random bits anyway)."""
+    return current_app.config["RATELIMIT_TRACK"]
 
 
 def _track_page(form: TrackForm, status: int = 200):
