@@ -63,7 +63,9 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, complaints, health, public
+    from . import api, complaints, health, public, urls
+
+    urls.init_app(app)  # first: the routes' <int:...> are bounded
     from .extensions import csrf
 
     app.register_blueprint(health.bp)

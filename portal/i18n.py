@@ -45,10 +45,12 @@ def _remember_language(response):
 def switch_url(language: str) -> str:
     """This page in ``language``: a GET keeps its arguments, anything else goes to the home page."""
     if request.method == "GET" and request.endpoint and request.url_rule is not None:
-        args = request.args.to_dict()
+        view_args = request.view_args or {}
+        # never url_for's own arguments (_external, _scheme, _anchor…): links stay relative
+        args = {k: v for k, v in request.args.items() if not k.startswith("_") and k not in view_args}
         args["lang"] = language
         try:
-            return url_for(request.endpoint, **(request.view_args or {}), **args)
+            return url_for(request.endpoint, **view_args, **args)
         except Exception:  # noqa: BLE001 - an odd URL still gets a working switch
             pass
     return url_for("public.index", lang=language)

@@ -334,7 +334,7 @@ def _normalised(raw: str) -> str:
 
 
 def _link(number: str) -> str:
-    return qr.verify_link(request.url_root, _institution().uscc, number)
+    return qr.public_verify_link(_institution().uscc, number)
 
 
 @bp.get("/qr")
@@ -347,7 +347,7 @@ def qr_page():
             number = normalize_number(form.number.data)
         except InvalidValue:
             error = _("报告编号含有不允许的字符或过长。")
-    link = qr.verify_link(request.url_root, inst.uscc, number) if number else None
+    link = qr.public_verify_link(inst.uscc, number) if number else None
     return render_template("institution/qr.html", institution=inst, form=form, number=number, link=link,
                            error=error, svg=qr.svg_inline(link, scale=4) if link else None)
 
@@ -379,7 +379,7 @@ def qr_sheet():
                 numbers.append(normalize_number(line))
             except InvalidValue:
                 bad.append(line.strip())
-    labels = [{"number": n, "svg": qr.svg_inline(qr.verify_link(request.url_root, inst.uscc, n), scale=3)}
+    labels = [{"number": n, "svg": qr.svg_inline(qr.public_verify_link(inst.uscc, n), scale=3)}
               for n in numbers]
     return render_template("institution/qr_sheet.html", institution=inst, labels=labels, bad=bad)
 

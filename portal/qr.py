@@ -1,5 +1,8 @@
 """QR codes (segno) that open the verdict page of one report number: ``/v/<uscc>/<number>``.
 
+The link starts with the ``PUBLIC_BASE_URL`` setting, never with the request's Host header (a
+forged Host would otherwise print codes that lead elsewhere).
+
 The number is percent-encoded as one path segment (``quote(number, safe="")``), so a ``/`` in a
 report number survives the trip through a phone's camera app.
 """
@@ -13,6 +16,13 @@ import segno
 
 def verify_link(base_url: str, uscc: str, number: str) -> str:
     return f"{base_url.rstrip('/')}/v/{quote(uscc, safe='')}/{quote(number, safe='')}"
+
+
+def public_verify_link(uscc: str, number: str) -> str:
+    """The deep link under this deployment's public address."""
+    from flask import current_app
+
+    return verify_link(current_app.config["PUBLIC_BASE_URL"], uscc, number)
 
 
 def _code(link: str):

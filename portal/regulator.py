@@ -30,6 +30,7 @@ from .charts import Series, stacked_bars
 from .errors import error_response
 from .extensions import db_session, registry
 from .forms import CATEGORY_LABELS
+from .urls import int_arg
 
 bp = guard_blueprint(Blueprint("regulator", __name__, url_prefix="/regulator"), "regulator")
 
@@ -149,13 +150,16 @@ def _quarter_arg(name: str = "quarter") -> Quarter | None:
         abort(400)
 
 
+QUEUE_ARGS = ("status", "overdue", "institution", "quarter", "category", "q")
+
+
 def _filters() -> QueueFilters:
     args = request.args
     status = args.get("status", "open")
     if status not in ("open", "all", *STATUSES):
         status = "open"
     quarter = _quarter_arg()
-    institution_id = args.get("institution", type=int)
+    institution_id = int_arg("institution")
     category = args.get("category") if args.get("category") in CATEGORIES else None
     return QueueFilters(status=status, overdue=args.get("overdue") == "1", institution_id=institution_id,
                         quarter=str(quarter) if quarter else None, category=category,
@@ -203,8 +207,9 @@ def queue():
     filters = _filters()
     items = casework().queue(officer(), filters)
     institution = db_session().get(Institution, filters.institution_id) if filters.institution_id else None
+    export_args = {k: v for k, v in request.args.items() if k in QUEUE_ARGS}  # never url_for's own (_external)
     return render_template("regulator/queue.html", items=items, filters=filters, categories=CATEGORIES,
-                           statuses=STATUSES, institution=institution)
+                           statuses=STATUSES, institution=institution, export_args=export_args)
 
 
 QUEUE_HEADER = ["tracking_code", "number", "institution", "authority", "category", "status", "verdict",

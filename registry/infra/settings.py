@@ -29,6 +29,19 @@ def _float(value: str, name: str) -> float:
         raise ValueError(f"{name} must be a number, not {value!r}") from None
 
 
+def _base_url(value: str, name: str) -> str:
+    """An absolute http(s) URL without query or fragment, no trailing slash."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{name} must be an absolute http(s) URL like https://verify.example.cn, not {value!r}")
+    return value.strip().rstrip("/")
+
+
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Typed settings from ``environ`` (default ``os.environ``) with the embedded defaults."""
     env = os.environ if environ is None else environ
@@ -55,6 +68,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_UPLOAD_BYTES": _int(env.get("MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)), "MAX_UPLOAD_BYTES"),
         "UPLOAD_BACKGROUND_BYTES": _int(env.get("UPLOAD_BACKGROUND_BYTES", str(5 * 1024 * 1024)), "UPLOAD_BACKGROUND_BYTES"),
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
+        # every absolute link (QR codes above all) starts here, never with the request's Host header
+        "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
     }
 
 
@@ -66,6 +81,7 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     if not config.get("FILES_DIR"):
         config["FILES_DIR"] = str(instance / "files")
     config.setdefault("BLOOM_DIR", str(instance / "bloom"))
+    config["PUBLIC_BASE_URL"] = _base_url(config.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL")
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance)
     return config

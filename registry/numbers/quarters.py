@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRST_QUARTER = (2019, 1)
+MIN_YEAR, MAX_YEAR = 1900, 2999  # the quarters a text may name
 
 Clock = Callable[[], dt.datetime]
 
@@ -40,7 +41,10 @@ class Quarter:
         m = _QUARTER.match((text or "").strip())
         if not m:
             raise ValueError(f"{text!r} is not a quarter like 2020Q4")
-        return cls(int(m.group(1)), int(m.group(2)))
+        year = int(m.group(1))
+        if not MIN_YEAR <= year <= MAX_YEAR:  # beyond, dates of the quarter or its neighbours overflow
+            raise ValueError(f"{text!r} is not a quarter between {MIN_YEAR}Q1 and {MAX_YEAR}Q4")
+        return cls(year, int(m.group(2)))
 
     @classmethod
     def containing(cls, day: dt.date) -> "Quarter":
