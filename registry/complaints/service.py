@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -92,9 +93,10 @@ def store_attachment(stream: BinaryIO, files_dir: Path, *, max_bytes: int = MAX_
         raise AttachmentRefused("wrong_type")
     content_type, ext = kind
     folder = files_dir / "complaints"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = secrets.token_hex(16) + ext
-    with open(folder / name, "xb") as fh:
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # complainants' files: ours only
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return StoredAttachment(path=f"complaints/{name}", content_type=content_type)
 

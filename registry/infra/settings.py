@@ -82,9 +82,24 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
         config["FILES_DIR"] = str(instance / "files")
     config.setdefault("BLOOM_DIR", str(instance / "bloom"))
     config["PUBLIC_BASE_URL"] = _base_url(config.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL")
+    _private_folders(instance, Path(config["FILES_DIR"]))
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance)
     return config
+
+
+def _private_folders(*folders: Path) -> None:
+    """Whatever this process creates is its own (umask 077: database, uploads, attachments, Bloom
+    shards, the secret key), and the instance and files folders are closed to other users, which
+    also covers files an older version left world-readable."""
+    os.umask(0o077)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            if folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
+        except OSError:  # a folder of another owner (a shared volume): its owner decides
+            pass
 
 
 def _instance_secret(instance: Path) -> str:
