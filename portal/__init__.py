@@ -5,20 +5,21 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from registry.infra.settings import ROOT, TEMPLATES_DIR, finish_settings, load_settings
 
-from .hotpath import PortalFlask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = PortalFlask(__name__, template_folder=str(TEMPLATES_DIR), instance_path=str(ROOT / "instance"))
+    app = Flask(__name__, template_folder=str(TEMPLATES_DIR), instance_path=str(ROOT / "instance"))
     _load_settings(app, config)
     _register_extensions(app)
     _register_blueprints(app)
     _register_error_handlers(app)
     _register_commands(app)
+    _mount_verify_edge(app)
     return app
 
 
@@ -39,22 +40,20 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         RATELIMIT_SWALLOW_ERRORS=True,
         JSON_AS_ASCII=False,
     )
-    if settings["TRUSTED_PROXIES"] > 0:
-        n = settings["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _register_extensions(app: Flask) -> None:
     from . import auth, i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
-    from .ratelimit import verify_limiter
+    from .ratelimit import VerifyLimiter
     from .sessions import LeanSessionInterface
 
     app.session_interface = LeanSessionInterface()
     registry_ext.init_app(app)
     limiter.init_app(app)
-    verify_limiter.init_app(app)
+    app.extensions["verify_limiter"] = VerifyLimiter(app.config["RATELIMIT_VERIFY"],
+                                                     redis=app.extensions["registry"].hot_redis)
     csrf.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
@@ -98,3 +97,15 @@ def _register_commands(app: Flask) -> None:
     from .cli import register_commands
 
     register_commands(app)
+
+
+def _mount_verify_edge(app: Flask) -> None:
+    """``/api/v1/verify`` goes to the verify edge before Flask (docs/architecture.md); ProxyFix,
+    when proxies are trusted, wraps both so that every route sees the client's own address."""
+    from .edge import VerifyEdge
+
+    edge = VerifyEdge(services=app.extensions["registry"], limiter=app.extensions["verify_limiter"])
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/api/v1/verify": edge})
+    if app.config["TRUSTED_PROXIES"] > 0:
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)

@@ -1,43 +1,44 @@
-"""The JSON API (``/api/v1``): verification for integrators."""
+"""The JSON API served by Flask (``/api/v1``): institution suggestions, and what the verify
+routes share. ``/api/v1/verify`` itself is served by the verify edge (portal/edge.py) in front
+of Flask; the upload API is portal/upload_api.py."""
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, current_app, request
 
-from registry.numbers.normalize import InvalidValue
-from registry.verification.service import Unavailable
-
-from .errors import api_error
-from .extensions import client_address, limiter, query_arg, registry
+from .extensions import client_address, limiter, registry
 from .jsonio import json_response
-from .ratelimit import verify_limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
+# Suggestions are asked as the user types (debounced), so they get more room than verification.
+DEFAULT_SUGGEST_LIMIT = "60/minute;2000/day"
+MAX_SUGGESTIONS = 8
 
-def log_query(verdict, raw_number: str, institution_text: str | None) -> None:
+
+def suggest_limit() -> str:
+    return current_app.config.get("RATELIMIT_SUGGEST", DEFAULT_SUGGEST_LIMIT)
+
+
+def log_query(verdict, institution_text: str | None) -> None:
+    """Write a verification of an HTML page to the query log (the edge writes its own)."""
     registry().query_log.record(
         at=verdict.checked_at,
-        number=verdict.number if verdict else raw_number,
+        number=verdict.number,
         institution_text=institution_text,
-        institution_id=verdict.institution.id if verdict and verdict.institution else None,
-        status=verdict.status if verdict else "invalid",
+        institution_id=verdict.institution.id if verdict.institution else None,
+        status=verdict.status,
         client_address=client_address(),
     )
 
 
-@bp.get("/verify")
-@limiter.exempt
-@verify_limiter.limit
-def verify():
-    number = request.args.get("number", "")
-    institution = query_arg("institution") or None
-    if not number.strip():
-        return api_error(400, "invalid_number", "the query parameter 'number' is required")
-    try:
-        verdict = registry().verifier.verify(number, institution, admit=g.rate_pending.admit)
-    except InvalidValue as exc:
-        return api_error(400, "invalid_number", str(exc))
-    except Unavailable as exc:
-        return api_error(503, "unavailable", str(exc))
-    log_query(verdict, number, institution)
-    return json_response(verdict.to_json(), headers=[("Cache-Control", "no-store")])  # the limiter adds its own
+@bp.get("/institutions/suggest")
+@limiter.limit(suggest_limit)
+def suggest():
+    """Names, former names, USCC and certificate numbers, from the in-process directory (no SQL)."""
+    text = request.args.get("q", "")[:100]
+    found = registry().directory.suggest(text, limit=MAX_SUGGESTIONS)
+    response = json_response({
+        "suggestions": [{"name": i.name, "uscc": i.uscc, "former_names": list(i.former_names)} for i in found]
+    })
+    response.headers["Cache-Control"] = "private, max-age=60"
+    return response

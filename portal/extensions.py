@@ -15,13 +15,6 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def query_arg(name: str) -> str | None:
-    """``request.args.get(name)``, without the KeyError werkzeug builds and drops for an absent name
-    (the verify path asks for names that are usually absent on every request)."""
-    args = request.args
-    return args.get(name) if name in args else None
-
-
 limiter = Limiter(key_func=client_address)
 csrf = CSRFProtect()
 babel = Babel()

@@ -13,7 +13,7 @@ from flask_babel import get_locale
 from registry.infra.settings import TRANSLATIONS_DIR
 from registry.numbers.quarters import SHANGHAI
 
-from .extensions import babel, query_arg
+from .extensions import babel
 
 LANGUAGES = ("zh", "en")
 DEFAULT = "zh"
@@ -23,7 +23,7 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 
 
 def select_locale() -> str:
-    asked = query_arg("lang")
+    asked = request.args.get("lang")
     if asked in LANGUAGES:
         return asked
     kept = request.cookies.get(COOKIE)
@@ -36,7 +36,7 @@ def current_language() -> str:
 
 
 def _remember_language(response):
-    asked = query_arg("lang")
+    asked = request.args.get("lang")
     if asked in LANGUAGES and request.cookies.get(COOKIE) != asked:
         response.set_cookie(COOKIE, asked, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Lax")
     return response

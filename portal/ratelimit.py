@@ -1,19 +1,13 @@
-"""The rate limits of the verification endpoints, engineered for the hot path.
+"""The verify budget (``RATELIMIT_VERIFY``): one count per client across ``/api/v1/verify``,
+``/verify`` and ``/v/…``.
 
-Flask-Limiter guards every other limited route. The verify endpoints are the product's hot
-path, where Flask-Limiter's generic machinery (limit resolution, exemption scopes, one storage
-call per limit plus more for the headers) cost more than the verification itself. Here the
-limits of ``RATELIMIT_VERIFY`` are parsed once and checked with the same fixed-window semantics:
-one ``INCR``/``EXPIRE NX``/``PTTL`` per limit on Redis, a dict in embedded mode. When Redis fails,
-counting falls back to this worker's memory for a few seconds (logged and counted), as
-Flask-Limiter's in-memory fallback does.
-
-On Redis the count costs no exchange of its own: the decorator *defers* its commands on the
-registry's per-thread Redis connection (registry/redisdirect.py) and the view hands the
-verification service a gate (``admit``) that it consults right after the Bloom probe — whose
-exchange carried the count — and before anything else happens (the database, the query log).
-A refused hit therefore changes nothing; a view that never reaches the gate (a malformed
-number) is decided after it returns, by an exchange of its own.
+Flask-Limiter guards every other limited route. The verify routes count here instead, with the
+same fixed-window semantics, because on Redis their count can then share the Bloom probe's
+exchange (portal/edge.py): :meth:`VerifyLimiter.commands` gives the Redis commands of one hit
+(``INCR``/``EXPIRE NX``/``PTTL`` per limit) and :meth:`VerifyLimiter.decide` turns their replies
+into a :class:`Decision`. Without Redis, or for a few seconds after Redis failed (logged and
+counted, as Flask-Limiter's in-memory fallback does), hits are counted in this worker's memory.
+The HTML pages count with :meth:`VerifyLimiter.hit` (an exchange of their own) before they verify.
 """
 from __future__ import annotations
 
@@ -23,18 +17,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from flask import Response, current_app, g
+from flask import current_app
 from limits import parse_many
-
-from registry.verification.service import NotAdmitted
+from redis import RedisError
 
 from .errors import error_response
 from .extensions import client_address
-from .jsonio import JSONResponse
 
 log = logging.getLogger(__name__)
 FALLBACK_SECONDS = 5.0
-CLIENTS_KEPT = 10_000  # clients whose keys are kept made (then forgotten all at once)
+CLIENTS_KEPT = 10_000  # clients whose commands are kept made (then forgotten all at once)
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ class Decision:
         ]
 
 
-class _MemoryWindows:
+class MemoryWindows:
     """Fixed windows in this worker's memory; expired ones are swept inline now and then."""
 
     def __init__(self) -> None:
@@ -80,127 +72,103 @@ class _MemoryWindows:
         return out
 
 
-class Pending:
-    """One hit being counted; settled when its decision is first asked for."""
-
-    __slots__ = ("_limiter", "_state", "_keys", "_deferred", "_decision")
-
-    def __init__(self, limiter: VerifyLimiter, state: dict, keys: list[tuple[str, int]], deferred) -> None:
-        self._limiter, self._state, self._keys, self._deferred = limiter, state, keys, deferred
-        self._decision: Decision | None = None
-
-    def decision(self) -> Decision:
-        if self._decision is None:
-            counts = self._limiter._redis_counts(self._state, self._keys, self._deferred) if self._deferred else None
-            if counts is None:
-                counts = self._state["memory"].hit(self._keys)
-            self._decision = self._limiter._decide(self._state, counts)
-        return self._decision
-
-    def admit(self) -> bool:
-        """The gate handed to the verification service."""
-        return self.decision().allowed
-
-
 class VerifyLimiter:
-    def init_app(self, app) -> None:
-        items = parse_many(app.config["RATELIMIT_VERIFY"])
-        registry = app.extensions["registry"]
-        app.extensions["verify_limiter"] = {
-            "items": [(item.amount, int(item.get_expiry()), f"{item.amount}/{int(item.get_expiry())}") for item in items],
-            "memory": _MemoryWindows(),
-            # the registry's per-thread connection: the one the Bloom probe talks on
-            "redis": registry.hot_redis,
-            "fallback_until": 0.0,
-            "failures": 0,
-            "clients": {},  # client → its keys and commands, made once
-        }
+    """The limits of one spec (``30/minute;500/day``), counted on Redis through ``redis`` (a
+    :class:`registry.infra.redisdirect.DirectRedis`) or, when that is None, in memory."""
 
-    @staticmethod
-    def _state():
-        return current_app.extensions["verify_limiter"]
+    def __init__(self, spec: str, *, redis=None, prefix: str = "rnr:rl:verify") -> None:
+        self._limits = [(item.amount, int(item.get_expiry())) for item in parse_many(spec)]
+        self._prefix = prefix
+        self._redis = redis
+        self._memory = MemoryWindows()
+        self._fallback_until = 0.0
+        self._clients: dict[str, tuple[list[tuple[str, int]], list[tuple]]] = {}
+        self.failures = 0
 
-    def begin(self, client: str) -> Pending:
-        """Count a hit of ``client``: on Redis the commands wait for the next exchange."""
-        state = self._state()
-        known = state["clients"]
-        keys_and_commands = known.get(client)
-        if keys_and_commands is None:
-            if len(known) >= CLIENTS_KEPT:
-                known.clear()
-            keys = [(f"rnr:rl:verify:{spec}:{client}", seconds) for _, seconds, spec in state["items"]]
+    def _made(self, client: str) -> tuple[list[tuple[str, int]], list[tuple]]:
+        made = self._clients.get(client)
+        if made is None:
+            if len(self._clients) >= CLIENTS_KEPT:
+                self._clients.clear()
+            keys = [(f"{self._prefix}:{amount}/{seconds}:{client}", seconds) for amount, seconds in self._limits]
             commands = []
             for key, seconds in keys:
                 commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
-            keys_and_commands = known[client] = (keys, commands)
-        keys, commands = keys_and_commands
-        deferred = None
-        if state["redis"] is not None and time.monotonic() >= state["fallback_until"]:
-            deferred = state["redis"].defer(commands)
-        return Pending(self, state, keys, deferred)
+            made = self._clients[client] = (keys, commands)
+        return made
+
+    def commands(self, client: str) -> list[tuple]:
+        """The Redis commands that count one hit of ``client``; [] when counting in memory."""
+        if self._redis is None or time.monotonic() < self._fallback_until:
+            return []
+        return self._made(client)[1]
+
+    def decide(self, client: str, replies: list) -> Decision:
+        """The decision from the replies to :meth:`commands` (in memory if they are [] or failed)."""
+        if not replies:
+            return self.count_in_memory(client)
+        keys = self._made(client)[0]
+        now = time.time()
+        counts = []
+        for i, (_, seconds) in enumerate(keys):
+            count, ttl_ms = replies[3 * i], replies[3 * i + 2]
+            if isinstance(count, Exception) or isinstance(ttl_ms, Exception):
+                return self.failed(client, count if isinstance(count, Exception) else ttl_ms)
+            counts.append((int(count), now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
+        return self._decision(counts)
+
+    def count_in_memory(self, client: str) -> Decision:
+        return self._decision(self._memory.hit(self._made(client)[0]))
+
+    def failed(self, client: str, exc: BaseException) -> Decision:
+        """Redis failed: count this hit, and the next few seconds' hits, in memory."""
+        self.failures += 1
+        self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+        log.warning("rate-limit storage unreachable (%s); counting in memory for %ss",
+                    exc.__class__.__name__, FALLBACK_SECONDS)
+        return self.count_in_memory(client)
 
     def hit(self, client: str) -> Decision:
-        """Count a hit and decide now."""
-        return self.begin(client).decision()
+        """Count a hit of ``client`` now, in an exchange of its own."""
+        commands = self.commands(client)
+        if not commands:
+            return self.count_in_memory(client)
+        try:
+            replies = self._redis.exchange(commands)
+        except RedisError as exc:
+            return self.failed(client, exc)
+        return self.decide(client, replies)
 
-    @staticmethod
-    def _decide(state, counts) -> Decision:
+    def _decision(self, counts: list[tuple[int, float]]) -> Decision:
         decisions = [
             Decision(count <= amount, amount, max(0, amount - count), reset_at)
-            for (amount, _, _), (count, reset_at) in zip(state["items"], counts)
+            for (amount, _), (count, reset_at) in zip(self._limits, counts)
         ]
         denied = [d for d in decisions if not d.allowed]
         if denied:
             return max(denied, key=lambda d: d.reset_at)
         return min(decisions, key=lambda d: d.remaining)
 
-    @staticmethod
-    def _redis_counts(state, keys, deferred) -> list[tuple[int, float]] | None:
-        import redis
 
-        try:
-            replies = deferred.replies()
-        except redis.RedisError as exc:
-            state["failures"] += 1
-            state["fallback_until"] = time.monotonic() + FALLBACK_SECONDS
-            log.warning("rate-limit storage unreachable (%s); counting in memory for %ss", exc.__class__.__name__, FALLBACK_SECONDS)
-            return None
-        now = time.time()
-        out = []
-        for i, (_, seconds) in enumerate(keys):
-            count, ttl_ms = replies[3 * i], replies[3 * i + 2]
-            out.append((int(count), now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
-        return out
-
-    def limit(self, view):
-        """Decorate a verify view: count the hit, answer 429 when over, add the headers.
-
-        The view finds the hit in ``g.rate_pending`` and passes ``g.rate_pending.admit`` to the
-        verification service as its gate."""
-
-        @functools.wraps(view)
-        def wrapped(*args, **kwargs):
-            pending = g.rate_pending = self.begin(client_address())
-            try:
-                response = view(*args, **kwargs)
-            except NotAdmitted:
-                response = None
-            except BaseException:
-                pending.decision()  # the hit counts all the same
-                raise
-            decision = g.rate_decision = pending.decision()
-            if not decision.allowed:
-                response = error_response(429, retry_after=decision.retry_after)
-            elif not isinstance(response, Response):
-                response = current_app.make_response(response)
-            if isinstance(response, JSONResponse):
-                response.add_headers(decision.headers())
-            elif "X-RateLimit-Limit" not in response.headers:  # the view may have set them already
-                response.headers.extend(decision.headers())
-            return response
-
-        return wrapped
+def verify_limiter() -> VerifyLimiter:
+    return current_app.extensions["verify_limiter"]
 
 
-verify_limiter = VerifyLimiter()
-__all__ = ["Decision", "Pending", "VerifyLimiter", "verify_limiter"]
+def counts_on_verify_budget(view):
+    """Decorate an HTML verify view: count the hit first — a refused one gets the 429 page and
+    looks nothing up — and add the ``X-RateLimit-*`` headers."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        decision = verify_limiter().hit(client_address())
+        if not decision.allowed:
+            response = error_response(429, retry_after=decision.retry_after)
+        else:
+            response = current_app.make_response(view(*args, **kwargs))
+        response.headers.extend(decision.headers())
+        return response
+
+    return wrapped
+
+
+__all__ = ["Decision", "MemoryWindows", "VerifyLimiter", "counts_on_verify_budget", "verify_limiter"]

@@ -28,8 +28,6 @@ SECURITY_HEADERS = tuple(HEADERS.items())
 
 
 def _secure(response):
-    if getattr(response, "secured", False):  # a JSONResponse: built with them (the verify hot path)
-        return response
     if "Content-Security-Policy" not in response.headers:
         response.headers.extend(SECURITY_HEADERS)
     if response.mimetype == "text/html":

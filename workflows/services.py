@@ -112,14 +112,12 @@ class Services:
             engine=self.engine,
             directory=settings.bloom_dir,
             redis=self.redis,
-            hot_redis=self.hot_redis,
+            direct_redis=self.hot_redis,
             logger=log,
         )
         self.directory = InstitutionDirectory()
         self.query_log = QueryLogBuffer(sessions=self.sessions, secret=settings.secret_key.encode())
-        self.verifier = VerificationService(
-            sessions=self.sessions, bloom=self.bloom, directory=self.directory, clock=clock
-        )
+        self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock)
         self.registration = RegistrationService(
             sessions=self.sessions, bloom=self.bloom, clock=clock,
             bloom_target=BloomTarget(

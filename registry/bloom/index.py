@@ -38,20 +38,46 @@ class BloomStoreError(RuntimeError):
     """A write could not reach the store; the caller's unit of work must roll back."""
 
 
-def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None, hot_redis=None,
+def open_bloom_index(*, config: BloomConfig, engine, directory: Path, redis=None, direct_redis=None,
                      logger=None) -> "BloomIndex":
     """A Bloom index over the Redis store when ``redis`` is given, else over shard files in ``directory``.
 
     ``directory`` also holds ``writers.lock`` (the writer gate on SQLite). Give the Redis client
-    short socket timeouts: a lookup waits at most that long before answering None. ``hot_redis``
-    (a :class:`registry.infra.redisdirect.DirectRedis` of that client) carries the lookups; share it
-    with other per-request callers so that their deferred commands travel with the probe.
+    short socket timeouts: a lookup waits at most that long before answering None. ``direct_redis``
+    (a :class:`registry.infra.redisdirect.DirectRedis` of that client) carries the lookups; the
+    verify edge sends its rate-limit count on the same connection.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    store: ShardStore = RedisStore(redis, direct=hot_redis) if redis is not None else LocalStore(directory)
+    store: ShardStore = RedisStore(redis, direct=direct_redis) if redis is not None else LocalStore(directory)
     return BloomIndex(config=config, engine=engine, store=store, gate=WriterGate(engine=engine, directory=directory),
                       logger=logger or logging.getLogger("registry.bloom"))
+
+
+class Probe:
+    """One lookup (see :meth:`BloomIndex.probe`): True maybe registered, False certainly not,
+    None ask the database."""
+
+    __slots__ = ("_index", "number", "_pointer", "command", "result")
+
+    def __init__(self, index: "BloomIndex", number: str, pointer: Pointer | None, command: tuple | None,
+                 result: bool | None) -> None:
+        self._index, self.number, self._pointer = index, number, pointer
+        self.command, self.result = command, result
+
+    def answer(self, reply) -> bool | None:
+        """The answer from the command's reply (an error reply in its place means "ask the database")."""
+        if isinstance(reply, Exception):
+            return self.failed(reply)
+        try:
+            return RedisStore.probe_reply(self._pointer.generation, reply)
+        except StaleShard as exc:
+            return self._index._after_stale(self.number, self._pointer, exc.generation)
+
+    def failed(self, exc: Exception) -> None:
+        """The exchange that carried the command failed: ask the database."""
+        self._index._failed("lookup", exc)
+        return None
 
 
 class Writer:
@@ -134,17 +160,33 @@ class BloomIndex:
 
     # --- lookups ---------------------------------------------------------------------------------
     def lookup(self, number: str) -> bool | None:
+        probe = self.probe(number)
+        if probe.command is None:
+            return probe.result
+        try:
+            reply = self._store.direct.call(*probe.command)
+        except Exception as exc:  # noqa: BLE001 - a store failure means "ask the database"
+            return probe.failed(exc)
+        return probe.answer(reply)
+
+    def probe(self, number: str) -> "Probe":
+        """The lookup of ``number`` in two halves, for a caller that sends the Redis command
+        together with its own (the verify edge): ``command`` to send — None when the answer is
+        known already (local shards, or database mode) and in ``result`` — then ``answer(reply)``."""
         pointer = self._pointer
         if pointer is None or self._breaker_until > time.monotonic():
-            return None
+            return Probe(self, number, pointer, None, None)
         shard, offs = pointer.layout.offsets(number)
+        if isinstance(self._store, RedisStore):
+            return Probe(self, number, pointer, self._store.probe_command(pointer.generation, shard, offs), None)
         try:
-            return self._store.probe(pointer.generation, shard, offs)
+            result = self._store.probe(pointer.generation, shard, offs)
         except StaleShard as exc:
-            return self._after_stale(number, pointer, exc.generation)
+            result = self._after_stale(number, pointer, exc.generation)
         except Exception as exc:  # noqa: BLE001 - a store failure means "ask the database"
             self._failed("lookup", exc)
-            return None
+            result = None
+        return Probe(self, number, pointer, None, result)
 
     def _after_stale(self, number: str, seen: Pointer, found: int) -> bool | None:
         """A shard did not carry our generation: a switch happened (adopt it), one is under way

@@ -375,9 +375,8 @@ class RedisStore:
 
     def __init__(self, client, direct: DirectRedis | None = None):
         self.client = client
-        # the per-lookup probe skips the client's per-command overhead; given by the caller, other
-        # deferred commands (the rate-limit count) travel with it
-        self._direct = direct or DirectRedis(client)
+        #: the per-thread connection lookups talk on (shared with the verify edge's rate-limit count)
+        self.direct = direct or DirectRedis(client)
         self._advance = client.register_script(_ADVANCE_MARKER)
         self._release = client.register_script(_RELEASE_LOCK)
         self._set_bits = client.register_script(_SET_BITS)
@@ -419,14 +418,23 @@ class RedisStore:
             pipe.getrange(self.key(pointer.generation, shard), 0, HEADER_SIZE - 1)
         return [generation_of(raw) for raw in pipe.execute()]
 
-    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+    def probe_command(self, generation: int, shard: int, offsets: list[int]) -> tuple:
+        """The probe as one command (marker of the shard's generation, then its bits), so that a
+        caller can send it together with commands of its own (see portal/edge.py)."""
         args = ["BITFIELD_RO", f"rnr:bloom:g{generation}:s{shard}", "GET", "i64", 0]
         for o in offsets:
             args += ("GET", "u1", HEADER_BITS + o)
-        reply = self._direct.call(*args)
+        return tuple(args)
+
+    @staticmethod
+    def probe_reply(generation: int, reply) -> bool:
+        """Read a probe's reply: all bits set? Raises :class:`StaleShard` for another generation."""
         if reply[0] != generation:
             raise StaleShard(reply[0])
         return all(reply[1:])
+
+    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+        return self.probe_reply(generation, self.direct.call(*self.probe_command(generation, shard, offsets)))
 
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
@@ -503,4 +511,4 @@ class RedisStore:
         return self.client.get(self.key(pointer.generation, shard)) or b""
 
     def close(self) -> None:
-        self._direct.drop()
+        self.direct.drop()

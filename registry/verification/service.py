@@ -2,16 +2,20 @@
 
 The Bloom index answers "not registered" without SQL; the database confirms everything else in
 one statement. The institution directory resolves the institution text and fills the verdict.
+A verification is a :class:`Query` (:meth:`VerificationService.prepare`), a Bloom answer, and
+the verdict (:meth:`VerificationService.answer`); :meth:`VerificationService.verify` does all
+three, and the verify edge (portal/edge.py) asks for the Bloom answer itself, so that its rate-limit
+count and the probe share one Redis exchange.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
 from registry.infra.forklocal import ForkLocal
@@ -27,10 +31,6 @@ class Unavailable(RuntimeError):
     """A backend the answer needs is down."""
 
 
-class NotAdmitted(Exception):
-    """The caller's gate refused the verification (a rate limit); nothing was looked up or logged."""
-
-
 STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
 
 _BY_NUMBER = (
@@ -43,20 +43,18 @@ class _Reader:
     """A thread's read connection. It goes with its thread: a thread that ends (a dev server's
     request thread, a shrinking thread pool) closes it, in the process that opened it only."""
 
-    __slots__ = ("conn", "driver", "cursor", "_pid")
+    __slots__ = ("conn", "driver", "_pid")
 
-    def __init__(self, conn, driver, cursor) -> None:
+    def __init__(self, conn, driver) -> None:
         self.conn = conn  # sqlalchemy Connection, autocommit
         self.driver = driver  # its driver (DBAPI) connection
-        self.cursor = cursor  # a cursor of that, reused
         self._pid = os.getpid()
 
     def close(self, broken: bool = False) -> None:
         if self._pid != os.getpid():  # a forked child must not close its parent's connection
             return
         self._pid = None
-        steps = (self.cursor.close, self.conn.invalidate, self.conn.close) if broken else (
-            self.cursor.close, self.conn.close)
+        steps = (self.conn.invalidate, self.conn.close) if broken else (self.conn.close,)
         for step in steps:
             try:
                 step()
@@ -65,6 +63,14 @@ class _Reader:
 
     def __del__(self) -> None:
         self.close()
+
+
+class Query(NamedTuple):
+    """A verification asked: the normalised number and the institution it names, if any."""
+
+    number: str
+    asked: InstitutionInfo | None
+    resolved: bool | None  # None: no institution given
 
 
 class Registration(NamedTuple):
@@ -120,65 +126,55 @@ class VerificationService:
     def __init__(
         self,
         *,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         bloom: BloomLookup,
         directory: InstitutionDirectory,
         clock: Clock = system_clock,
     ) -> None:
-        self._sessions = sessions
-        self._engine = sessions.kw["bind"]
-        self._by_number = _BY_NUMBER.format("%s" if self._engine.dialect.name == "postgresql" else "?")
+        self._engine = engine
+        self._by_number = _BY_NUMBER.format("%s" if engine.dialect.name == "postgresql" else "?")
         self._local = ForkLocal()  # the per-thread read connection; a forked child makes its own
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
 
-    def verify(self, raw_number: str, institution_text: str | None = None, *,
-               admit: Callable[[], bool] | None = None) -> Verdict:
+    def verify(self, raw_number: str, institution_text: str | None = None) -> Verdict:
         """Raises :class:`InvalidValue` for a malformed number, :class:`Unavailable` when the
-        database is needed and down.
+        database is needed and down."""
+        query = self.prepare(raw_number, institution_text)
+        return self.answer(query, self._bloom.lookup(query.number))
 
-        ``admit``, when given, is asked once for a well-formed number, right after the Bloom
-        probe and before the database: :class:`NotAdmitted` when it says no. (The rate limiter's
-        count travels to Redis with the probe; see portal/ratelimit.py.)"""
+    def prepare(self, raw_number: str, institution_text: str | None = None) -> Query:
+        """Normalise the number and resolve the institution text (no I/O); raises :class:`InvalidValue`."""
         number = normalize_number(raw_number)
-        now = self._clock()
-        given = bool(institution_text and institution_text.strip())
-        asked = self._directory.resolve(institution_text) if given else None
-        resolved = (asked is not None) if given else None
+        if institution_text and institution_text.strip():
+            asked = self._directory.resolve(institution_text)
+            return Query(number, asked, asked is not None)
+        return Query(number, None, None)
 
-        maybe = self._bloom.lookup(number)
-        if admit is not None and not admit():
-            raise NotAdmitted(number)
+    def answer(self, query: Query, maybe: bool | None) -> Verdict:
+        """The verdict, given the Bloom index's answer for the number: False is final (no SQL);
+        True and None (the index cannot say now) are settled by the database."""
+        now = self._clock()
         if maybe is False:
-            return self._negative(number, "not_found", asked, resolved, now)
-        rows = self._rows(number)
-        verdict = self._decide(number, rows, asked, resolved, now)
+            return self._negative(query.number, "not_found", query.asked, query.resolved, now)
+        verdict = self._decide(query.number, self._rows(query.number), query.asked, query.resolved, now)
         if maybe is None:
             verdict.source = "database"
         return verdict
 
     def _rows(self, number: str) -> list[Registration]:
         """The registrations of ``number``: one indexed statement on this thread's own autocommit
-        connection (no pool checkout, no liveness ping, no open transaction), prepared by the
-        driver. It runs for every possible hit, so it goes straight to the driver's cursor:
-        SQLAlchemy's result machinery would cost as much again as the query itself. While anyone
-        listens to SQLAlchemy's cursor events (tracing, the statement-counting tests) it goes
-        through SQLAlchemy instead, so that they see it. A connection that broke since its last
-        use is replaced once before giving up."""
+        connection (no pool checkout, no liveness ping, no open transaction), as a plain driver
+        statement (the driver prepares it). A connection that broke since its last use is
+        replaced once before giving up."""
         for attempt in (1, 2):
             reader = self._reader()
             try:
-                if reader.conn.dispatch.before_cursor_execute or reader.conn.dispatch.after_cursor_execute:
-                    raw = reader.conn.exec_driver_sql(self._by_number, (number,)).all()
-                else:
-                    reader.cursor.execute(self._by_number, (number,))
-                    raw = reader.cursor.fetchall()
-            except (OperationalError, DBAPIError, self._engine.dialect.loaded_dbapi.Error) as exc:
-                dropped = getattr(exc, "connection_invalidated", False) or (
-                    not isinstance(exc, DBAPIError) and self._engine.dialect.is_disconnect(exc, reader.driver, reader.cursor))
+                raw = reader.conn.exec_driver_sql(self._by_number, (number,)).all()
+            except DBAPIError as exc:
                 self.close_reader(broken=True)
-                if attempt == 1 and dropped:
+                if attempt == 1 and exc.connection_invalidated:
                     continue
                 raise Unavailable("the registry database is unreachable") from exc
             return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in raw]
@@ -191,16 +187,16 @@ class VerificationService:
             try:
                 conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 driver = conn.connection.driver_connection
-                postgres = self._engine.dialect.name == "postgresql"
-                if postgres:
+                if self._engine.dialect.name == "postgresql":
                     conn.detach()  # its session setting below must not go back into the pool
                     # The lookup runs as a prepared statement over a hash-partitioned table.
                     # PostgreSQL judges a custom plan (pruned while planning) cheaper than the
                     # generic one (pruned at execution) every time, and so plans each lookup
                     # anew: half of its CPU per lookup (≈ 85 → 50 µs). The generic plan prunes
-                    # to the same one partition.
+                    # to the same one partition. (Set on the driver's connection: it is setup, not
+                    # a statement of any verification.)
                     driver.execute("SET plan_cache_mode = force_generic_plan")
-                reader = slots.reader = _Reader(conn, driver, driver.cursor())
+                reader = slots.reader = _Reader(conn, driver)
             except (OperationalError, DBAPIError) as exc:
                 raise Unavailable("the registry database is unreachable") from exc
         return reader

@@ -157,7 +157,7 @@ def test_the_rate_limit_count_travels_with_the_bloom_probe(limited_app):
     reg = limited_app.extensions["registry"]
     client = limited_app.test_client()
     assert client.get("/api/v1/verify?number=RL-WARM").status_code == 200  # connected
-    conn = reg.hot_redis._connection()
+    conn = reg.hot_redis.connection()
     writes = []
     send = conn.send_packed_command
     conn.send_packed_command = lambda *a, **k: (writes.append(a), send(*a, **k))[1]

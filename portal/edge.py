@@ -1,0 +1,130 @@
+"""The verify edge: ``GET /api/v1/verify`` as a plain WSGI callable, in front of the Flask app.
+
+The product's busiest route needs none of Flask's request machinery (contexts, sessions, hooks,
+CSRF, templates), so it is served here on Werkzeug's public ``Request`` and answered with
+``start_response``. ``create_app`` mounts it on ``app.wsgi_app`` (docs/architecture.md), so
+``wsgi.py``, ``flask --app wsgi`` and ``app.test_client()`` all reach it; it shares the app's
+services. What it answers — JSON, statuses, headers, limits, query log — is the contract of
+docs/contract.md, the same as every other API route.
+
+One verification costs one Redis exchange on the production stack: :meth:`VerifyEdge.count_and_probe`
+sends the rate limiter's counting commands and the Bloom index's probe in one write. A refused
+hit (429) therefore never reaches the database or the query log.
+"""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from redis import RedisError
+from werkzeug.wrappers import Request
+
+from registry.numbers.normalize import InvalidValue
+from registry.verification.service import Unavailable
+
+from .ratelimit import Decision, VerifyLimiter
+from .security import SECURITY_HEADERS
+
+log = logging.getLogger(__name__)
+
+_STATUS_LINES = {200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 404: "404 Not Found",
+                 405: "405 Method Not Allowed", 429: "429 Too Many Requests", 500: "500 Internal Server Error",
+                 503: "503 Service Unavailable"}
+_ALLOW = "GET, HEAD, OPTIONS"
+_JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS)
+_ERRORS = {
+    404: ("not_found", "There is no such page."),
+    405: ("invalid_request", "This method is not allowed here."),
+    429: ("rate_limited", "Too many requests: please wait and try again."),
+    500: ("error", "Something went wrong on our side; please try again later."),
+}
+
+
+class VerifyEdge:
+    """``/api/v1/verify`` (mounted there: ``PATH_INFO`` is what follows the mount point)."""
+
+    def __init__(self, *, services, limiter: VerifyLimiter) -> None:
+        self.services = services  # the app's composition root: verifier, bloom, query log, Redis
+        self.limiter = limiter
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if environ.get("PATH_INFO", ""):
+            return self._send(start_response, method, 404, self._error(404))
+        if method == "OPTIONS":
+            return self._send(start_response, method, 200, b"", [("Allow", _ALLOW)])
+        if method not in ("GET", "HEAD"):
+            return self._send(start_response, method, 405, self._error(405), [("Allow", _ALLOW)])
+        try:
+            status, body, headers = self.verify(Request(environ))
+        except Exception:  # never a trace: log it, answer the contract's JSON
+            log.exception("unhandled error on GET /api/v1/verify")
+            status, body, headers = 500, self._error(500), []
+        return self._send(start_response, method, status, body, headers)
+
+    def verify(self, request: Request) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """Parse, count, verify, log: (status, JSON body, extra headers)."""
+        services = self.services
+        services.ensure_background()
+        args = request.args
+        client = request.remote_addr or "unknown"
+        raw_number = args.get("number", "")
+        institution = args.get("institution") or None
+        try:
+            if not raw_number.strip():
+                raise InvalidValue("empty", "the query parameter 'number' is required")
+            query = services.verifier.prepare(raw_number, institution)
+        except InvalidValue as exc:  # still counts on the budget
+            decision = self.limiter.hit(client)
+            if not decision.allowed:
+                return self._refused(decision)
+            return 400, self._error_body("invalid_number", str(exc)), decision.headers()
+        decision, maybe = self.count_and_probe(client, query.number)
+        if not decision.allowed:
+            return self._refused(decision)
+        try:
+            verdict = services.verifier.answer(query, maybe)
+        except Unavailable as exc:
+            return 503, self._error_body("unavailable", str(exc)), decision.headers()
+        services.query_log.record(
+            at=verdict.checked_at, number=verdict.number, institution_text=institution,
+            institution_id=verdict.institution.id if verdict.institution else None,
+            status=verdict.status, client_address=client,
+        )
+        return 200, orjson.dumps(verdict.to_json()), decision.headers()
+
+    def count_and_probe(self, client: str, number: str) -> tuple[Decision, bool | None]:
+        """The one Redis exchange of a verification: the limiter's counting commands and the Bloom
+        probe travel in one write. Without Redis the count is in memory and the probe local;
+        when the exchange fails, both fall back (memory count, database answer)."""
+        probe = self.services.bloom.probe(number)  # a Redis command to send, or already answered
+        commands = self.limiter.commands(client)
+        if probe.command is None and not commands:
+            return self.limiter.count_in_memory(client), probe.result
+        sent = [*commands, probe.command] if probe.command is not None else commands
+        try:
+            replies = self.services.hot_redis.exchange(sent)
+        except RedisError as exc:
+            decision = self.limiter.failed(client, exc) if commands else self.limiter.count_in_memory(client)
+            return decision, probe.failed(exc) if probe.command is not None else probe.result
+        decision = self.limiter.decide(client, replies[:len(commands)])
+        return decision, probe.answer(replies[-1]) if probe.command is not None else probe.result
+
+    def _refused(self, decision: Decision) -> tuple[int, bytes, list[tuple[str, str]]]:
+        retry = decision.retry_after
+        code, message = _ERRORS[429]
+        body = orjson.dumps({"error": {"code": code, "message": message}, "retry_after": retry})
+        return 429, body, [*decision.headers(), ("Retry-After", str(retry))]
+
+    @staticmethod
+    def _error_body(code: str, message: str) -> bytes:
+        return orjson.dumps({"error": {"code": code, "message": message}})
+
+    def _error(self, status: int) -> bytes:
+        return self._error_body(*_ERRORS[status])
+
+    @staticmethod
+    def _send(start_response, method: str, status: int, body: bytes, headers=()):
+        start_response(_STATUS_LINES[status],
+                       [*_JSON_HEADERS, ("Content-Length", str(len(body))), *headers])
+        return [] if method == "HEAD" else [body]
