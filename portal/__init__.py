@@ -5,7 +5,6 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from registry.infra.settings import ROOT, TEMPLATES_DIR, finish_settings, load_settings
@@ -102,10 +101,10 @@ def _register_commands(app: Flask) -> None:
 def _mount_verify_edge(app: Flask) -> None:
     """``/api/v1/verify`` goes to the verify edge before Flask (docs/architecture.md); ProxyFix,
     when proxies are trusted, wraps both so that every route sees the client's own address."""
-    from .edge import VerifyEdge
+    from .edge import VerifyEdge, mount
 
     edge = VerifyEdge(services=app.extensions["registry"], limiter=app.extensions["verify_limiter"])
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/api/v1/verify": edge})
+    app.wsgi_app = mount(edge, at=VerifyEdge.PATH, before=app.wsgi_app)
     if app.config["TRUSTED_PROXIES"] > 0:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
