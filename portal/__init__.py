@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
@@ -45,14 +46,16 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
 def _register_extensions(app: Flask) -> None:
     from . import auth, i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
+    from .hostwindows import HostWindows
     from .ratelimit import VerifyLimiter
     from .sessions import LeanSessionInterface
 
     app.session_interface = LeanSessionInterface()
     registry_ext.init_app(app)
     limiter.init_app(app)
-    app.extensions["verify_limiter"] = VerifyLimiter(app.config["RATELIMIT_VERIFY"],
-                                                     redis=app.extensions["registry"].hot_redis)
+    app.extensions["verify_limiter"] = VerifyLimiter(
+        app.config["RATELIMIT_VERIFY"], redis=app.extensions["registry"].hot_redis,
+        windows=HostWindows(Path(app.config["INSTANCE_DIR"]) / "ratelimit-verify.bin"))
     csrf.init_app(app)
     i18n.init_app(app)
     security.init_app(app)

@@ -96,17 +96,17 @@ class VerifyEdge:
 
     def count_and_probe(self, client: str, number: str) -> tuple[Decision, bool | None]:
         """The one Redis exchange of a verification: the limiter's counting commands and the Bloom
-        probe travel in one write. Without Redis the count is in memory and the probe local;
-        when the exchange fails, both fall back (memory count, database answer)."""
+        probe travel in one write. Without Redis the count is the host's and the probe local;
+        when the exchange fails, both fall back (host count, database answer)."""
         probe = self.services.bloom.probe(number)  # a Redis command to send, or already answered
         commands = self.limiter.commands(client)
         if probe.command is None and not commands:
-            return self.limiter.count_in_memory(client), probe.result
+            return self.limiter.count_on_host(client), probe.result
         sent = [*commands, probe.command] if probe.command is not None else commands
         try:
             replies = self.services.hot_redis.exchange(sent)
         except RedisError as exc:
-            decision = self.limiter.failed(client, exc) if commands else self.limiter.count_in_memory(client)
+            decision = self.limiter.failed(client, exc) if commands else self.limiter.count_on_host(client)
             return decision, probe.failed(exc) if probe.command is not None else probe.result
         decision = self.limiter.decide(client, replies[:len(commands)])
         return decision, probe.answer(replies[-1]) if probe.command is not None else probe.result

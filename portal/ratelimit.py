@@ -6,14 +6,14 @@ same fixed-window semantics, because on Redis their count can then share the Blo
 exchange (portal/edge.py): :meth:`VerifyLimiter.commands` gives the Redis commands of one hit
 (``INCR``/``EXPIRE NX``/``PTTL`` per limit) and :meth:`VerifyLimiter.decide` turns their replies
 into a :class:`Decision`. Without Redis, or for a few seconds after Redis failed (logged and
-counted, as Flask-Limiter's in-memory fallback does), hits are counted in this worker's memory.
+counted, as Flask-Limiter's in-memory fallback does), hits are counted in a file shared by every
+worker of the host (portal/hostwindows.py), so a limit means the same with 1 or 8 workers.
 The HTML pages count with :meth:`VerifyLimiter.hit` (an exchange of their own) before they verify.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +23,7 @@ from redis import RedisError
 
 from .errors import error_response
 from .extensions import client_address
+from .hostwindows import HostWindows, key_hash
 
 log = logging.getLogger(__name__)
 FALLBACK_SECONDS = 5.0
@@ -48,44 +49,21 @@ class Decision:
         ]
 
 
-class MemoryWindows:
-    """Fixed windows in this worker's memory; expired ones are swept inline now and then."""
-
-    def __init__(self) -> None:
-        self._windows: dict[str, list] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = time.monotonic() + 60
-
-    def hit(self, keys_and_windows: list[tuple[str, int]]) -> list[tuple[int, float]]:
-        now = time.time()
-        out = []
-        with self._lock:
-            if time.monotonic() > self._next_sweep:
-                self._windows = {k: v for k, v in self._windows.items() if v[1] > now}
-                self._next_sweep = time.monotonic() + 60
-            for key, seconds in keys_and_windows:
-                entry = self._windows.get(key)
-                if entry is None or entry[1] <= now:
-                    entry = self._windows[key] = [0, now + seconds]
-                entry[0] += 1
-                out.append((entry[0], entry[1]))
-        return out
-
-
 class VerifyLimiter:
     """The limits of one spec (``30/minute;500/day``), counted on Redis through ``redis`` (a
-    :class:`registry.infra.redisdirect.DirectRedis`) or, when that is None, in memory."""
+    :class:`registry.infra.redisdirect.DirectRedis`) or, when that is None, in ``windows``
+    (the host's shared counts)."""
 
-    def __init__(self, spec: str, *, redis=None, prefix: str = "rnr:rl:verify") -> None:
+    def __init__(self, spec: str, *, windows: HostWindows, redis=None, prefix: str = "rnr:rl:verify") -> None:
         self._limits = [(item.amount, int(item.get_expiry())) for item in parse_many(spec)]
         self._prefix = prefix
         self._redis = redis
-        self._memory = MemoryWindows()
+        self._windows = windows
         self._fallback_until = 0.0
-        self._clients: dict[str, tuple[list[tuple[str, int]], list[tuple]]] = {}
+        self._clients: dict[str, tuple[list[tuple[str, int]], list[tuple], list[tuple[int, int]]]] = {}
         self.failures = 0
 
-    def _made(self, client: str) -> tuple[list[tuple[str, int]], list[tuple]]:
+    def _made(self, client: str) -> tuple[list[tuple[str, int]], list[tuple], list[tuple[int, int]]]:
         made = self._clients.get(client)
         if made is None:
             if len(self._clients) >= CLIENTS_KEPT:
@@ -94,19 +72,20 @@ class VerifyLimiter:
             commands = []
             for key, seconds in keys:
                 commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
-            made = self._clients[client] = (keys, commands)
+            hashed = [(key_hash(key), seconds) for key, seconds in keys]
+            made = self._clients[client] = (keys, commands, hashed)
         return made
 
     def commands(self, client: str) -> list[tuple]:
-        """The Redis commands that count one hit of ``client``; [] when counting in memory."""
+        """The Redis commands that count one hit of ``client``; [] when counting on the host."""
         if self._redis is None or time.monotonic() < self._fallback_until:
             return []
         return self._made(client)[1]
 
     def decide(self, client: str, replies: list) -> Decision:
-        """The decision from the replies to :meth:`commands` (in memory if they are [] or failed)."""
+        """The decision from the replies to :meth:`commands` (on the host if they are [] or failed)."""
         if not replies:
-            return self.count_in_memory(client)
+            return self.count_on_host(client)
         keys = self._made(client)[0]
         now = time.time()
         counts = []
@@ -117,22 +96,23 @@ class VerifyLimiter:
             counts.append((int(count), now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
         return self._decision(counts)
 
-    def count_in_memory(self, client: str) -> Decision:
-        return self._decision(self._memory.hit(self._made(client)[0]))
+    def count_on_host(self, client: str) -> Decision:
+        """Count on the host (no Redis, or Redis failing)."""
+        return self._decision(self._windows.hit(self._made(client)[2]))
 
     def failed(self, client: str, exc: BaseException) -> Decision:
-        """Redis failed: count this hit, and the next few seconds' hits, in memory."""
+        """Redis failed: count this hit, and the next few seconds' hits, on the host."""
         self.failures += 1
         self._fallback_until = time.monotonic() + FALLBACK_SECONDS
-        log.warning("rate-limit storage unreachable (%s); counting in memory for %ss",
+        log.warning("rate-limit storage unreachable (%s); counting on this host for %ss",
                     exc.__class__.__name__, FALLBACK_SECONDS)
-        return self.count_in_memory(client)
+        return self.count_on_host(client)
 
     def hit(self, client: str) -> Decision:
         """Count a hit of ``client`` now, in an exchange of its own."""
         commands = self.commands(client)
         if not commands:
-            return self.count_in_memory(client)
+            return self.count_on_host(client)
         try:
             replies = self._redis.exchange(commands)
         except RedisError as exc:
@@ -171,4 +151,4 @@ def counts_on_verify_budget(view):
     return wrapped
 
 
-__all__ = ["Decision", "MemoryWindows", "VerifyLimiter", "counts_on_verify_budget", "verify_limiter"]
+__all__ = ["Decision", "VerifyLimiter", "counts_on_verify_budget", "verify_limiter"]

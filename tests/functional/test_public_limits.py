@@ -166,3 +166,42 @@ def test_the_rate_limit_count_travels_with_the_bloom_probe(limited_app):
     assert response.headers["X-RateLimit-Remaining"] == "0"  # the second of two: counted
     assert len(writes) == 1
     assert b"INCR" in writes[0][0][0] and b"BITFIELD_RO" in writes[0][0][0]
+
+
+def test_the_embedded_verify_budget_is_shared_by_every_worker_of_the_host(tmp_path):
+    """Without Redis, 5/minute means 5 for the host, not 5 per gunicorn worker."""
+    import os
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from bench.common import free_port, wait_http
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "INSTANCE_DIR": str(tmp_path / "instance"), "DATABASE_URL": "", "REDIS_URL": "",
+           "SECRET_KEY": "t", "RATELIMIT_VERIFY": "5/minute", "BACKGROUND_INTERVAL": "0"}
+    subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "init-db"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    port = free_port()
+    log = tmp_path / "access.log"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "--preload", "-w", "3", "-b", f"127.0.0.1:{port}",
+         "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s", "wsgi:app"],
+        cwd=root, env=env, stderr=subprocess.DEVNULL)
+    statuses = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        for i in range(12):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/verify?number=HOST-{i}") as r:
+                    statuses.append(r.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert statuses == [200] * 5 + [429] * 7
+    workers = {line.split()[0] for line in log.read_text().splitlines() if line.split()[1] in ("200", "429")}
+    assert len(workers) >= 2, "the requests should have reached more than one worker"
