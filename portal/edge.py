@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 from redis import RedisError
 
-from registry.numbers.normalize import InvalidValue
+from registry.numbers.normalize import InvalidValue, clean_text
 from registry.verification.service import Unavailable
 
 from .ratelimit import Decision, VerifyLimiter
@@ -70,7 +70,7 @@ class VerifyEdge:
         args = query_args(environ.get("QUERY_STRING", ""))
         client = environ.get("REMOTE_ADDR") or "unknown"
         raw_number = args.get("number", "")
-        institution = args.get("institution") or None
+        institution = clean_text(args.get("institution"), 500) or None  # no NUL/C0 into the log or the lookup
         try:
             if not raw_number.strip():
                 raise InvalidValue("empty", "the query parameter 'number' is required")

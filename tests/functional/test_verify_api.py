@@ -168,6 +168,20 @@ def test_query_log_is_written_with_hashed_client(app, reg, client, labs):
     assert all(r.client and "127.0.0.1" not in r.client and len(r.client) == 32 for r in rows)
 
 
+def test_a_nul_in_the_institution_never_stops_the_query_log(app, reg, client, labs):
+    from sqlalchemy import select
+
+    from registry.verification.models import QueryLog
+
+    assert client.get("/api/v1/verify?number=X1&institution=a%00b").status_code == 200
+    reg.query_log.flush()
+    get(client, number="WT2020-000123")
+    reg.query_log.flush()
+    with reg.sessions() as s:
+        rows = s.scalars(select(QueryLog).order_by(QueryLog.id)).all()
+    assert [(r.number, r.institution_text) for r in rows][-2:] == [("X1", "ab"), ("WT2020-000123", None)]
+
+
 def test_a_fresh_worker_answers_its_first_request_fully(stack, labs):
     """A new process loads the directory and checks the index before its first answer."""
     from portal import create_app
