@@ -24,6 +24,8 @@ from registry.registration.models import Batch
 from registry.numbers.normalize import InvalidValue, normalize_number
 from registry.numbers.quarters import SHANGHAI, Quarter
 from registry.registration.service import RegistrationRefused, receipt_of
+from registry.registration.uploads import WORKING
+from workflows.jobs import QueueUnavailable, ThreadQueue
 from workflows.withdrawals import read_withdrawal_file, withdraw_items
 
 from . import qr
@@ -35,7 +37,7 @@ from .i18n import current_language, quarter_label
 
 bp = guard_blueprint(Blueprint("institution", __name__, url_prefix="/institution"), "institution")
 
-DEFAULT_BACKGROUND_BYTES = 5 * 1024 * 1024
+DEFAULT_BACKGROUND_NUMBERS = 100_000
 MAX_QR_SHEET = 200
 
 
@@ -76,8 +78,18 @@ def job_queue():
     return registry().jobs
 
 
-def _background_bytes() -> int:
-    return int(current_app.config.get("UPLOAD_BACKGROUND_BYTES", DEFAULT_BACKGROUND_BYTES))
+def _background_numbers() -> int:
+    """Uploads holding more numbers (ranges expanded) are checked and imported by a job."""
+    return int(current_app.config.get("UPLOAD_BACKGROUND_NUMBERS", DEFAULT_BACKGROUND_NUMBERS))
+
+
+def _enqueue_check(upload_id: int) -> None:
+    """Queue the check of a big upload; without a reachable queue, check it on a thread here
+    (reading a file needs neither Redis nor a worker)."""
+    try:
+        job_queue().enqueue("check", upload_id, confirmed_at=registry().clock())
+    except QueueUnavailable:
+        ThreadQueue(registry()).enqueue("check", upload_id, confirmed_at=registry().clock())
 
 
 def _own_upload(upload_id: int):
@@ -161,14 +173,12 @@ def upload():
             uploads = _uploads()
             stored = uploads.store(storage.stream, file_name=storage.filename, institution_id=inst.id,
                                    quarter=quarter, uploaded_by=g.account.username)
-            if stored.size > _background_bytes():
-                job_queue().enqueue("check", stored.id, confirmed_at=registry().clock())
-            else:
-                registry().upload_steps.check(stored.id)
+            if registry().upload_steps.check(stored.id, stop_after=_background_numbers()) is None:
+                _enqueue_check(stored.id)  # more numbers than a request should read: a job checks it
             return redirect(url_for(".upload_status", upload_id=stored.id), 303)
     status = 400 if (error or form.errors) else 200
     return render_template("institution/upload.html", institution=inst, form=form, error=error,
-                           background_bytes=_background_bytes()), status
+                           background_numbers=_background_numbers()), status
 
 
 @bp.get("/uploads/<int:upload_id>")
@@ -176,8 +186,12 @@ def upload_status(upload_id: int):
     upload = _own_upload(upload_id)
     if upload.state == "done" and upload.batch_id:
         return redirect(url_for(".receipt", batch_id=upload.batch_id))
+    uploads = _uploads()
+    stuck = uploads.is_stuck(upload)
     return render_template("institution/upload_status.html", institution=_institution(), upload=upload,
-                           form=FlaskForm(), progress=_uploads().progress(upload), working=upload.state in {"checking", "queued", "importing"})
+                           form=FlaskForm(), progress=uploads.progress(upload), stuck=stuck,
+                           working=upload.state in WORKING and not stuck,
+                           stuck_minutes=int(uploads.stuck_after.total_seconds() // 60))
 
 
 @bp.post("/uploads/<int:upload_id>/confirm")
@@ -186,23 +200,53 @@ def confirm_upload(upload_id: int):
     form = FlaskForm()
     if not form.validate_on_submit():
         abort(400)
+    status_page = redirect(url_for(".upload_status", upload_id=upload.id), 303)
     if upload.state != "ready":
-        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+        return status_page  # confirmed already (another click, another tab): the page shows where it is
+    uploads = _uploads()
     repeat = (upload.report or {}).get("repeat_batch_id")
     if repeat:
+        uploads.transition(upload.id, "ready", "done", batch_id=repeat)
         flash(_("此文件此前已登记，未重复登记。"), "ok")
         return redirect(url_for(".receipt", batch_id=repeat), 303)
-    uploads = _uploads()
-    if upload.size > _background_bytes():
-        uploads.mark_queued(upload.id, "queued")
-        job_queue().enqueue("import", upload.id, confirmed_at=registry().clock())
-        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+    if (upload.report or {}).get("numbers", 0) > _background_numbers():
+        if not uploads.transition(upload.id, "ready", "queued", progress=0):
+            return status_page
+        try:
+            job_queue().enqueue("import", upload.id, confirmed_at=registry().clock())
+        except QueueUnavailable:
+            uploads.transition(upload.id, "queued", "ready")
+            flash(_("后台登记队列暂时不可用，文件尚未登记。请稍后再点击“确认登记”。"), "error")
+        return status_page
+    if not uploads.transition(upload.id, "ready", "importing", progress=0):
+        return status_page  # another request is registering it
     try:
-        receipt = registry().upload_steps.import_(upload.id)
+        receipt = registry().upload_steps.import_(upload.id, claimed=True)
     except RegistrationRefused:
-        return redirect(url_for(".upload_status", upload_id=upload.id), 303)
+        return status_page
+    except Exception:  # noqa: BLE001 - kept on the upload (failed, may be retried); the log has the trace
+        return status_page
     registry().refresh(auto_rebuild=False)
     return redirect(url_for(".receipt", batch_id=receipt.batch_id), 303)
+
+
+@bp.post("/uploads/<int:upload_id>/retry")
+def retry_upload(upload_id: int):
+    """Start a stuck or failed upload again (its check, or its registration)."""
+    upload = _own_upload(upload_id)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    status_page = redirect(url_for(".upload_status", upload_id=upload.id), 303)
+    kind = registry().upload_steps.retry(upload.id)
+    if kind == "check":
+        _enqueue_check(upload.id)
+    elif kind == "import":
+        try:
+            job_queue().enqueue("import", upload.id, confirmed_at=registry().clock())
+        except QueueUnavailable:
+            _uploads().transition(upload.id, "queued", "failed", error="后台登记队列暂时不可用 / the job queue is unavailable")
+            flash(_("后台登记队列暂时不可用，文件尚未登记。请稍后重试。"), "error")
+    return status_page
 
 
 @bp.post("/uploads/<int:upload_id>/cancel")
@@ -211,12 +255,10 @@ def cancel_upload(upload_id: int):
     form = FlaskForm()
     if not form.validate_on_submit():
         abort(400)
-    if upload.state in {"ready", "refused"}:
-        uploads = _uploads()
-        uploads.path(upload).unlink(missing_ok=True)
-        uploads.mark_queued(upload.id, "cancelled")
+    if registry().upload_steps.cancel(upload.id):
         flash(_("已取消，未登记任何编号。"), "ok")
-    return redirect(url_for(".overview"), 303)
+        return redirect(url_for(".overview"), 303)
+    return redirect(url_for(".upload_status", upload_id=upload.id), 303)
 
 
 @bp.get("/batches/<int:batch_id>")

@@ -1,7 +1,9 @@
 """Background jobs: checking and importing big portal uploads.
 
 On an RQ queue when Redis is configured (``rq worker rnr-imports``; any host's worker may run
-it), otherwise on a thread of the web process. A job carries ids only — its kind, the upload
+it), otherwise on a thread of the web process. A job acts only on an upload in the state it
+expects (the steps' guarded transitions), so a job queued twice, or retried while the first
+still runs, registers the file once. A job carries ids only — its kind, the upload
 and when the uploader confirmed; the worker builds its own services from its environment
 (:func:`workflows.services.services_from_environment`), once per worker process.
 """
@@ -46,6 +48,10 @@ def run_upload_job(services: Services, kind: str, upload_id: int, confirmed_at: 
         services.uploads.mark_failed(upload_id, exc.__class__.__name__)
 
 
+class QueueUnavailable(Exception):
+    """The job could not be queued (Redis unreachable); nothing was queued."""
+
+
 class JobQueue(Protocol):
     def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None: ...
 
@@ -73,8 +79,15 @@ class RQQueue:
         self.queue = rq.Queue(QUEUE_NAME, connection=connection)
 
     def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None:
-        self.queue.enqueue(rq_upload_job, kind, upload_id, confirmed_at.isoformat(),
-                           job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL)
+        """Raises :class:`QueueUnavailable` when Redis cannot take the job."""
+        import redis
+
+        try:
+            self.queue.enqueue(rq_upload_job, kind, upload_id, confirmed_at.isoformat(),
+                               job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not queue the %s job of upload %s: %s", kind, upload_id, exc.__class__.__name__)
+            raise QueueUnavailable(str(exc)) from exc
 
 
 def rq_upload_job(kind: str, upload_id: int, confirmed_at: str) -> None:

@@ -9,6 +9,7 @@ process seals the complaint events it writes.
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import os
 import threading
@@ -59,6 +60,8 @@ class ServiceSettings:
     bloom_shards: int = 0
     background_interval: float = 3.0
     max_upload_bytes: int = 200 * 1024 * 1024
+    upload_files_days: int = 90
+    upload_stuck_minutes: int = 15
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -74,6 +77,8 @@ class ServiceSettings:
             bloom_shards=int(values["BLOOM_SHARDS"]),
             background_interval=float(values["BACKGROUND_INTERVAL"]),
             max_upload_bytes=int(values["MAX_UPLOAD_BYTES"]),
+            upload_files_days=int(values.get("UPLOAD_FILES_DAYS", 90)),
+            upload_stuck_minutes=int(values.get("UPLOAD_STUCK_MINUTES", 15)),
         )
 
 
@@ -125,7 +130,9 @@ class Services:
                 capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards,
             ),
         )
-        self.uploads = UploadService(sessions=self.sessions, files_dir=settings.files_dir, clock=clock)
+        self.uploads = UploadService(sessions=self.sessions, files_dir=settings.files_dir, clock=clock,
+                                     stuck_after=dt.timedelta(minutes=settings.upload_stuck_minutes),
+                                     keep_files=dt.timedelta(days=settings.upload_files_days))
         self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
                                         max_bytes=settings.max_upload_bytes)
         # --- accounts ---
@@ -140,7 +147,8 @@ class Services:
         self.abnormal = AbnormalService(sessions=self.sessions, clock=clock)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
-                             query_log=self.query_log, interval=settings.background_interval)
+                             query_log=self.query_log, interval=settings.background_interval,
+                             hourly=[self.uploads.delete_old_files])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False

@@ -66,7 +66,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TRUSTED_PROXIES": _int(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES"),
         "BACKGROUND_INTERVAL": _float(env.get("BACKGROUND_INTERVAL", "3"), "BACKGROUND_INTERVAL"),
         "MAX_UPLOAD_BYTES": _int(env.get("MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)), "MAX_UPLOAD_BYTES"),
-        "UPLOAD_BACKGROUND_BYTES": _int(env.get("UPLOAD_BACKGROUND_BYTES", str(5 * 1024 * 1024)), "UPLOAD_BACKGROUND_BYTES"),
+        # portal uploads holding more numbers (ranges expanded) are checked and imported by a job
+        "UPLOAD_BACKGROUND_NUMBERS": _int(env.get("UPLOAD_BACKGROUND_NUMBERS", "100000"), "UPLOAD_BACKGROUND_NUMBERS"),
+        "UPLOAD_FILES_DAYS": _int(env.get("UPLOAD_FILES_DAYS", "90"), "UPLOAD_FILES_DAYS"),
+        "UPLOAD_STUCK_MINUTES": _int(env.get("UPLOAD_STUCK_MINUTES", "15"), "UPLOAD_STUCK_MINUTES"),
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),

@@ -1,7 +1,8 @@
 """The per-process background loop: keep this process's view of the registry current.
 
 Every few seconds: reload the institution directory when its version changed, compare the Bloom
-marker with the newest batch (start a rebuild when the index lost bits), flush the query log.
+marker with the newest batch (start a rebuild when the index lost bits), flush the query log;
+once an hour, the hourly chores (deleting the files of uploads past their keeping period).
 Started once per process (again in a forked child); the CLI and tests call
 :meth:`Upkeep.wait_until_trusted` instead.
 """
@@ -11,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from typing import Callable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,12 +26,14 @@ log = logging.getLogger(__name__)
 
 class Upkeep:
     def __init__(self, *, sessions: sessionmaker[Session], directory: InstitutionDirectory, bloom,
-                 query_log: QueryLogBuffer, interval: float) -> None:
+                 query_log: QueryLogBuffer, interval: float, hourly: Sequence[Callable[[], object]] = ()) -> None:
         self._sessions = sessions
         self._directory = directory
         self._bloom = bloom
         self._query_log = query_log
         self._interval = interval
+        self._hourly = list(hourly)
+        self._next_hourly = 0.0
         self._background_pid: int | None = None
         self._stop = threading.Event()
         self._rebuilding = threading.Lock()
@@ -93,7 +97,19 @@ class Upkeep:
         while not self._stop.is_set():
             self.refresh()
             self._query_log.flush()
+            self.run_hourly()
             self._stop.wait(self._interval)
+
+    def run_hourly(self, *, force: bool = False) -> None:
+        """Run the hourly chores when an hour has passed since they last ran (or ``force``)."""
+        if not force and time.monotonic() < self._next_hourly:
+            return
+        self._next_hourly = time.monotonic() + 3600
+        for chore in self._hourly:
+            try:
+                chore()
+            except Exception:  # noqa: BLE001 - a chore failing must not stop the loop
+                log.exception("hourly chore %s failed", getattr(chore, "__name__", chore))
 
     def stop(self) -> None:
         self._stop.set()

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -64,7 +65,9 @@ class Upload(Base):
     """A file uploaded through the portal: checked (preview), then registered once confirmed.
 
     The file itself waits under FILES_DIR with a random name; ``state`` goes
-    checking → ready → queued → importing → done (or failed); ``report`` is the validation report.
+    checking → ready → (queued →) importing → done, or ends refused, failed or cancelled (a
+    failed or stuck one may be retried); ``report`` is the validation report. The files are
+    deleted some time after it finished (``files_deleted_at``).
     """
 
     __tablename__ = "uploads"
@@ -85,3 +88,22 @@ class Upload(Base):
     batch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    files_deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class NumberEvent(Base):
+    """The history of a registered number: one row per withdrawal and per restore, with who did
+    it, when, why and through what (portal, cli, api). ``report_numbers`` keeps the current
+    state only; this table tells the story (withdrawn by mistake, then restored)."""
+
+    __tablename__ = "number_events"
+    __table_args__ = (Index("ix_number_events_number_institution", "number", "institution_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(64))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    kind: Mapped[str] = mapped_column(String(12))  # withdrawn | restored
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(8))  # portal | cli | api
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

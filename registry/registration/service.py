@@ -173,24 +173,33 @@ class RegistrationService:
             institution = session.get(Institution, institution_id)
             if institution is None:
                 raise RegistrationRefused("unknown_institution", "机构不存在", "unknown institution")
-            with self._bloom.writing(session) as writer:
-                batch = Batch(
-                    institution_id=institution_id,
-                    quarter=str(quarter),
-                    source=source,
-                    file_name=file_name,
-                    sha256=sha256,
-                    late=late,
-                    created_by=created_by,
-                    created_at=now,
-                )
-                session.add(batch)
-                session.flush()
-                counts = self._load(session, writer, batch, numbers, now=now, progress=progress)
-                batch.accepted = counts.inserted
-                batch.duplicates = counts.in_file_duplicates + counts.already_registered
-                batch.rejected = rejected()
-                session.commit()
+            try:
+                with self._bloom.writing(session) as writer:
+                    batch = Batch(
+                        institution_id=institution_id,
+                        quarter=str(quarter),
+                        source=source,
+                        file_name=file_name,
+                        sha256=sha256,
+                        late=late,
+                        created_by=created_by,
+                        created_at=now,
+                    )
+                    session.add(batch)
+                    session.flush()
+                    counts = self._load(session, writer, batch, numbers, now=now, progress=progress)
+                    batch.accepted = counts.inserted
+                    batch.duplicates = counts.in_file_duplicates + counts.already_registered
+                    batch.rejected = rejected()
+                    session.commit()
+            except IntegrityError:
+                # the same file registered meanwhile by a concurrent call (the batches' unique
+                # key): its receipt is this one's; this transaction changed nothing
+                session.rollback()
+                repeat = self.find_repeat(institution_id=institution_id, quarter=quarter, sha256=sha256)
+                if repeat is None:
+                    raise
+                return repeat
             receipt = receipt_of(batch, institution)
             receipt.in_file_duplicates = counts.in_file_duplicates
             receipt.already_registered = counts.already_registered

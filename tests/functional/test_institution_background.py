@@ -14,7 +14,7 @@ from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
 def bg_app(stack):
     from portal import create_app
 
-    app = create_app({**stack, "CLOCK": fixed_clock(), "UPLOAD_BACKGROUND_BYTES": 1000})
+    app = create_app({**stack, "CLOCK": fixed_clock(), "UPLOAD_BACKGROUND_NUMBERS": 1000})
     assert app.extensions["registry"].wait_until_trusted()
     yield app
     app.extensions["registry"].close()
