@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
+    from . import hostwindows  # noqa: F401 - registers the hostfile:// rate-limit storage
     settings = load_settings()
     settings.update(config or {})
     finish_settings(settings)
@@ -32,7 +33,7 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_BYTES"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        RATELIMIT_STORAGE_URI=settings["REDIS_URL"] or "memory://",
+        RATELIMIT_STORAGE_URI=settings["REDIS_URL"] or f"hostfile://{Path(settings['INSTANCE_DIR']) / 'ratelimit-pages.bin'}",
         RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2} if settings["REDIS_URL"] else {},
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,

@@ -8,6 +8,7 @@ Layout: ``SLOTS`` slots of 24 bytes — key hash (u64, 0 = free), window end (f6
 count (u64). A key lives in one of ``PROBE`` slots from ``hash % SLOTS``; when all of them hold
 other live windows the one ending soonest is taken over (a client may then be counted afresh:
 with 65,536 slots that needs thousands of clients active in one window on one host).
+:class:`HostStorage` offers the same counts to Flask-Limiter as a ``limits`` storage.
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ import os
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from limits.storage import Storage
 
 SLOTS = 1 << 16
 PROBE = 8
@@ -53,36 +58,96 @@ class HostWindows:
         self._fd = os.open(self._path, os.O_RDWR)
         self._pid = os.getpid()
 
-    def hit(self, keys_and_windows: list[tuple[int, int]]) -> list[tuple[int, float]]:
-        """Count one hit on each (key hash, window seconds); (count, window end) for each."""
+    def hit(self, keys_and_windows: list[tuple[int, float]], amount: int = 1) -> list[tuple[int, float]]:
+        """Count ``amount`` hits on each (key hash, window seconds); (count, window end) for each."""
         now = time.time()
         out = []
-        mm = self._map
+        with self._locked() as mm:
+            for key, seconds in keys_and_windows:
+                offset, end, count = self._find(mm, key, now)
+                if end <= now:
+                    end, count = now + seconds, 0
+                count += amount
+                _SLOT.pack_into(mm, offset, key, end, count)
+                out.append((count, end))
+        return out
+
+    def read(self, key: int) -> tuple[int, float]:
+        """(count, window end) of a live window; (0, now) when there is none."""
+        now = time.time()
+        with self._locked() as mm:
+            _, end, count = self._find(mm, key, now)
+        return (count, end) if end > now else (0, now)
+
+    def clear(self, key: int | None = None) -> None:
+        """Forget one key's window, or every window."""
+        with self._locked() as mm:
+            if key is None:
+                mm[:] = bytes(SIZE)
+                return
+            offset, end, count = self._find(mm, key, time.time())
+            if count:
+                _SLOT.pack_into(mm, offset, 0, 0.0, 0)
+
+    @staticmethod
+    def _find(mm, key: int, now: float) -> tuple[int, float, int]:
+        """The slot of ``key`` (offset, end, count), or the one it would take (count 0)."""
+        start = key % SLOTS
+        chosen = None
+        for i in range(PROBE):
+            offset = ((start + i) % SLOTS) * _SLOT.size
+            slot_key, end, count = _SLOT.unpack_from(mm, offset)
+            if slot_key == key:
+                return offset, end, count
+            if chosen is None or end < chosen[1]:  # free (0), expired, or ending soonest
+                chosen = (offset, end, 0)
+        return chosen
+
+    @contextmanager
+    def _locked(self):
         if self._pid != os.getpid():
             self._open()
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                for key, seconds in keys_and_windows:
-                    start = key % SLOTS
-                    chosen = None
-                    for i in range(PROBE):
-                        offset = ((start + i) % SLOTS) * _SLOT.size
-                        slot_key, end, count = _SLOT.unpack_from(mm, offset)
-                        if slot_key == key:
-                            chosen = (offset, end, count)
-                            break
-                        if chosen is None or end < chosen[1]:  # free (0), expired, or ending soonest
-                            chosen = (offset, end, 0)
-                    offset, end, count = chosen
-                    if end <= now:
-                        end, count = now + seconds, 0
-                    count += 1
-                    _SLOT.pack_into(mm, offset, key, end, count)
-                    out.append((count, end))
+                yield self._map
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        return out
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class HostStorage(Storage):
+    """A ``limits`` storage on :class:`HostWindows` (fixed windows only), so the limits that
+    Flask-Limiter keeps (complaints, suggestions, tracking, the upload API) are counted once per
+    host too: ``RATELIMIT_STORAGE_URI = "hostfile:///path/to/file"`` when there is no Redis."""
+
+    STORAGE_SCHEME = ["hostfile"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._windows = HostWindows(Path(urlsplit(uri).path))
+
+    @property
+    def base_exceptions(self):
+        return OSError
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        return self._windows.hit([(key_hash(key), expiry)], amount)[0][0]
+
+    def get(self, key: str) -> int:
+        return self._windows.read(key_hash(key))[0]
+
+    def get_expiry(self, key: str) -> float:
+        return self._windows.read(key_hash(key))[1]
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        self._windows.clear()
+        return None
+
+    def clear(self, key: str) -> None:
+        self._windows.clear(key_hash(key))

@@ -168,8 +168,9 @@ def test_the_rate_limit_count_travels_with_the_bloom_probe(limited_app):
     assert b"INCR" in writes[0][0][0] and b"BITFIELD_RO" in writes[0][0][0]
 
 
-def test_the_embedded_verify_budget_is_shared_by_every_worker_of_the_host(tmp_path):
-    """Without Redis, 5/minute means 5 for the host, not 5 per gunicorn worker."""
+def test_the_embedded_limits_are_shared_by_every_worker_of_the_host(tmp_path):
+    """Without Redis, 5/minute means 5 for the host, not 5 per gunicorn worker: the verify budget
+    and the limits Flask-Limiter keeps (here the institution suggestions) alike."""
     import os
     import subprocess
     import sys
@@ -181,7 +182,8 @@ def test_the_embedded_verify_budget_is_shared_by_every_worker_of_the_host(tmp_pa
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "INSTANCE_DIR": str(tmp_path / "instance"), "DATABASE_URL": "", "REDIS_URL": "",
-           "SECRET_KEY": "t", "RATELIMIT_VERIFY": "5/minute", "BACKGROUND_INTERVAL": "0"}
+           "SECRET_KEY": "t", "RATELIMIT_VERIFY": "5/minute", "RATELIMIT_SUGGEST": "4/minute",
+           "BACKGROUND_INTERVAL": "0"}
     subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "init-db"], cwd=root, env=env,
                    check=True, capture_output=True)
     port = free_port()
@@ -190,18 +192,21 @@ def test_the_embedded_verify_budget_is_shared_by_every_worker_of_the_host(tmp_pa
         [str(Path(sys.executable).parent / "gunicorn"), "--preload", "-w", "3", "-b", f"127.0.0.1:{port}",
          "--access-logfile", str(log), "--access-logformat", "%(p)s %(s)s", "wsgi:app"],
         cwd=root, env=env, stderr=subprocess.DEVNULL)
-    statuses = []
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        for i in range(12):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/verify?number=HOST-{i}") as r:
-                    statuses.append(r.status)
-            except urllib.error.HTTPError as exc:
-                statuses.append(exc.code)
+        verified = [status(f"/api/v1/verify?number=HOST-{i}") for i in range(12)]
+        suggested = [status(f"/api/v1/institutions/suggest?q=lab{i}") for i in range(10)]
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert statuses == [200] * 5 + [429] * 7
+    assert verified == [200] * 5 + [429] * 7
+    assert suggested == [200] * 4 + [429] * 6
     workers = {line.split()[0] for line in log.read_text().splitlines() if line.split()[1] in ("200", "429")}
     assert len(workers) >= 2, "the requests should have reached more than one worker"

@@ -39,7 +39,9 @@ def test_factory_uses_given_config(stack):
     try:
         assert app.config["DATABASE_URL"] == stack["DATABASE_URL"]
         assert set(app.blueprints) >= {"public", "api", "health"}
-        assert app.config["RATELIMIT_STORAGE_URI"] == (stack["REDIS_URL"] or "memory://")
+        # without Redis, limits are counted once per host (a file every worker maps), not per worker
+        assert app.config["RATELIMIT_STORAGE_URI"] == (
+            stack["REDIS_URL"] or f"hostfile://{Path(app.config['INSTANCE_DIR']) / 'ratelimit-pages.bin'}")
     finally:
         app.extensions["registry"].close()
 
