@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from tests.builders import make_institution, register
+from tests.sql_counting import count_sql
 from registry.registration.models import ReportNumber
 from registry.numbers.quarters import SHANGHAI
 
@@ -26,20 +26,6 @@ def app(stack):
     assert reg.wait_until_trusted(), reg.bloom.status()
     yield app
     reg.close()
-
-
-@contextmanager
-def count_sql(reg):
-    statements: list[str] = []
-
-    def _count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(reg.engine, "before_cursor_execute", _count)
-    try:
-        yield statements
-    finally:
-        event.remove(reg.engine, "before_cursor_execute", _count)
 
 
 def institution(reg, **kw):

@@ -132,7 +132,7 @@ def test_redis_down_verification_still_answers_and_limits_fall_back_to_memory(tm
 
 @pytest.mark.parametrize("path", ["/api/v1/verify?number=RL-9", "/verify?number=RL-9", "/v/{uscc}/RL-9"])
 def test_a_refused_verification_looks_nothing_up_and_logs_nothing(limited_app, path):
-    from tests.functional.test_verify_api import count_sql
+    from tests.sql_counting import count_sql
 
     reg = limited_app.extensions["registry"]
     with reg.sessions() as session:
@@ -144,7 +144,7 @@ def test_a_refused_verification_looks_nothing_up_and_logs_nothing(limited_app, p
     for _ in range(2):
         assert client.get(path).status_code == 200
     logged = len(reg.query_log)
-    with count_sql(reg.engine) as statements:
+    with count_sql(reg) as statements:
         refused = client.get(path)
     assert refused.status_code == 429
     assert statements == []  # a registered number, yet the database was not asked

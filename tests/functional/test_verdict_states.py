@@ -11,8 +11,9 @@ from sqlalchemy import select
 from registry.complaints.casework import Officer
 from registry.compliance.abnormal import AbnormalService
 from registry.institutions.models import Authority
-from tests.builders import make_institution, register
-from tests.functional.test_public import app, count_sql, institution, page  # noqa: F401 - the fixed-clock app
+from tests.builders import register
+from tests.functional.test_public import app, institution, page  # noqa: F401 - the fixed-clock app
+from tests.sql_counting import count_sql
 
 LISTED_AT = dt.datetime(2026, 9, 14, 2, 30, tzinfo=dt.timezone.utc)  # 2026-09-14 10:30 in Beijing
 

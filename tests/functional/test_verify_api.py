@@ -1,28 +1,13 @@
 """GET /api/v1/verify per the public contract, on SQLite + local shards and PostgreSQL + Redis."""
 import datetime as dt
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
 from tests.builders import make_institution, register
+from tests.sql_counting import count_sql
 
 KEYS = {"number", "status", "institution", "institution_resolved", "quarter", "registered_at", "withdrawn_at",
         "candidates", "pending_since", "pending_until", "checked_at"}
-
-
-@contextmanager
-def count_sql(engine):
-    statements = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 @pytest.fixture
@@ -132,12 +117,12 @@ def test_negative_costs_no_sql_and_positive_at_most_one(app, reg, client, labs):
     for _ in range(3):  # let any warm-up (limiter, first request hooks) happen first
         client.get("/api/v1/verify?number=WARMUP")
     absent = [f"ABSENT-{i}" for i in range(200)]
-    with count_sql(reg.engine) as statements:
+    with count_sql(reg) as statements:
         for number in absent:
             assert get(client, number=number)[1]["status"] == "not_found"
     # a false positive of the Bloom filter may legitimately cost one statement (rate 0.001)
     assert len(statements) <= 1, statements
-    with count_sql(reg.engine) as statements:
+    with count_sql(reg) as statements:
         _, body = get(client, number="WT2020-000123", institution=labs["a"].uscc)
     assert body["status"] == "found"
     assert len(statements) == 1
@@ -145,11 +130,11 @@ def test_negative_costs_no_sql_and_positive_at_most_one(app, reg, client, labs):
 
 def test_verdict_page_sql_budget(app, reg, client, labs):
     client.get("/verify?number=WARMUP")
-    with count_sql(reg.engine) as statements:
+    with count_sql(reg) as statements:
         response = client.get("/verify", query_string={"number": "ABSENT-PAGE-1"})
     assert response.status_code == 200
     assert statements == []
-    with count_sql(reg.engine) as statements:
+    with count_sql(reg) as statements:
         response = client.get("/verify", query_string={"number": "WT2020-000123"})
     assert response.status_code == 200 and len(statements) == 1
 
