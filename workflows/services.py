@@ -121,7 +121,7 @@ class Services:
             logger=log,
         )
         self.directory = InstitutionDirectory()
-        self.query_log = QueryLogBuffer(sessions=self.sessions, secret=settings.secret_key.encode())
+        self.query_log = QueryLogBuffer(engine=self.engine, secret=settings.secret_key.encode())
         self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock)
         self.registration = RegistrationService(
             sessions=self.sessions, bloom=self.bloom, clock=clock,

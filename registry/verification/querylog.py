@@ -20,11 +20,10 @@ import logging
 import threading
 from collections import deque
 
+from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
 
 from registry.numbers.normalize import clean_text
-
 
 log = logging.getLogger(__name__)
 ROTATION_DAYS = 30
@@ -54,8 +53,8 @@ _COLUMNS = "at, number, institution_text, institution_id, status, client"
 
 
 class QueryLogBuffer:
-    def __init__(self, *, sessions: sessionmaker[Session], secret: bytes, max_buffer: int = 200_000) -> None:
-        self._engine = sessions.kw["bind"]
+    def __init__(self, *, engine: Engine, secret: bytes, max_buffer: int = 200_000) -> None:
+        self._engine = engine
         self._secret = secret
         self._buffer: deque[tuple] = deque()
         self._max = max_buffer

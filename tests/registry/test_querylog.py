@@ -16,7 +16,7 @@ AT = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
 
 
 def buffer_for(engine) -> QueryLogBuffer:
-    return QueryLogBuffer(sessions=make_session_factory(engine), secret=b"k")
+    return QueryLogBuffer(engine=engine, secret=b"k")
 
 
 def record(buffer, number="X1", institution="某机构", status="not_found"):
