@@ -141,6 +141,12 @@ def private_api_uses(trees: list[tuple[Path, ast.Module]]) -> list[str]:
     return found
 
 
+def test_no_private_api_of_a_dependency():
+    trees = parsed(python_files(*APP_PACKAGES, "bench", "wsgi.py"))
+    found = private_api_uses(trees)
+    assert not found, "private API of a dependency (use its public API instead):\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("source, expected", [
     ("from flask.globals import _cv_request", "imports _cv_request from flask.globals"),
     ("from flask.sansio.scaffold import _sentinel", "imports _sentinel from flask.sansio.scaffold"),
