@@ -1,15 +1,15 @@
-"""The admin area (/admin/): accounts (create, disable/enable, reset password) and the holiday
-table the working-day calendar falls back on."""
+"""The admin area (/admin/): accounts (create, disable/enable, reset password), the holiday
+table the working-day calendar falls back on, and the sealed admin log of all of these."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from registry.accounts.accounts import MIN_PASSWORD, ROLES, AccountError
+from registry.accounts.accounts import MIN_PASSWORD, RESET_LIFETIME, ROLES, AccountError
 from registry.complaints.holidays import HolidayService
 
 from .auth import accounts, guard_blueprint
@@ -41,6 +41,10 @@ def _holidays() -> HolidayService:
     return registry().holidays
 
 
+def _actor() -> str:
+    return g.account.username
+
+
 def _message(exc: AccountError) -> str:
     return exc.message_en if current_language() == "en" else exc.message_zh
 
@@ -58,7 +62,7 @@ def index():
         try:
             account = accounts().create(username=form.username.data, password=form.password.data,
                                         role=form.role.data, institution_uscc=form.institution.data or None,
-                                        authority_code=form.authority.data or None)
+                                        authority_code=form.authority.data or None, actor=_actor())
         except AccountError as exc:
             error = _message(exc)
         else:
@@ -82,7 +86,7 @@ def enable(account_id: int):
 def _set_active(account_id: int, active: bool):
     _post_only_form()
     try:
-        account = accounts().set_active(account_id, active)
+        account = accounts().set_active(account_id, active, actor=_actor())
     except AccountError:
         abort(404)
     flash(_("已启用 %(name)s。", name=account.username) if active else _("已停用 %(name)s。", name=account.username), "ok")
@@ -93,12 +97,16 @@ def _set_active(account_id: int, active: bool):
 def reset(account_id: int):
     _post_only_form()
     try:
-        password = accounts().reset_password(account_id)
+        token = accounts().reset_password(account_id, actor=_actor())
     except AccountError:
         abort(404)
     account = accounts().get(account_id)
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    path = url_for("auth.reset_password", token=token)
+    link = base.rstrip("/") + path if base else url_for("auth.reset_password", token=token, _external=True)
     response = current_app.make_response(
-        render_template("admin/reset.html", account=account, password=password))
+        render_template("admin/reset.html", account=account, link=link,
+                        hours=int(RESET_LIFETIME.total_seconds() // 3600)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -109,7 +117,8 @@ def holidays():
     error = None
     if form.validate_on_submit():
         try:
-            _holidays().add(day=form.day.data, name=form.name.data, is_workday=form.is_workday.data)
+            _holidays().add(day=form.day.data, name=form.name.data, is_workday=form.is_workday.data,
+                            actor=_actor())
         except AccountError as exc:
             error = _message(exc)
         else:
@@ -123,7 +132,24 @@ def holidays():
 @bp.post("/holidays/<int:holiday_id>/delete")
 def delete_holiday(holiday_id: int):
     _post_only_form()
-    if not _holidays().delete(holiday_id):
+    if not _holidays().delete(holiday_id, actor=_actor()):
         abort(404)
     flash(_("已删除。"), "ok")
     return redirect(url_for(".holidays"), 303)
+
+
+LOG_ACTIONS = {
+    "create": _l("创建账号"), "disable": _l("停用账号"), "enable": _l("启用账号"), "reset": _l("重置密码"),
+    "holiday_add": _l("添加节假日"), "holiday_delete": _l("删除节假日"),
+}
+
+
+@bp.get("/log")
+def log():
+    """The sealed admin log, newest first, 50 a page."""
+    raw = request.args.get("page", "1")
+    page = int(raw) if raw.isdigit() and len(raw) <= 6 else 1
+    reg = registry()
+    with reg.sessions() as session:
+        listing = reg.admin_log.page(session, page)
+    return render_template("admin/log.html", listing=listing, actions=LOG_ACTIONS)

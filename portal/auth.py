@@ -20,7 +20,8 @@ from registry.accounts.accounts import MIN_PASSWORD, AccountError, AccountServic
 from registry.accounts.models import Account
 
 from .errors import error_response
-from .extensions import limiter, login_manager, registry
+from .extensions import client_address, limiter, login_manager, registry
+from .i18n import current_language, local_time
 
 bp = Blueprint("auth", __name__)
 
@@ -28,11 +29,13 @@ LOGIN_LIMIT = "20/minute"
 
 
 class User(UserMixin):
-    """The signed-in account as flask-login sees it; the session id carries the account's
-    ``session_version``, so a password change, reset or disabling signs it out everywhere."""
+    """The signed-in account as flask-login sees it. Its id is ``<account id>:<session id>``: the
+    session id names a row of the ``sessions`` table, checked on every authenticated request, so
+    signing out, a password change or reset, or disabling the account ends it on the server."""
 
-    def __init__(self, account: Account):
+    def __init__(self, account: Account, session_token: str):
         self.account = account
+        self.session_token = session_token
         self.id = account.id
         self.role = account.role
         self.username = account.username
@@ -40,7 +43,7 @@ class User(UserMixin):
         self.authority_id = account.authority_id
 
     def get_id(self) -> str:
-        return f"{self.account.id}:{self.account.session_version}"
+        return f"{self.account.id}:{self.session_token}"
 
     @property
     def is_active(self) -> bool:
@@ -52,14 +55,18 @@ def accounts() -> AccountService:
 
 
 def _load_user(user_id: str) -> User | None:
-    try:
-        account_id, version = (int(part) for part in user_id.split(":", 1))
-    except ValueError:
+    """One indexed lookup per authenticated request: the live session and its active account."""
+    account_id, _, token = (user_id or "").partition(":")
+    account = accounts().session_account(token)
+    if account is None or str(account.id) != account_id:
         return None
-    account = accounts().get(account_id)
-    if account is None or not account.active or account.session_version != version:
-        return None
-    return User(account)
+    return User(account, token)
+
+
+def sign_in(account: Account) -> None:
+    """Start a server-side session for ``account`` in this browser (a fresh cookie session)."""
+    token = accounts().start_session(account.id, user_agent=request.headers.get("User-Agent", ""))
+    login_user(User(account, token))
 
 
 def current_account() -> User | None:
@@ -110,9 +117,10 @@ class PasswordForm(FlaskForm):
 
 HOME = {"institution": "institution.overview", "admin": "admin.index"}
 
+# Every failure gets the same words (unknown name, wrong password, too many tries from here):
+# they tell nobody whether an account exists.
 SIGN_IN_REFUSED = {
-    "bad_credentials": _l("用户名或密码不正确。"),
-    "locked": _l("登录失败次数过多，账号已暂时锁定，请 15 分钟后再试或联系管理员。"),
+    "bad_credentials": _l("用户名或密码不正确。多次失败后须稍候再试。"),
     "disabled": _l("该账号已停用，请联系管理员。"),
 }
 
@@ -140,10 +148,14 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        result = accounts().authenticate(form.username.data, form.password.data)
+        result = accounts().authenticate(form.username.data, form.password.data, client=client_address())
         if result.account is not None:
             session.clear()  # a fresh session on sign-in (no fixation)
-            login_user(User(result.account))
+            sign_in(result.account)
+            notice = accounts().take_reset_notice(result.account.id)
+            if notice is not None:
+                flash(_("您的密码曾由管理员 %(by)s 于 %(at)s 重置。如有疑问，请联系管理员。",
+                        by=notice.by, at=local_time(notice.at)), "warn")
             return redirect(_safe_next(request.args.get("next")) or home_url(current_user))
         error = str(SIGN_IN_REFUSED[result.reason])
     status = 200 if error is None and not form.errors else 400
@@ -152,6 +164,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    user = current_account()
+    if user is not None:
+        accounts().end_session(user.session_token)  # a copied cookie opens nothing any more
     logout_user()
     session.clear()
     flash(_("您已退出登录。"), "ok")
@@ -171,16 +186,51 @@ def change_password():
         except AccountError as exc:
             error = exc.message_zh if _lang() == "zh" else exc.message_en
         else:
-            login_user(User(account))  # the new session version keeps this browser signed in
+            sign_in(account)  # every session ended; this browser gets a new one
             flash(_("密码已修改。"), "ok")
             return redirect(home_url(current_user))
     status = 200 if error is None and not form.errors else 400
     return render_template("auth/password.html", form=form, error=error), status
 
 
-def _lang() -> str:
-    from .i18n import current_language
+class ResetForm(FlaskForm):
+    new = PasswordField(_l("新密码"), validators=[
+        DataRequired(_l("请填写新密码。")),
+        Length(min=MIN_PASSWORD, max=200, message=_l("新密码至少需要 %(n)s 个字符。", n=MIN_PASSWORD))])
+    confirm = PasswordField(_l("再次输入新密码"), validators=[EqualTo("new", _l("两次输入的新密码不一致。"))])
 
+
+@bp.route("/account/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+def reset_password(token: str):
+    """The owner sets a new password through the single-use link an admin's reset gave."""
+    account = accounts().reset_account(token)
+    if account is None:
+        response = current_app.make_response(
+            (render_template("auth/reset.html", form=None, account=None), 404))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    form = ResetForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            accounts().complete_reset(token, form.new.data)
+        except AccountError as exc:
+            error = exc.message_zh if _lang() == "zh" else exc.message_en
+        else:
+            logout_user()
+            session.clear()
+            flash(_("新密码已设置，请登录。"), "ok")
+            return redirect(url_for("auth.login"), 303)
+    status = 200 if error is None and not form.errors else 400
+    response = current_app.make_response(
+        (render_template("auth/reset.html", form=form, account=account, error=error), status))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _lang() -> str:
     return current_language()
 
 

@@ -345,13 +345,14 @@ def tokens():
     if form.validate_on_submit():
         try:
             token, plaintext = _tokens().create(institution_id=inst.id, name=form.name.data,
-                                                created_by=g.account.username)
+                                                created_by=g.account.username, account_id=g.account.id)
             created = {"name": token.name, "token": plaintext}
             form = TokenForm(formdata=None)
         except AccountError as exc:
             error = _message(exc)
     response = current_app.make_response(render_template(
         "institution/tokens.html", institution=inst, form=form, tokens=_tokens().list(inst.id), created=created,
+        now_utc=registry().clock(),
         error=error, revoke_form=FlaskForm()))
     response.headers["Cache-Control"] = "no-store"  # the new token is on this page once
     return response

@@ -33,7 +33,9 @@ def authenticated_token():
     if "api_token" not in g:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        g.api_token = registry().tokens.authenticate(value.strip()) if scheme.lower() == "bearer" else None
+        check = registry().tokens.check(value.strip()) if scheme.lower() == "bearer" else None
+        g.api_token = check.token if check is not None else None
+        g.api_token_refusal = check.reason if check is not None else None
     return g.api_token
 
 
@@ -50,6 +52,9 @@ def upload_limit() -> str:
 @bp.before_request
 def _require_token():
     if authenticated_token() is None:
+        if g.api_token_refusal == "expired":
+            return api_error(401, "unauthorized", "the API token has expired: create a new one under "
+                             "/institution/tokens (API 令牌已过期，请在“API 令牌”页面创建新令牌)")
         return api_error(401, "unauthorized", "a valid API token is required: Authorization: Bearer <token>")
     return None
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from registry.accounts.accounts import AccountService
+from registry.accounts.adminlog import AdminLog, admin_log_key
+from registry.accounts.adminlog import REDIS_HEAD_KEY as ADMIN_LOG_HEAD_KEY
 from registry.accounts.idempotency import IdempotencyStore
 from registry.accounts.tokens import TokenService
 from registry.bloom import BloomConfig, open_bloom_index
-from registry.complaints.audit import AuditChain, chain_for
+from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, chain_for, derive_key
 from registry.complaints.casework import CaseworkService
 from registry.complaints.holidays import HolidayService
 from registry.complaints.service import ComplaintService
@@ -62,6 +64,7 @@ class ServiceSettings:
     max_upload_bytes: int = 200 * 1024 * 1024
     upload_files_days: int = 90
     upload_stuck_minutes: int = 15
+    api_token_days: int = 365
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -79,6 +82,7 @@ class ServiceSettings:
             max_upload_bytes=int(values["MAX_UPLOAD_BYTES"]),
             upload_files_days=int(values.get("UPLOAD_FILES_DAYS", 90)),
             upload_stuck_minutes=int(values.get("UPLOAD_STUCK_MINUTES", 15)),
+            api_token_days=int(values.get("API_TOKEN_DAYS") or 365),
         )
 
 
@@ -135,12 +139,18 @@ class Services:
                                      keep_files=dt.timedelta(days=settings.upload_files_days))
         self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
                                         max_bytes=settings.max_upload_bytes)
-        # --- accounts ---
-        self.accounts = AccountService(sessions=self.sessions, clock=clock)
-        self.tokens = TokenService(sessions=self.sessions, clock=clock)
+        # --- accounts, and the sealed admin log (a sibling chain of the complaint audit chain) ---
+        admin_head = (RedisChainHead(self.redis, ADMIN_LOG_HEAD_KEY) if self.redis is not None
+                      else FileChainHead(settings.files_dir / "admin-log"))
+        self.admin_log = AdminLog(key=admin_log_key(derive_key(secret_key=settings.secret_key,
+                                                               audit_key=settings.audit_key)),
+                                  head=admin_head, clock=clock)
+        self.admin_log.install(self.sessions)
+        self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
+        self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
         # --- complaints and compliance ---
-        self.holidays = HolidayService(sessions=self.sessions)
+        self.holidays = HolidayService(sessions=self.sessions, admin_log=self.admin_log)
         self.complaints = ComplaintService(sessions=self.sessions, directory=self.directory, clock=clock)
         self.casework = CaseworkService(sessions=self.sessions, clock=clock, files_dir=settings.files_dir)
         self.compliance = ComplianceService(sessions=self.sessions, clock=clock)

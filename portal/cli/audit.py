@@ -1,4 +1,4 @@
-"""The complaint audit chain: ``audit verify``."""
+"""The complaint audit chain and the admin log: ``audit verify``."""
 from __future__ import annotations
 
 import sys
@@ -8,19 +8,23 @@ from flask.cli import AppGroup
 
 from ..extensions import registry
 
-audit = AppGroup("audit", help="Check the tamper evidence of complaint trails.")
+audit = AppGroup("audit", help="Check the tamper evidence of complaint trails and the admin log.")
 
 
 @audit.command("verify")
 def audit_verify():
-    """Walk the HMAC chain of complaint events; exit 1 naming the first bad event, 0 when intact."""
+    """Walk the HMAC chain of complaint events, then the admin log's; exit 1 naming the first bad
+    event or entry, 0 when both are intact."""
     reg = registry()
     with reg.sessions() as session:
         result = reg.audit_chain.verify(session)
+        admin = reg.admin_log.verify(session)
     head = f"seq {result.head[0]}" if result.head else "missing"
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} events, last seq {result.last_seq}, head {head}")
+        _admin_log_report(admin)
         return
+    _admin_log_report(admin, quiet=True)
     first = result.first
     where = f"event {first.event_id}" if first.event_id is not None else "chain head"
     click.echo(f"audit chain BROKEN at {where}: {first.message}", err=True)
@@ -28,3 +32,19 @@ def audit_verify():
         click.echo(f"  also: {problem.message}", err=True)
     click.echo(f"{result.checked} sealed events checked, {len(result.problems)} problems", err=True)
     sys.exit(1)
+
+
+def _admin_log_report(check, *, quiet: bool = False) -> None:
+    """One line for the admin log; exit 1 when it is broken (after the complaint chain's report)."""
+    head = f"seq {check.head[0]}" if check.head else "missing"
+    if check.ok:
+        if not quiet:
+            click.echo(f"admin log intact: {check.checked} entries, last seq {check.last_seq}, head {head}")
+        return
+    first = check.problems[0]
+    where = f"entry {first.entry_id}" if first.entry_id is not None else "log head"
+    click.echo(f"admin log BROKEN at {where}: {first.message}", err=True)
+    for problem in check.problems[1:20]:
+        click.echo(f"  also: {problem.message}", err=True)
+    if not quiet:
+        sys.exit(1)

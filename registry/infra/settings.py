@@ -65,6 +65,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "BLOOM_SHARDS": _int(env.get("BLOOM_SHARDS", "0"), "BLOOM_SHARDS"),
         "TRUSTED_PROXIES": _int(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES"),
         "BACKGROUND_INTERVAL": _float(env.get("BACKGROUND_INTERVAL", "3"), "BACKGROUND_INTERVAL"),
+        "API_TOKEN_DAYS": _int(env.get("API_TOKEN_DAYS", "365"), "API_TOKEN_DAYS"),
         "MAX_UPLOAD_BYTES": _int(env.get("MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)), "MAX_UPLOAD_BYTES"),
         # portal uploads holding more numbers (ranges expanded) are checked and imported by a job
         "UPLOAD_BACKGROUND_NUMBERS": _int(env.get("UPLOAD_BACKGROUND_NUMBERS", "100000"), "UPLOAD_BACKGROUND_NUMBERS"),

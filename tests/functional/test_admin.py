@@ -41,10 +41,34 @@ def test_admin_creates_disables_and_resets_accounts(portal_app, preg):
     assert "已停用" in login(user, "lab-manager").get_data(as_text=True)
     client.post(f"/admin/accounts/{account.id}/enable", data={"csrf_token": token})
 
-    page = client.post(f"/admin/accounts/{account.id}/reset", data={"csrf_token": token}).get_data(as_text=True)
-    temporary = re.search(r'<p class="mono token">([^<]+)</p>', page).group(1)
-    assert login(user, "lab-manager", PASSWORD).status_code == 400
-    assert login(user, "lab-manager", temporary).status_code == 302
+    # a reset gives the admin a link, never a password; the owner sets one through the link
+    response = client.post(f"/admin/accounts/{account.id}/reset", data={"csrf_token": token})
+    assert response.headers["Cache-Control"] == "no-store"
+    link = re.search(r'<p class="mono token">([^<]+)</p>', response.get_data(as_text=True)).group(1)
+    path = link[link.index("/account/reset/"):]
+    assert login(user, "lab-manager", PASSWORD).status_code == 400  # the old password is dead
+    owner = portal_app.test_client()
+    form = owner.get(path)
+    assert form.status_code == 200 and "lab-manager" in form.get_data(as_text=True)
+    reset_token = csrf_token(owner, path)
+    assert owner.post(path, data={"csrf_token": reset_token, "new": "short", "confirm": "short"}).status_code == 400
+    done = owner.post(path, data={"csrf_token": reset_token, "new": "the owner's own secret",
+                                  "confirm": "the owner's own secret"})
+    assert done.status_code == 303 and done.headers["Location"].endswith("/login")
+    assert owner.get(path).status_code == 404  # single use
+    signed_in = login(owner, "lab-manager", "the owner's own secret")
+    assert signed_in.status_code == 302
+    told = owner.get(signed_in.headers["Location"]).get_data(as_text=True)
+    admin_name = re.search(r'<span class="who">([^<]+)</span>', client.get("/admin/").get_data(as_text=True)).group(1)
+    assert "重置" in told and admin_name in told  # who reset it (and when)
+    assert admin_name not in owner.get("/institution/").get_data(as_text=True).split('class="who"')[0]  # once
+
+    # every action is in the sealed admin log, listed on its page and checked by audit verify
+    log = client.get("/admin/log").get_data(as_text=True)
+    for action in ("创建账号", "停用账号", "启用账号", "重置密码"):
+        assert action in log
+    result = portal_app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 0 and "admin log intact: 4 entries" in result.output
 
 
 def test_admin_extends_the_holiday_table(portal_app, preg):
@@ -60,15 +84,93 @@ def test_admin_extends_the_holiday_table(portal_app, preg):
     assert days == {("2027-02-06", False), ("2027-02-14", True)}
     assert client.post(f"/admin/holidays/{first.id}/delete", data={"csrf_token": token}).status_code == 303
     assert "2027-02-06" not in client.get("/admin/holidays").get_data(as_text=True)
+    log = client.get("/admin/log").get_data(as_text=True)
+    assert log.count("添加节假日") == 2 and "删除节假日" in log and "2027-02-06" in log
 
 
-def test_lockout_after_five_failures(portal_app, preg):
+def test_admin_log_is_paged_and_an_edit_breaks_audit_verify(portal_app, preg):
+    from sqlalchemy import update
+
+    from registry.accounts.models import AdminLogEntry
+
+    client = _admin_client(portal_app, preg)
+    for n in range(55):
+        preg.holidays.add(day=__import__("datetime").date(2030, 1, 1) + __import__("datetime").timedelta(days=n),
+                          name=f"day {n}", actor="root")
+    first = client.get("/admin/log").get_data(as_text=True)
+    assert "第 1 / 2 页" in first and "2030-02-24" in first and "2030-01-01" not in first
+    second = client.get("/admin/log?page=2").get_data(as_text=True)
+    assert "2030-01-01" in second
+    assert client.get("/admin/log?page=x").status_code == 200
+    assert client.get("/admin/log?page=99999999999999999999").status_code == 200
+    with preg.sessions() as session:
+        session.execute(update(AdminLogEntry).where(AdminLogEntry.seq == 3).values(target="2031-01-01"))
+        session.commit()
+    result = portal_app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 1 and "admin log BROKEN" in result.output and "seq 3" in result.output
+    assert "audit chain intact" in result.output  # the complaint chain's line keeps its format
+
+
+def test_another_address_cannot_lock_the_owner_out(portal_app, preg):
+    """Issue 13 item 8: failures are throttled per (username, address), never per account."""
+    account = make_account(preg, "admin")
+    attacker = portal_app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    for _ in range(8):
+        assert login(attacker, account.username, "wrong password!").status_code == 400
+    assert login(attacker, account.username).status_code == 400  # that address waits
+    owner = portal_app.test_client()
+    owner.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    assert login(owner, account.username).status_code == 302
+
+
+def test_failures_answer_identically_for_unknown_wrong_and_throttled(portal_app, preg, monkeypatch):
+    """No reply tells whether an account exists or is being throttled; each costs one scrypt."""
+    import registry.accounts.accounts as module
+
+    calls = []
+    real = module.check_password_hash
+    monkeypatch.setattr(module, "check_password_hash", lambda h, p: calls.append(h) or real(h, p))
     account = make_account(preg, "admin")
     client = portal_app.test_client()
-    for _ in range(5):
-        assert login(client, account.username, "wrong password!").status_code == 400
-    locked = login(client, account.username)
-    assert locked.status_code == 400 and "锁定" in locked.get_data(as_text=True)
+    for _ in range(6):
+        login(client, account.username, "wrong password!")
+    replies = {}
+    for case, (name, password) in {"unknown": ("no-such-user", PASSWORD), "wrong": (account.username, "nope nope!"),
+                                   "throttled": (account.username, PASSWORD)}.items():
+        calls.clear()
+        other = portal_app.test_client() if case != "throttled" else client
+        response = login(other, name, password)
+        assert len(calls) == 1, case
+        page = response.get_data(as_text=True)
+        page = re.sub(r'value="[^"]*"', "", page)  # the CSRF token and the typed username differ
+        replies[case] = (response.status_code, re.search(r'<p class="error" role="alert">([^<]+)</p>', page).group(1))
+    assert len(set(replies.values())) == 1, replies
+    assert "锁定" not in replies["unknown"][1]
+
+
+def test_logout_ends_the_session_on_the_server(portal_app, preg):
+    """Issue 13 item 7: a copied session cookie opens nothing after POST /logout."""
+    with preg.sessions() as session:
+        inst = make_institution(session)
+    account = make_account(preg, institution=inst)
+    client = portal_app.test_client()
+    assert login(client, account.username).status_code == 302
+    cookie = client.get_cookie("session")
+    thief = portal_app.test_client()
+    thief.set_cookie("session", cookie.value)
+    assert thief.get("/institution/").status_code == 200  # the copy works while the session lives
+    assert client.post("/logout", data={"csrf_token": csrf_token(client, "/institution/")}).status_code == 302
+    assert thief.get("/institution/").status_code == 302  # and is worthless once it ended
+    # disabling the account, or changing its password, ends every other session the same way
+    other = portal_app.test_client()
+    login(other, account.username)
+    copy = portal_app.test_client()
+    copy.set_cookie("session", other.get_cookie("session").value)
+    token = csrf_token(other, "/account/password")
+    assert other.post("/account/password", data={"csrf_token": token, "current": PASSWORD, "new": "a new long secret",
+                                                 "confirm": "a new long secret"}).status_code == 302
+    assert other.get("/institution/").status_code == 200 and copy.get("/institution/").status_code == 302
 
 
 def test_logout_and_password_change(portal_app, preg):

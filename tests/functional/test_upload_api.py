@@ -49,6 +49,40 @@ def test_token_lifecycle(portal_app, preg, lab):
                       data={"csrf_token": csrf_token(other, "/institution/tokens")}).status_code == 404
 
 
+def test_a_disabled_accounts_token_and_an_expired_token_answer_401(portal_app, preg, lab):
+    """Issue 13 item 12: tokens die with their account and expire (the portal shows when)."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from registry.accounts.models import Account, ApiToken
+
+    client, inst, token = lab
+    with preg.sessions() as session:
+        stored = session.query(ApiToken).one()
+        owner = session.query(Account).filter_by(institution_id=inst.id).one()
+    assert stored.account_id == owner.id
+    assert stored.expires_at == stored.created_at + dt.timedelta(days=365)
+    assert "有效期至" in client.get("/institution/tokens").get_data(as_text=True)
+    call = {"json": {"quarter": "2026Q3", "numbers": ["A-1"]}}
+    assert client.post("/api/v1/numbers", headers=bearer(token), **call).status_code == 200
+    second = create_token(client, "second")
+    with preg.sessions() as session:
+        session.execute(update(ApiToken).where(ApiToken.name == "second")
+                        .values(expires_at=preg.clock() - dt.timedelta(seconds=1)))
+        session.commit()
+    expired = client.post("/api/v1/numbers", headers=bearer(second), **call)
+    assert expired.status_code == 401 and expired.get_json()["error"]["code"] == "unauthorized"
+    assert "expired" in expired.get_json()["error"]["message"]
+    assert "已过期" in client.get("/institution/tokens").get_data(as_text=True)
+    preg.accounts.set_active(owner.id, False, actor="root")
+    refused = portal_app.test_client().post("/api/v1/numbers", headers=bearer(token), **call)
+    assert refused.status_code == 401 and "expired" not in refused.get_json()["error"]["message"]
+    preg.accounts.set_active(owner.id, True, actor="root")
+    again = portal_app.test_client().post("/api/v1/numbers", headers=bearer(token), **call)
+    assert again.status_code == 401  # revoked, not merely hidden while disabled
+
+
 def test_tokens_are_stored_hashed(preg, lab):
     from registry.accounts.models import ApiToken
 

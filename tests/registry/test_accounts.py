@@ -41,19 +41,53 @@ def test_passwords_are_scrypt_hashes(accounts):
     assert accounts.authenticate("nobody", PASSWORD).reason == "bad_credentials"
 
 
-def test_lockout_after_five_failures_in_fifteen_minutes(accounts, clock):
+def test_failures_are_throttled_per_username_and_client_never_locking_the_owner(accounts, clock):
+    """Issue 13 item 8: five (or fifty) wrong passwords from one address do not lock the account
+    for its owner elsewhere; that address waits, doubling, while the owner signs in."""
     accounts.create(username="lab1", password=PASSWORD, role="admin")
+    for _ in range(50):
+        assert accounts.authenticate("lab1", "wrong", client="203.0.113.9").reason == "bad_credentials"
+    assert accounts.authenticate("lab1", PASSWORD, client="198.51.100.7").account is not None  # the owner
+    # the attacking address waits: even the right password is refused there, with the same answer
+    assert accounts.authenticate("lab1", PASSWORD, client="203.0.113.9").reason == "bad_credentials"
+    clock.now += dt.timedelta(minutes=16)  # the wait is capped at 15 minutes
+    assert accounts.authenticate("lab1", PASSWORD, client="203.0.113.9").account is not None
+
+
+def test_backoff_doubles_after_five_free_failures(accounts, clock):
+    accounts.create(username="lab1b", password=PASSWORD, role="admin")
     for _ in range(4):
-        accounts.authenticate("lab1", "wrong")
-    clock.now += dt.timedelta(minutes=16)  # the window restarts
-    for _ in range(4):
-        assert accounts.authenticate("lab1", "wrong").reason == "bad_credentials"
-    assert accounts.authenticate("lab1", PASSWORD).account is not None  # success resets the count
+        accounts.authenticate("lab1b", "wrong", client="a")
+    assert accounts.authenticate("lab1b", PASSWORD, client="a").account is not None  # success clears the count
     for _ in range(5):
-        accounts.authenticate("lab1", "wrong")
-    assert accounts.authenticate("lab1", PASSWORD).reason == "locked"
-    clock.now += dt.timedelta(minutes=16)
-    assert accounts.authenticate("lab1", PASSWORD).account is not None
+        accounts.authenticate("lab1b", "wrong", client="a")
+    assert accounts.authenticate("lab1b", PASSWORD, client="a").reason == "bad_credentials"  # waiting 1 s
+    clock.now += dt.timedelta(seconds=1, milliseconds=1)
+    accounts.authenticate("lab1b", "wrong", client="a")  # 6th failure: 2 s
+    clock.now += dt.timedelta(seconds=1)
+    assert accounts.authenticate("lab1b", PASSWORD, client="a").reason == "bad_credentials"
+    clock.now += dt.timedelta(seconds=1, milliseconds=1)
+    assert accounts.authenticate("lab1b", PASSWORD, client="a").account is not None
+
+
+def test_every_failure_answers_alike_after_one_scrypt(accounts, monkeypatch):
+    """Unknown name, wrong password and a throttled pair: the same reason, one hash each."""
+    import registry.accounts.accounts as module
+
+    calls = []
+    real = module.check_password_hash
+    monkeypatch.setattr(module, "check_password_hash", lambda h, p: calls.append(h) or real(h, p))
+    accounts.create(username="lab1c", password=PASSWORD, role="admin")
+    for _ in range(6):
+        accounts.authenticate("lab1c", "wrong", client="x")  # now throttled for "x"
+    outcomes = {}
+    for case, (name, client) in {"unknown": ("nobody-here", "y"), "wrong": ("lab1c", "y"),
+                                 "throttled": ("lab1c", "x")}.items():
+        calls.clear()
+        outcomes[case] = accounts.authenticate(name, "wrong" if case == "wrong" else PASSWORD, client=client)
+        assert len(calls) == 1 and calls[0].startswith("scrypt:"), case
+    assert {o.reason for o in outcomes.values()} == {"bad_credentials"}
+    assert all(o.account is None for o in outcomes.values())
 
 
 def test_bindings(accounts, session):
@@ -72,16 +106,68 @@ def test_bindings(accounts, session):
         accounts.create(username="weak", password="short", role="admin")
 
 
-def test_disable_reset_and_change_bump_the_session_version(accounts):
+def test_disable_and_change_bump_the_session_version(accounts):
     account = accounts.create(username="lab3", password=PASSWORD, role="admin")
     assert accounts.set_active(account.id, False).session_version == 2
     assert accounts.authenticate("lab3", PASSWORD).reason == "disabled"
+    assert accounts.authenticate("lab3", "wrong").reason == "bad_credentials"  # "disabled" needs the password
     accounts.set_active(account.id, True)
-    temporary = accounts.reset_password(account.id)
-    assert accounts.authenticate("lab3", temporary).account.session_version == 4
     with pytest.raises(AccountError):
         accounts.change_password(account.id, "wrong", "another long secret")
-    assert accounts.change_password(account.id, temporary, "another long secret").session_version == 5
+    assert accounts.change_password(account.id, PASSWORD, "another long secret").session_version == 4
+
+
+def test_sessions_end_on_sign_out_disable_reset_and_password_change(accounts):
+    """Issue 13 item 7: a session id lives in the database; ending it makes the cookie worthless."""
+    account = accounts.create(username="lab4", password=PASSWORD, role="admin")
+    first = accounts.start_session(account.id, user_agent="Mozilla/5.0 " + "x" * 300)
+    second = accounts.start_session(account.id)
+    assert accounts.session_account(first).id == account.id
+    accounts.end_session(first)
+    assert accounts.session_account(first) is None and accounts.session_account(second).id == account.id
+    assert accounts.session_account("") is None and accounts.session_account("forged") is None
+    accounts.set_active(account.id, False, actor="root")
+    accounts.set_active(account.id, True, actor="root")
+    assert accounts.session_account(second) is None  # disabling ended every session
+    third = accounts.start_session(account.id)
+    accounts.change_password(account.id, PASSWORD, "another long secret")
+    assert accounts.session_account(third) is None
+    fourth = accounts.start_session(account.id)
+    accounts.reset_password(account.id, actor="root")
+    assert accounts.session_account(fourth) is None
+
+
+def test_sessions_expire_after_31_days(accounts, clock):
+    account = accounts.create(username="lab5", password=PASSWORD, role="admin")
+    token = accounts.start_session(account.id)
+    clock.now += dt.timedelta(days=30)
+    assert accounts.session_account(token) is not None
+    clock.now += dt.timedelta(days=2)
+    assert accounts.session_account(token) is None
+
+
+def test_reset_locks_the_account_until_the_owner_uses_the_single_use_link(accounts, clock):
+    """Issue 13 item 10: the admin never gets a usable password."""
+    account = accounts.create(username="lab6", password=PASSWORD, role="admin")
+    link = accounts.reset_password(account.id, actor="root")
+    assert accounts.authenticate("lab6", PASSWORD).account is None  # the old password is dead
+    assert accounts.reset_account(link).id == account.id and accounts.reset_account(link + "x") is None
+    with pytest.raises(AccountError):
+        accounts.complete_reset(link, "short")
+    accounts.complete_reset(link, "the owner's new secret")
+    assert accounts.reset_account(link) is None  # single use
+    with pytest.raises(AccountError):
+        accounts.complete_reset(link, "yet another secret")
+    assert accounts.authenticate("lab6", "the owner's new secret").account is not None
+    notice = accounts.take_reset_notice(account.id)
+    assert notice.by == "root" and notice.at == clock.now
+    assert accounts.take_reset_notice(account.id) is None  # told once
+    late = accounts.reset_password(account.id, actor="root")
+    clock.now += dt.timedelta(hours=24, seconds=1)
+    assert accounts.reset_account(late) is None  # expired
+    newer = accounts.reset_password(account.id, actor="root")
+    older = accounts.reset_password(account.id, actor="root")
+    assert accounts.reset_account(newer) is None and accounts.reset_account(older) is not None  # a new reset voids the old link
 
 
 def test_tokens_hashed_revocable_and_scoped(engine, session, clock):
@@ -97,6 +183,66 @@ def test_tokens_hashed_revocable_and_scoped(engine, session, clock):
     assert tokens.authenticate(plaintext) is None
     with pytest.raises(AccountError):
         tokens.create(institution_id=inst.id, name="  ", created_by="lab")
+
+
+def test_tokens_expire_and_die_with_their_account(engine, session, clock, accounts):
+    """Issue 13 item 12."""
+    inst = make_institution(session)
+    owner = accounts.create(username="lab7", password=PASSWORD, role="institution", institution_uscc=inst.uscc)
+    tokens = TokenService(sessions=make_session_factory(engine), clock=clock, days=30)
+    token, plaintext = tokens.create(institution_id=inst.id, name="LIMS", created_by="lab7", account_id=owner.id)
+    assert token.account_id == owner.id and token.expires_at == clock.now + dt.timedelta(days=30)
+    assert tokens.check(plaintext).token.id == token.id
+    clock.now += dt.timedelta(days=30)
+    assert tokens.check(plaintext).reason == "expired" and tokens.authenticate(plaintext) is None
+    clock.now -= dt.timedelta(days=1)
+    assert tokens.authenticate(plaintext) is not None
+    accounts.set_active(owner.id, False, actor="root")
+    assert tokens.check(plaintext).reason == "unknown"
+    accounts.set_active(owner.id, True, actor="root")
+    assert tokens.authenticate(plaintext) is None  # revoked for good, not merely hidden
+    other, other_text = tokens.create(institution_id=inst.id, name="other", created_by=None)
+    assert tokens.revoke_institution(inst.id) == 1 and tokens.authenticate(other_text) is None
+
+
+def test_admin_log_seals_admin_actions(engine, session, clock, tmp_path):
+    """Issue 13 item 10: create, disable, enable, reset and holiday edits are sealed entries; an
+    edit, a deletion or a truncation is found."""
+    from sqlalchemy import delete, select, update
+
+    from registry.accounts.adminlog import AdminLog
+    from registry.accounts.models import AdminLogEntry
+    from registry.complaints.audit import FileChainHead
+
+    sessions = make_session_factory(engine)
+    log = AdminLog(key=b"k" * 32, head=FileChainHead(tmp_path / "admin-log"), clock=clock)
+    log.install(sessions)
+    accounts = AccountService(sessions=sessions, clock=clock, admin_log=log)
+    holidays = HolidayService(sessions=sessions, admin_log=log)
+    account = accounts.create(username="lab8", password=PASSWORD, role="admin", actor="root")
+    accounts.set_active(account.id, False, actor="root")
+    accounts.set_active(account.id, True, actor="root")
+    accounts.reset_password(account.id, actor="root")
+    day = holidays.add(day=dt.date(2027, 2, 6), name="春节", actor="root")
+    holidays.delete(day.id, actor="root")
+    accounts.create(username="lab9", password=PASSWORD, role="admin")  # no actor (CLI, demo): not an admin action
+    with sessions() as s:
+        check = log.verify(s)
+        assert check.ok and check.checked == 6 and check.head[0] == 6
+        actions = [(e.action, e.target) for e in s.scalars(select(AdminLogEntry).order_by(AdminLogEntry.seq))]
+        assert actions == [("create", "lab8"), ("disable", "lab8"), ("enable", "lab8"), ("reset", "lab8"),
+                           ("holiday_add", "2027-02-06"), ("holiday_delete", "2027-02-06")]
+        assert log.page(s, 1, per_page=4).pages == 2 and log.page(s, 2, per_page=4).entries[-1].seq == 1
+        s.execute(update(AdminLogEntry).where(AdminLogEntry.seq == 4).values(actor="somebody else"))
+        s.commit()
+        assert "seq 4" in log.verify(s).problems[0].message
+        s.execute(update(AdminLogEntry).where(AdminLogEntry.seq == 4).values(actor="root"))
+        s.execute(delete(AdminLogEntry).where(AdminLogEntry.seq == 2))
+        s.commit()
+        assert "seq 2" in log.verify(s).problems[0].message
+        s.execute(delete(AdminLogEntry).where(AdminLogEntry.seq >= 5))
+        s.commit()
+        assert any("truncated" in p.message for p in log.verify(s).problems)
 
 
 def test_idempotency_store_keeps_the_first_answer(engine, session, clock):
