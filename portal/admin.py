@@ -2,7 +2,7 @@
 table the working-day calendar falls back on, and the sealed admin log of all of these."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -16,6 +16,7 @@ from .auth import accounts, guard_blueprint
 from .forms import _Choice
 from .extensions import registry
 from .i18n import current_language
+from .urls import int_arg
 
 bp = guard_blueprint(Blueprint("admin", __name__, url_prefix="/admin"), "admin")
 
@@ -101,9 +102,7 @@ def reset(account_id: int):
     except AccountError:
         abort(404)
     account = accounts().get(account_id)
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    path = url_for("auth.reset_password", token=token)
-    link = base.rstrip("/") + path if base else url_for("auth.reset_password", token=token, _external=True)
+    link = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for("auth.reset_password", token=token)
     response = current_app.make_response(
         render_template("admin/reset.html", account=account, link=link,
                         hours=int(RESET_LIFETIME.total_seconds() // 3600)))
@@ -147,8 +146,7 @@ LOG_ACTIONS = {
 @bp.get("/log")
 def log():
     """The sealed admin log, newest first, 50 a page."""
-    raw = request.args.get("page", "1")
-    page = int(raw) if raw.isdigit() and len(raw) <= 6 else 1
+    page = int_arg("page", high=1_000_000) or 1
     reg = registry()
     with reg.sessions() as session:
         listing = reg.admin_log.page(session, page)

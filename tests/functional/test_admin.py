@@ -101,8 +101,9 @@ def test_admin_log_is_paged_and_an_edit_breaks_audit_verify(portal_app, preg):
     assert "第 1 / 2 页" in first and "2030-02-24" in first and "2030-01-01" not in first
     second = client.get("/admin/log?page=2").get_data(as_text=True)
     assert "2030-01-01" in second
-    assert client.get("/admin/log?page=x").status_code == 200
-    assert client.get("/admin/log?page=99999999999999999999").status_code == 200
+    assert client.get("/admin/log?page=x").status_code == 400
+    assert client.get("/admin/log?page=99999999999999999999").status_code == 400
+    assert "2030-01-01" in client.get("/admin/log?page=7").get_data(as_text=True)  # past the end: the last page
     with preg.sessions() as session:
         session.execute(update(AdminLogEntry).where(AdminLogEntry.seq == 3).values(target="2031-01-01"))
         session.commit()
