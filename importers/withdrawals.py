@@ -1,9 +1,11 @@
 """Withdrawal files: report numbers (or ranges) of voided reports, each with its reason.
 
-The reason is required: a withdrawal without one is a rejected row (``reason_missing``).
+The reason is required: a withdrawal without one is a rejected row (``reason_missing``). A
+restore file has the same columns, its reason optional (``reason_required=False``).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -38,7 +40,8 @@ class Withdrawal:
 class WithdrawalFile:
     """A withdrawal file being read; iterate :meth:`rows` once."""
 
-    def __init__(self, layout: Layout, filename: str, *, max_numbers: int, max_range: int, max_problems: int):
+    def __init__(self, layout: Layout, filename: str, *, max_numbers: int, max_range: int, max_problems: int,
+                 reason_required: bool = True):
         self.filename = filename
         self.problems: list[RowProblem] = []
         self.warnings: list[FileWarning] = list(layout.warnings)
@@ -47,6 +50,7 @@ class WithdrawalFile:
         self._max_numbers = max_numbers
         self._max_range = max_range
         self._max_problems = max_problems
+        self._reason_required = reason_required
         self._started = False
 
     def rows(self) -> Iterator[Withdrawal]:
@@ -55,7 +59,7 @@ class WithdrawalFile:
         self._started = True
         total = 0
         number_index = self._layout.columns["number"]
-        reason_index = self._layout.columns["reason"]
+        reason_index = self._layout.columns.get("reason")
         for row in self._layout.data_rows:
             self.rows_read += 1
             raw = row.text(number_index)
@@ -64,8 +68,8 @@ class WithdrawalFile:
             except Rejected as rejected:
                 self._reject(row, number_index, raw, rejected)
                 continue
-            reason = " ".join(clean_text(row.text(reason_index)).split())
-            if not reason:
+            reason = " ".join(clean_text(row.text(reason_index)).split()) if reason_index is not None else ""
+            if not reason and self._reason_required:
                 self._reject(row, reason_index, row.text(reason_index), Rejected(
                     "reason_missing", "撤销原因不能为空：撤销报告编号必须说明原因",
                     "the reason is missing: every withdrawal needs a reason (撤销原因)"))
@@ -90,8 +94,11 @@ class WithdrawalFile:
 
 def read_withdrawals(fileobj: BinaryIO, filename: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
                      max_numbers: int = DEFAULT_MAX_NUMBERS, max_range: int = DEFAULT_MAX_RANGE,
-                     max_problems: int = DEFAULT_MAX_PROBLEMS) -> WithdrawalFile:
-    """Open a withdrawal file; a missing column or unreadable file raises :class:`FileRefused` here."""
+                     max_problems: int = DEFAULT_MAX_PROBLEMS, reason_required: bool = True) -> WithdrawalFile:
+    """Open a withdrawal (or, ``reason_required=False``, restore) file; a missing column or
+    unreadable file raises :class:`FileRefused` here."""
     table = open_table(fileobj, filename, max_bytes=max_bytes)
-    layout = locate_columns(table, [NUMBER_COLUMN, REASON_COLUMN], filename)
-    return WithdrawalFile(layout, filename, max_numbers=max_numbers, max_range=max_range, max_problems=max_problems)
+    reason = REASON_COLUMN if reason_required else dataclasses.replace(REASON_COLUMN, required=False)
+    layout = locate_columns(table, [NUMBER_COLUMN, reason], filename)
+    return WithdrawalFile(layout, filename, max_numbers=max_numbers, max_range=max_range, max_problems=max_problems,
+                          reason_required=reason_required)

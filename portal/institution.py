@@ -21,12 +21,12 @@ from registry.accounts.accounts import AccountError
 from registry.accounts.tokens import TokenService
 from registry.institutions.models import Institution
 from registry.registration.models import Batch
-from registry.numbers.normalize import InvalidValue, normalize_number
+from registry.numbers.normalize import InvalidValue, clean_text, normalize_number
 from registry.numbers.quarters import SHANGHAI, Quarter
 from registry.registration.service import RegistrationRefused, receipt_of
 from registry.registration.uploads import WORKING
 from workflows.jobs import QueueUnavailable, ThreadQueue
-from workflows.withdrawals import read_withdrawal_file, withdraw_items
+from workflows.withdrawals import read_withdrawal_file, restore_items, withdraw_items
 
 from . import qr
 from .auth import guard_blueprint
@@ -119,6 +119,12 @@ class WithdrawForm(FlaskForm):
     number = StringField(_l("报告编号（或范围，如 WT2020-0098~0102）"), validators=[Optional(), Length(max=200)])
     reason = StringField(_l("撤销原因"), validators=[Optional(), Length(max=500)])
     file = FileField(_l("或上传撤销文件（列：报告编号、撤销原因）"))
+
+
+class RestoreForm(FlaskForm):
+    number = StringField(_l("报告编号（或范围，如 WT2020-0098~0102）"), validators=[Optional(), Length(max=200)])
+    reason = StringField(_l("恢复原因（可选）"), validators=[Optional(), Length(max=500)])
+    file = FileField(_l("或上传恢复文件（列：报告编号，可选撤销原因列写恢复原因）"))
 
 
 class TokenForm(FlaskForm):
@@ -298,38 +304,104 @@ def declare_zero():
     return redirect(url_for(".receipt", batch_id=receipt.batch_id), 303)
 
 
-# --- withdrawals -----------------------------------------------------------------------------
+# --- withdrawals and restores: check → confirm -----------------------------------------------
+MAX_TYPED_NUMBERS = 1_000  # a range typed in the form; more go in a file
+SHOWN_NUMBERS = 500
+
+
+def _pending():
+    return registry().pending_changes
+
+
+def _change_items(form, *, restore: bool) -> tuple[list, list, bool]:
+    """(items, rejected rows, ok) from the form; a problem goes onto its field."""
+    storage = form.file.data
+    if storage and getattr(storage, "filename", ""):
+        try:
+            items, problems = read_withdrawal_file(storage.stream, storage.filename, restore=restore,
+                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+        except FileRefused as exc:
+            form.file.errors.append(_message(exc))
+            return [], [], False
+        return items, problems, True
+    if not (form.number.data or "").strip():
+        form.number.errors.append(_("请填写报告编号或选择撤销文件。") if not restore
+                                  else _("请填写报告编号或选择恢复文件。"))
+        return [], [], False
+    reason = " ".join(clean_text(form.reason.data or "").split())
+    if not reason and not restore:
+        form.reason.errors.append(_("请填写撤销原因。"))
+        return [], [], False
+    try:
+        span = parse_number_cell(form.number.data)
+    except Rejected as exc:
+        form.number.errors.append(_message(exc))
+        return [], [], False
+    if span.count > MAX_TYPED_NUMBERS:
+        form.number.errors.append(_(
+            "这个范围包含 %(n)s 个编号，在此一次最多处理 %(max)s 个。请检查范围是否写错；确需处理更多编号，请上传文件。",
+            n="{:,}".format(span.count), max="{:,}".format(MAX_TYPED_NUMBERS)))
+        return [], [], False
+    return [(None, n, reason) for n in span], [], True
+
+
+def _change_page(kind: str):
+    """GET: the form. POST: check what the withdrawal (restore) would change and show it, with
+    a button to confirm; nothing changes yet."""
+    restore = kind == "restore"
+    inst = _institution()
+    form = WithdrawForm() if not restore else RestoreForm()
+    template = "institution/restorations.html" if restore else "institution/withdrawals.html"
+    if not form.validate_on_submit():
+        status = 400 if form.errors else 200
+        return render_template(template, institution=inst, form=form), status
+    items, problems, ok = _change_items(form, restore=restore)
+    if not ok:
+        return render_template(template, institution=inst, form=form), 400
+    preview = registry().registration.preview_change(institution_id=inst.id, items=items, restore=restore)
+    key = _pending().save(kind=kind, institution_id=inst.id, items=items, problems=problems) if preview.change else None
+    return render_template("institution/change_check.html", institution=inst, kind=kind, preview=preview,
+                           shown=preview.change[:SHOWN_NUMBERS], problems=problems[:100],
+                           problem_count=len(problems), key=key, confirm_form=FlaskForm())
+
+
+def _confirm_change(kind: str):
+    restore = kind == "restore"
+    inst = _institution()
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    change = _pending().take(request.form.get("key", ""), kind=kind, institution_id=inst.id)
+    page = ".restorations" if restore else ".withdrawals"
+    if change is None:
+        flash(_("此项操作已确认过或已过期，未作任何更改；请重新填写。"), "error")
+        return redirect(url_for(page), 303)
+    run = restore_items if restore else withdraw_items
+    done = run(registry().registration, institution_id=inst.id, items=change.items, problems=change.problems,
+               actor=g.account.username, source="portal")
+    template = "institution/restorations.html" if restore else "institution/withdrawals.html"
+    form = (RestoreForm if restore else WithdrawForm)(formdata=None)
+    return render_template(template, institution=inst, form=form, result=done.result,
+                           problems=done.problems[:100], problem_count=len(done.problems))
+
+
 @bp.route("/withdrawals", methods=["GET", "POST"])
 def withdrawals():
-    inst = _institution()
-    form = WithdrawForm()
-    error, result, problems = None, None, []
-    if form.validate_on_submit():
-        storage = form.file.data
-        items = []
-        if storage and getattr(storage, "filename", ""):
-            try:
-                items, problems = read_withdrawal_file(storage.stream, storage.filename,
-                                                       max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
-            except FileRefused as exc:
-                error = _message(exc)
-        elif (form.number.data or "").strip():
-            reason = " ".join((form.reason.data or "").split())
-            if not reason:
-                error = _("请填写撤销原因。")
-            else:
-                try:
-                    items = [(None, n, reason) for n in parse_number_cell(form.number.data)]
-                except Rejected as exc:
-                    error = _message(exc)
-        else:
-            error = _("请填写报告编号或选择撤销文件。")
-        if error is None:
-            done = withdraw_items(registry().registration, institution_id=inst.id, items=items, problems=problems)
-            result, problems = done.result, done.problems
-    status = 400 if (error or form.errors) else 200
-    return render_template("institution/withdrawals.html", institution=inst, form=form, error=error,
-                           result=result, problems=problems[:100], problem_count=len(problems)), status
+    return _change_page("withdraw")
+
+
+@bp.post("/withdrawals/confirm")
+def confirm_withdrawals():
+    return _confirm_change("withdraw")
+
+
+@bp.route("/restorations", methods=["GET", "POST"])
+def restorations():
+    return _change_page("restore")
+
+
+@bp.post("/restorations/confirm")
+def confirm_restorations():
+    return _confirm_change("restore")
 
 
 # --- API tokens ------------------------------------------------------------------------------

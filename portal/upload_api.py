@@ -1,4 +1,5 @@
-"""The upload API for lab systems (``/api/v1``): files, continuous registration, withdrawals.
+"""The upload API for lab systems (``/api/v1``): files, continuous registration, withdrawals
+and their undoing (restorations).
 
 Authenticated by a per-institution token (``Authorization: Bearer rnr_…``), exempt from CSRF
 (no cookies are read), rate-limited per token. Errors use the contract's JSON codes.
@@ -174,32 +175,49 @@ def _replay(stored, fingerprint: str):
 def withdraw():
     """Withdraw numbers of voided reports: JSON ``{"numbers": [...], "reason"}`` or
     ``{"items": [{"number", "reason"}]}``, or a multipart withdrawal file."""
+    return _change(restore=False)
+
+
+@bp.post("/restorations")
+@limiter.limit(upload_limit, key_func=token_key)
+def restore():
+    """Restore numbers withdrawn by mistake: the same request as a withdrawal, the reason
+    optional → ``{"restored", "not_withdrawn", "rejected", "problems"}``."""
+    return _change(restore=True)
+
+
+def _change(*, restore: bool):
     token = g.api_token
     problems: list[dict] = []
     storage = request.files.get("file")
     if storage is not None and storage.filename:
         try:
-            items, rejected = read_withdrawal_file(storage.stream, storage.filename,
+            items, rejected = read_withdrawal_file(storage.stream, storage.filename, restore=restore,
                                                    max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
         except FileRefused as exc:
             return api_error(422, "invalid_file", exc.message_en, reason=exc.code, problems=[])
         problems = [problem_json(p) for p in rejected]
     else:
-        items, problems, error = _withdrawal_items(request.get_json(silent=True))
+        items, problems, error = _withdrawal_items(request.get_json(silent=True), restore=restore)
         if error is not None:
             return error
     if len(items) > 1_000_000:
         return api_error(413, "payload_too_large", "too many numbers")
-    result = registry().registration.withdraw(institution_id=token.institution_id, items=items)
+    registration, actor = registry().registration, f"token:{token.name}"[:100]
+    if restore:
+        result = registration.restore(institution_id=token.institution_id, items=items, actor=actor, source="api")
+    else:
+        result = registration.withdraw(institution_id=token.institution_id, items=items, actor=actor, source="api")
     problems += [{"line": line, "value": number, "code": "not_registered",
                   "reason": "this institution has not registered this number"}
                  for line, number in result.not_registered]
-    return json_response({"withdrawn": result.withdrawn, "already_withdrawn": result.already_withdrawn,
-                          "rejected": len(problems), "problems": problems[:MAX_PROBLEMS_SHOWN]}, 200)
+    counts = ({"restored": result.restored, "not_withdrawn": result.not_withdrawn} if restore else
+              {"withdrawn": result.withdrawn, "already_withdrawn": result.already_withdrawn})
+    return json_response({**counts, "rejected": len(problems), "problems": problems[:MAX_PROBLEMS_SHOWN]}, 200)
 
 
-def _withdrawal_items(payload):
-    """(items, problems, error response) from a JSON withdrawal request."""
+def _withdrawal_items(payload, *, restore: bool = False):
+    """(items, problems, error response) from a JSON withdrawal (or restore) request."""
     if not isinstance(payload, dict):
         return [], [], api_error(400, "invalid_request", "send a JSON object or a multipart 'file'")
     if "items" in payload:
@@ -213,13 +231,13 @@ def _withdrawal_items(payload):
             return [], [], api_error(400, "invalid_request", "'numbers' must be a list of report numbers")
         pairs = [(n, payload.get("reason")) for n in numbers]
     if not pairs:
-        return [], [], api_error(400, "invalid_request", "no number to withdraw")
+        return [], [], api_error(400, "invalid_request", f"no number to {'restore' if restore else 'withdraw'}")
     if len(pairs) > MAX_NUMBERS_PER_CALL:
         return [], [], api_error(413, "payload_too_large", f"at most {MAX_NUMBERS_PER_CALL} numbers per call")
     items, problems = [], []
     for index, (number, reason) in enumerate(pairs):
         reason = " ".join(clean_text(reason).split()) if isinstance(reason, str) else ""
-        if not reason:
+        if not reason and not restore:
             problems.append({"index": index, "value": number, "code": "reason_missing",
                              "reason": "every withdrawal needs a reason"})
             continue

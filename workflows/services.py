@@ -43,6 +43,7 @@ from registry.verification.service import VerificationService
 
 from .jobs import JobQueue, make_job_queue
 from .uploads import UploadSteps
+from .withdrawals import PendingChanges
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Services:
                                      keep_files=dt.timedelta(days=settings.upload_files_days))
         self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
                                         max_bytes=settings.max_upload_bytes)
+        self.pending_changes = PendingChanges(settings.files_dir)  # withdrawals/restores awaiting confirmation
         # --- accounts, and the sealed admin log (a sibling chain of the complaint audit chain) ---
         admin_head = (RedisChainHead(self.redis, ADMIN_LOG_HEAD_KEY) if self.redis is not None
                       else FileChainHead(settings.files_dir / "admin-log"))

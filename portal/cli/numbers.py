@@ -1,4 +1,5 @@
-"""Report numbers: ``import-numbers`` (a file → one batch) and ``withdraw-numbers``."""
+"""Report numbers: ``import-numbers`` (a file → one batch), ``withdraw-numbers`` and
+``restore-numbers`` (undo a withdrawal; both with ``--dry-run``)."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,8 @@ from importers.errors import FileRefused
 from registry.numbers.quarters import Quarter
 from registry.registration.service import RegistrationRefused
 from workflows.numbers import register_number_file
-from workflows.withdrawals import withdraw_file
+from workflows.problems import not_registered_problems, write_rejected_csv
+from workflows.withdrawals import read_withdrawal_file, restore_items, withdraw_items
 
 from ..extensions import registry
 from .common import Progress, echo_problems, institution, open_input, refuse
@@ -73,23 +75,57 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--institution", "uscc", required=True)
 @click.option("--rejected-csv", type=click.Path(dir_okay=False, writable=True))
-def withdraw_numbers(file: str, uscc: str, rejected_csv: str | None):
+@click.option("--dry-run", is_flag=True, help="say what would be withdrawn; change nothing")
+def withdraw_numbers(file: str, uscc: str, rejected_csv: str | None, dry_run: bool):
     """Withdraw the numbers of voided reports listed in FILE (number and reason per row)."""
+    _change_numbers(file, uscc, rejected_csv, dry_run=dry_run, restore=False)
+
+
+@click.command("restore-numbers")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--institution", "uscc", required=True)
+@click.option("--rejected-csv", type=click.Path(dir_okay=False, writable=True))
+@click.option("--dry-run", is_flag=True, help="say what would be restored; change nothing")
+def restore_numbers(file: str, uscc: str, rejected_csv: str | None, dry_run: bool):
+    """Restore numbers withdrawn by mistake, listed in FILE (number, optional reason per row)."""
+    _change_numbers(file, uscc, rejected_csv, dry_run=dry_run, restore=True)
+
+
+def _change_numbers(file: str, uscc: str, rejected_csv: str | None, *, dry_run: bool, restore: bool) -> None:
     reg = registry()
     with reg.sessions() as session:
         inst = institution(session, uscc)
     name = Path(file).name
     with open_input(file) as fh:
         try:
-            done = withdraw_file(reg.registration, fh, file_name=name, institution_id=inst.id,
-                                 rejected_csv=rejected_csv)
+            items, rejected = read_withdrawal_file(fh, name, restore=restore)
         except FileRefused as exc:
             refuse(f"{name}: {exc.message_en} / {exc.message_zh}")
+    if dry_run:
+        preview = reg.registration.preview_change(institution_id=inst.id, items=items, restore=restore)
+        problems = rejected + not_registered_problems(preview.not_registered)
+        if rejected_csv and problems:
+            write_rejected_csv(rejected_csv, problems)
+        echo_problems(name, problems)
+        for number in preview.change:
+            click.echo(f"{name}: would {'restore' if restore else 'withdraw'} {number}")
+        click.echo(f"{name}: dry run, nothing changed: would {'restore' if restore else 'withdraw'} "
+                   f"{len(preview.change):,}, {'not withdrawn' if restore else 'already withdrawn'} "
+                   f"{len(preview.unchanged):,}, rejected {len(problems):,}")
+        sys.exit(1 if problems else 0)
+    run = restore_items if restore else withdraw_items
+    done = run(reg.registration, institution_id=inst.id, items=items, problems=rejected, rejected_csv=rejected_csv,
+               actor="cli", source="cli")
     echo_problems(name, done.problems)
     result = done.result
-    click.echo(f"{name}: withdrawn {result.withdrawn:,}, already withdrawn {result.already_withdrawn:,}, "
-               f"rejected {len(done.problems):,}")
+    if restore:
+        click.echo(f"{name}: restored {result.restored:,}, not withdrawn {result.not_withdrawn:,}, "
+                   f"rejected {len(done.problems):,}")
+    else:
+        click.echo(f"{name}: withdrawn {result.withdrawn:,}, already withdrawn {result.already_withdrawn:,}, "
+                   f"rejected {len(done.problems):,}")
     sys.exit(1 if done.problems else 0)
 
 
-COMMANDS = (import_numbers, withdraw_numbers)
+COMMANDS = (import_numbers, withdraw_numbers, restore_numbers)

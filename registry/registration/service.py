@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.registration.loaders import LoadCounts, chunked, make_loader
 from registry.registration.pipeline import BitsPipeline, BloomTarget, RowsPipeline
 from registry.institutions.models import Institution
-from registry.registration.models import Batch, ReportNumber
+from registry.registration.models import Batch, NumberEvent, ReportNumber
 from registry.numbers.normalize import clean_text, normalize_number
 from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
 
@@ -82,6 +82,23 @@ class Receipt:
 class WithdrawResult:
     withdrawn: int = 0
     already_withdrawn: int = 0
+    not_registered: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+@dataclass
+class RestoreResult:
+    restored: int = 0
+    not_withdrawn: int = 0
+    not_registered: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+@dataclass
+class ChangePreview:
+    """What withdrawing (or restoring) some numbers would do, nothing changed: the numbers it
+    would change, those already in the wanted state, and those never registered."""
+
+    change: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     not_registered: list[tuple[int | None, str]] = field(default_factory=list)
 
 
@@ -242,15 +259,52 @@ class RegistrationService:
         return receipt
 
     def withdraw(
-        self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]], when: dt.datetime | None = None
+        self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]], when: dt.datetime | None = None,
+        actor: str | None = None, source: str = "cli",
     ) -> WithdrawResult:
         """Withdraw ``(line, number, reason)`` items of one institution in one transaction.
 
         Numbers the institution never registered are listed in ``not_registered`` (row errors);
-        already-withdrawn ones are counted and left as they were.
-        """
+        already-withdrawn ones are counted and left as they were. Each withdrawal is kept in the
+        number's history (``number_events``: who, when, why, through what)."""
         when = when or self._clock()
         result = WithdrawResult()
+        with self._sessions() as session:
+            for line, raw, reason in items:
+                number = normalize_number(raw)
+                reason = clean_text(reason, 500)
+                changed = session.execute(
+                    update(ReportNumber)
+                    .where(
+                        ReportNumber.number == number,
+                        ReportNumber.institution_id == institution_id,
+                        ReportNumber.withdrawn_at.is_(None),
+                    )
+                    .values(withdrawn_at=when, withdraw_reason=reason)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    result.withdrawn += 1
+                    session.add(NumberEvent(number=number, institution_id=institution_id, kind="withdrawn",
+                                            reason=reason, actor=_actor(actor), source=source, at=when))
+                    continue
+                if self._registered(session, institution_id, number):
+                    result.already_withdrawn += 1
+                else:
+                    result.not_registered.append((line, number))
+            session.commit()
+        return result
+
+    def restore(
+        self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]], when: dt.datetime | None = None,
+        actor: str | None = None, source: str = "cli",
+    ) -> RestoreResult:
+        """Undo withdrawals: ``(line, number, reason)`` items of one institution, in one
+        transaction. The number answers ``found`` again; its history keeps the withdrawal and
+        this restore (who, when, why). Numbers not withdrawn are counted and left as they were;
+        numbers never registered are listed in ``not_registered``."""
+        when = when or self._clock()
+        result = RestoreResult()
         with self._sessions() as session:
             for line, raw, reason in items:
                 number = normalize_number(raw)
@@ -259,25 +313,59 @@ class RegistrationService:
                     .where(
                         ReportNumber.number == number,
                         ReportNumber.institution_id == institution_id,
-                        ReportNumber.withdrawn_at.is_(None),
+                        ReportNumber.withdrawn_at.is_not(None),
                     )
-                    .values(withdrawn_at=when, withdraw_reason=clean_text(reason, 500))
+                    .values(withdrawn_at=None, withdraw_reason=None)
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if changed:
-                    result.withdrawn += 1
+                    result.restored += 1
+                    session.add(NumberEvent(number=number, institution_id=institution_id, kind="restored",
+                                            reason=clean_text(reason or "", 500) or None, actor=_actor(actor),
+                                            source=source, at=when))
                     continue
-                exists = session.scalar(
-                    select(ReportNumber.number).where(
-                        ReportNumber.number == number, ReportNumber.institution_id == institution_id
-                    )
-                )
-                if exists is None:
-                    result.not_registered.append((line, number))
+                if self._registered(session, institution_id, number):
+                    result.not_withdrawn += 1
                 else:
-                    result.already_withdrawn += 1
+                    result.not_registered.append((line, number))
             session.commit()
         return result
+
+    def preview_change(self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]],
+                       restore: bool = False) -> ChangePreview:
+        """What :meth:`withdraw` (or, ``restore``, :meth:`restore`) would do with ``items``;
+        nothing changes. Each number once, in the order given."""
+        preview, seen = ChangePreview(), set()
+        with self._sessions() as session:
+            for line, raw, _reason in items:
+                number = normalize_number(raw)
+                if number in seen:
+                    continue
+                seen.add(number)
+                withdrawn_at = session.execute(
+                    select(ReportNumber.withdrawn_at).where(
+                        ReportNumber.number == number, ReportNumber.institution_id == institution_id)
+                ).first()
+                if withdrawn_at is None:
+                    preview.not_registered.append((line, number))
+                elif (withdrawn_at[0] is not None) == restore:
+                    preview.change.append(number)
+                else:
+                    preview.unchanged.append(number)
+        return preview
+
+    def history(self, *, number: str, institution_id: int) -> list[NumberEvent]:
+        """The withdrawals and restores of a registered number, oldest first."""
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(NumberEvent).where(NumberEvent.number == normalize_number(number),
+                                          NumberEvent.institution_id == institution_id)
+                .order_by(NumberEvent.at, NumberEvent.id)))
+
+    @staticmethod
+    def _registered(session: Session, institution_id: int, number: str) -> bool:
+        return session.scalar(select(ReportNumber.number).where(
+            ReportNumber.number == number, ReportNumber.institution_id == institution_id)) is not None
 
     # --- continuous registration and the quarter overview (issue 6) ---------------------------
     def register_continuous(
@@ -382,6 +470,10 @@ class QuarterStatus:
     batches: int
     numbers: int
     zero: bool
+
+
+def _actor(actor: str | None) -> str | None:
+    return clean_text(actor, 100) or None if actor else None
 
 
 def _join(stage) -> BaseException | None:

@@ -163,21 +163,33 @@ def test_overview_starts_at_the_first_certificate(portal_app, preg):
     assert "2020年第1季度" in overview and "2019年第4季度" not in overview
 
 
+def confirm_change(client, check_page):
+    """Press the confirm button of a withdrawal's (restore's) check page."""
+    html = check_page.get_data(as_text=True)
+    action = re.search(r'<form method="post" action="([^"]+/confirm)"', html).group(1)
+    key = re.search(r'name="key" value="([^"]+)"', html).group(1)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    return client.post(action, data={"csrf_token": token, "key": key})
+
+
 def test_withdraw_one_number_and_a_file(portal_app, preg):
     client, inst = signed_in(portal_app, preg)
     confirm(client, upload_file(client, CSV).headers["Location"])
     token = csrf_token(client, "/institution/withdrawals")
-    response = client.post("/institution/withdrawals", data={
+    check = client.post("/institution/withdrawals", data={
         "csrf_token": token, "number": "WT2026-0001", "reason": "报告作废"})
+    assert check.status_code == 200 and "确认撤销 1 个编号" in check.get_data(as_text=True)
+    response = confirm_change(client, check)
     assert response.status_code == 200 and "已撤销 1 个" in response.get_data(as_text=True)
     verdict = client.get(f"/api/v1/verify?number=WT2026-0001&institution={inst.uscc}").get_json()
     assert verdict["status"] == "withdrawn" and verdict["withdrawn_at"]
 
     file = "报告编号,撤销原因\nWT2026-0002,重新出具\nWT2026-9999,错号\n".encode()
     token = csrf_token(client, "/institution/withdrawals")
-    response = client.post("/institution/withdrawals", data={
+    check = client.post("/institution/withdrawals", data={
         "csrf_token": token, "file": (io.BytesIO(file), "w.csv")}, content_type="multipart/form-data")
-    page = response.get_data(as_text=True)
+    assert "WT2026-9999" in check.get_data(as_text=True)  # named on the check page already
+    page = confirm_change(client, check).get_data(as_text=True)
     assert "已撤销 1 个" in page and "WT2026-9999" in page
     assert client.get("/api/v1/verify?number=WT2026-0002").get_json()["status"] == "withdrawn"
 
