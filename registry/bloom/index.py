@@ -231,23 +231,52 @@ class BloomIndex:
     # --- trust -----------------------------------------------------------------------------------
     def check_marker(self, newest_batch_id: int | None) -> None:
         """Trust the store only when its pointer, shard headers and newest-batch marker are intact
-        and the marker has reached the database's newest batch."""
+        and the marker has reached the database's newest batch (``newest_batch_id``, None when the
+        registry has no batch). On success the Redis store records its ``run_id`` with the marker,
+        for :meth:`check_marker_without_database`."""
+        self._check(newest_batch_id, database=True)
+
+    def check_marker_without_database(self) -> None:
+        """The marker check while the database is unreachable (a worker started during an outage).
+
+        Trusts the store only where it cannot have lost a write since a database-backed check:
+        shard files on this host (written and made durable before any row commits), or a Redis
+        whose ``run_id`` is the one recorded by the last database-backed check of this generation
+        (a restarted or restored Redis has another). Negatives then answer from the index; anything
+        else still needs the database. Never trusts a generation this process's database-backed
+        check found wanting: only a rebuild restores that one. Failing, it leaves the index in
+        database mode without asking for a rebuild (one could not run now); the next
+        database-backed check decides."""
+        self._check(None, database=False)
+
+    def _check(self, newest_batch_id: int | None, *, database: bool) -> None:
         try:
+            # read before anything else: a restart after this leaves a record no server matches
+            run_id = self._store.run_id() if database else None
             pointer = self._store.read_pointer()
-            if pointer is None and newest_batch_id is None:
+            if pointer is None and database and newest_batch_id is None:
                 pointer = self._initialize()
             if pointer is None:
-                self._distrust("no generation in the store", rebuild=True)
+                self._distrust("no generation in the store", rebuild=database)
+                return
+            if not database and self.needs_rebuild and pointer.generation == self._generation:
+                self._distrust(self._reason or f"generation {pointer.generation} awaits a rebuild", rebuild=False)
                 return
             self._generation = pointer.generation
             self._announced = self._store.read_announcement() is not None
             marker = self._store.read_marker(pointer.generation)
             if marker is None:
-                self._distrust(f"marker of generation {pointer.generation} missing", rebuild=True)
+                self._distrust(f"marker of generation {pointer.generation} missing", rebuild=database)
                 return
-            if newest_batch_id is not None and marker < newest_batch_id:
-                self._distrust(f"marker {marker} behind newest batch {newest_batch_id}", rebuild=True)
-                return
+            if database:
+                if newest_batch_id is not None and marker < newest_batch_id:
+                    self._distrust(f"marker {marker} behind newest batch {newest_batch_id}", rebuild=True)
+                    return
+            else:
+                lost = self._store.lost_writes_since_check(pointer.generation, marker)
+                if lost is not None:
+                    self._distrust(f"database unreachable and {lost}", rebuild=False)
+                    return
             bad = [g for g in self._store.header_generations(pointer) if g != pointer.generation]
             if bad:
                 announced = self._store.read_announcement()
@@ -255,8 +284,11 @@ class BloomIndex:
                 if switching and self._store.rebuild_running():
                     self._distrust("generation switch under way", rebuild=False)
                 else:
-                    self._distrust(f"shards of generation {pointer.generation} missing or replaced", rebuild=True)
+                    self._distrust(f"shards of generation {pointer.generation} missing or replaced",
+                                   rebuild=database)
                 return
+            if database and run_id is not None:
+                self._store.record_checked(pointer.generation, run_id, marker)
             self._breaker_until = 0.0
             with self._lock:
                 self._trust(pointer)
@@ -314,6 +346,7 @@ class BloomIndex:
         """Build a new generation from the database and switch to it; lookups keep answering."""
         started = time.monotonic()
         store = self._store
+        run_id = store.run_id()  # before the snapshot: see _check
         with store.rebuild_lock():
             with self._engine.connect() as conn:
                 rows = conn.execute(text("SELECT count(*) FROM report_numbers")).scalar() or 0
@@ -345,6 +378,11 @@ class BloomIndex:
                 raise
             finally:
                 self._rebuilding = False
+            if run_id is not None:  # the snapshot was a database-backed check of the new generation
+                try:
+                    store.record_checked(new.generation, run_id, newest or 0)
+                except Exception as exc:  # noqa: BLE001 - the next marker check records it
+                    self._failed("record_checked", exc, breaker=False)
             self._breaker_until = 0.0
             self._announced = False
             with self._lock:

@@ -6,6 +6,7 @@ generation, a rebuild announcement, and a newest-batch marker per generation.
 from __future__ import annotations
 
 import fcntl
+import json
 import sys
 from array import array
 import mmap
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from bitarray import bitarray
+from redis.exceptions import ResponseError
 
 from registry.infra.redisdirect import DirectRedis
 from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
@@ -42,6 +44,9 @@ class ShardStore(Protocol):
     def read_marker(self, generation: int) -> int | None: ...
     def advance_marker(self, generation: int, batch_id: int) -> None: ...
     def header_generations(self, pointer: Pointer) -> list[int]: ...
+    def run_id(self) -> str | None: ...
+    def record_checked(self, generation: int, run_id: str, marker: int) -> None: ...
+    def lost_writes_since_check(self, generation: int, marker: int) -> str | None: ...
     def probe(self, generation: int, shard: int, offsets: list[int]) -> bool: ...
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]: ...
     def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool,
@@ -134,6 +139,25 @@ class LocalStore:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+    # trust without the database
+    def run_id(self) -> str | None:
+        """Files have no server that could restart empty or from an older copy."""
+        return None
+
+    def record_checked(self, generation: int, run_id: str, marker: int) -> None:
+        """Nothing to record: see :meth:`lost_writes_since_check`."""
+
+    def lost_writes_since_check(self, generation: int, marker: int) -> str | None:
+        """None: shard files on this host cannot have lost a write that a committed batch relied on.
+        A writer sets the bits through a shared mapping and ``msync``s them (or ``fsync``s the shard
+        in :meth:`sync`), then :meth:`advance_marker` rewrites the marker under ``flock`` and
+        ``fsync``s it — all before its rows commit (``Writer.add``; ``RegistrationService`` commits
+        inside ``BloomIndex.writing``). So the marker and the bits on disk are at least as new as
+        every committed batch, with or without the database to compare. (A shard replaced by
+        another generation's file is caught by the header check; putting back an old copy of the
+        same generation by hand is not something this check can see.)"""
+        return None
 
     # reading
     def header_generations(self, pointer: Pointer) -> list[int]:
@@ -412,6 +436,44 @@ class RedisStore:
     def advance_marker(self, generation: int, batch_id: int) -> None:
         self._advance(keys=[self.marker_key(generation)], args=[int(batch_id)])
 
+    # trust without the database
+    @staticmethod
+    def checked_key(generation: int) -> str:
+        return f"rnr:bloom:g{generation}:checked"
+
+    def run_id(self) -> str | None:
+        """The server's ``run_id`` (``INFO server``): new at every start, so a Redis restarted empty
+        or from an older snapshot, or a replica promoted in its place, has another one. None when
+        the server refuses ``INFO`` (then no process can trust this store without the database)."""
+        try:
+            return str(self.client.info("server")["run_id"])
+        except (ResponseError, KeyError):
+            return None
+
+    def record_checked(self, generation: int, run_id: str, marker: int) -> None:
+        """Remember, beside the generation's marker, that a database-backed check found this
+        generation intact on the server with ``run_id`` (read *before* the check, so a restart
+        during the check leaves a record no server matches)."""
+        self.client.set(self.checked_key(generation), json.dumps({"run_id": run_id, "marker": int(marker)}))
+
+    def lost_writes_since_check(self, generation: int, marker: int) -> str | None:
+        """None when this server is the one a database-backed check last found intact and has
+        not restarted since (same ``run_id``): a running Redis keeps every write it acknowledged.
+        Otherwise why it cannot be trusted without the database."""
+        raw = self.client.get(self.checked_key(generation))
+        if raw is None:
+            return f"no database-backed check recorded for generation {generation}"
+        try:
+            record = json.loads(raw)
+            recorded_run, recorded_marker = str(record["run_id"]), int(record["marker"])
+        except (ValueError, KeyError, TypeError):
+            return f"unreadable check record of generation {generation}"
+        if recorded_run != self.run_id():
+            return "Redis restarted since the last database-backed check (another run_id)"
+        if marker < recorded_marker:
+            return f"marker {marker} behind the last checked marker {recorded_marker}"
+        return None
+
     def header_generations(self, pointer: Pointer) -> list[int]:
         pipe = self.client.pipeline(transaction=False)
         for shard in range(pointer.layout.shards):
@@ -476,7 +538,7 @@ class RedisStore:
 
     def discard_generation(self, pointer: Pointer) -> None:
         keys = [self.key(pointer.generation, s) for s in range(pointer.layout.shards)]
-        self.client.unlink(*keys, self.marker_key(pointer.generation))
+        self.client.unlink(*keys, self.marker_key(pointer.generation), self.checked_key(pointer.generation))
 
     def switch(self, new: Pointer, old: Pointer | None) -> None:
         pipe = self.client.pipeline(transaction=True)

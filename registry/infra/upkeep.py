@@ -3,6 +3,8 @@
 Every few seconds: reload the institution directory when its version changed, compare the Bloom
 marker with the newest batch (start a rebuild when the index lost bits), flush the query log;
 once an hour, the hourly chores (deleting the files of uploads past their keeping period).
+While the database is unreachable the marker check runs without it
+(:meth:`registry.bloom.index.BloomIndex.check_marker_without_database`).
 Started once per process (again in a forked child); the CLI and tests call
 :meth:`Upkeep.wait_until_trusted` instead.
 """
@@ -46,12 +48,16 @@ class Upkeep:
             with self._sessions() as session:
                 self._directory.refresh(session)
                 newest = session.scalar(select(func.max(Batch.id)))
-            self._bloom.check_marker(newest)
-            self.last_refresh_error = None
         except Exception as exc:  # keep serving from what we have; readiness reports it
             self.last_refresh_error = f"{exc.__class__.__name__}: {exc}"
             log.warning("registry refresh failed: %s", self.last_refresh_error)
+            # without the database, trust the index only where its store cannot have lost writes
+            # since a database-backed check; then negatives keep answering (a worker started during
+            # an outage included), and a Redis that restarted meanwhile is no longer trusted
+            self._bloom.check_marker_without_database()
             return
+        self._bloom.check_marker(newest)
+        self.last_refresh_error = None
         if auto_rebuild and self._bloom.needs_rebuild:
             self.start_rebuild()
 

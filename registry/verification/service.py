@@ -157,11 +157,22 @@ class VerificationService:
 
     def answer(self, query: Query, maybe: bool | None) -> Verdict:
         """The verdict, given the Bloom index's answer for the number: False is final (no SQL);
-        True and None (the index cannot say now) are settled by the database."""
+        True and None (the index cannot say now) are settled by the database.
+
+        Until the institution directory has loaded (a worker started while the database was
+        down), a verdict that needs it — an institution given, or a registration to describe —
+        is :class:`Unavailable`; a number the index rules out, asked without an institution,
+        still answers ``not_found``."""
         now = self._clock()
+        directory = self._directory.loaded
+        if query.resolved is not None and not directory:
+            raise Unavailable("the institution directory is not loaded yet")
         if maybe is False:
             return self._negative(query.number, "not_found", query.asked, query.resolved, now)
-        verdict = self._decide(query.number, self._rows(query.number), query.asked, query.resolved, now)
+        rows = self._rows(query.number)
+        if rows and not directory:
+            raise Unavailable("the institution directory is not loaded yet")
+        verdict = self._decide(query.number, rows, query.asked, query.resolved, now)
         if maybe is None:
             verdict.source = "database"
         return verdict

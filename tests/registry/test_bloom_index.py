@@ -424,3 +424,114 @@ def test_rebuild_waits_for_a_writer_that_began_before_its_announcement(open_inde
     index.check_marker(newest_batch(engine))
     assert index.status()["mode"] == "bloom"
     assert all(index.lookup(n) is True for n in early)
+
+
+# --- trust without the database (a process started while the database is down) ------------------
+def test_trusted_without_database_after_a_database_backed_check(open_index, session_factory, engine):
+    checked = open_index()
+    checked.check_marker(None)
+    with session_factory() as session:
+        institution_id = make_institution(session)
+        session.commit()
+        registered = numbers("ND", 300)
+        register(checked, session, institution_id, registered)
+    checked.check_marker(newest_batch(engine))  # the database-backed check (records Redis's run_id)
+
+    started = open_index()  # a process started while the database is down
+    assert started.lookup("ND-000001") is None
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "bloom"
+    assert all(started.lookup(n) is True for n in registered)
+    assert started.lookup("NEVER-REGISTERED") is False
+    assert not started.needs_rebuild
+
+
+def test_trusted_without_database_after_a_rebuild(open_index, session_factory, engine):
+    index = open_index()
+    index.check_marker(None)
+    with session_factory() as session:
+        institution_id = make_institution(session)
+        session.commit()
+        register(index, session, institution_id, numbers("RB", 50))
+    index.rebuild()  # its snapshot is a database-backed check of the new generation
+    started = open_index()
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "bloom" and started.lookup("RB-000001") is True
+
+
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+def test_redis_never_checked_against_the_database_is_not_trusted_without_it(open_index, store_kind, redis_client):
+    first = open_index()
+    first.check_marker(None)
+    for key in redis_client.scan_iter("rnr:bloom:g*:checked"):
+        redis_client.delete(key)
+    started = open_index()
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "database" and started.lookup("X-1") is None
+    assert "no database-backed check" in started.status()["reason"]
+    assert not started.needs_rebuild  # a rebuild could not run without the database
+
+
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+def test_redis_with_another_run_id_is_not_trusted_without_database(open_index, store_kind, session_factory,
+                                                                   engine, redis_client):
+    """A Redis restored from an older snapshot holds its bits, pointer, marker and check record,
+    but has another run_id than the server the record was made on: it may lack the last writes."""
+    index = open_index()
+    index.check_marker(None)
+    with session_factory() as session:
+        institution_id = make_institution(session)
+        session.commit()
+        register(index, session, institution_id, numbers("RS", 20))
+    index.check_marker(newest_batch(engine))
+    [key] = list(redis_client.scan_iter("rnr:bloom:g*:checked"))
+    record = json.loads(redis_client.get(key))
+    assert record["run_id"] == redis_client.info("server")["run_id"]
+    redis_client.set(key, json.dumps(record | {"run_id": "0" * 40}))  # as recorded before a restart
+
+    started = open_index()
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "database" and started.lookup("RS-000001") is None
+    assert "run_id" in started.status()["reason"]
+    index.check_marker_without_database()  # also a process that trusted it before the outage
+    assert index.status()["mode"] == "database" and index.lookup("NEVER") is None
+    index.check_marker(newest_batch(engine))  # the database is back: its check decides, and records
+    assert index.status()["mode"] == "bloom"
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "bloom"
+
+
+def test_store_that_lost_bits_is_not_trusted_without_database(open_index, session_factory, engine, store_kind,
+                                                              tmp_path, request):
+    index = open_index()
+    index.check_marker(None)
+    with session_factory() as session:
+        institution_id = make_institution(session)
+        session.commit()
+        register(index, session, institution_id, numbers("LB", 100))
+    index.check_marker(newest_batch(engine))
+    redis_client = request.getfixturevalue("redis_client") if store_kind == "redis" else None
+    _lose_the_store(index, store_kind, tmp_path, redis_client)  # Redis restarted empty; a shard file replaced
+    started = open_index()
+    started.check_marker_without_database()
+    assert started.status()["mode"] == "database"
+    assert started.lookup("LB-000001") is None and started.lookup("NEVER") is None
+
+
+def test_generation_found_behind_is_not_trusted_without_database(open_index, session_factory, engine):
+    """Once this process's database-backed check found the marker behind, only a rebuild restores
+    trust: the store-only check must not undo that verdict while the database is down."""
+    index = open_index()
+    index.check_marker(None)
+    with session_factory() as session:
+        institution_id = make_institution(session)
+        session.commit()
+        register(index, session, institution_id, numbers("GB", 10))
+        index.check_marker(newest_batch(engine))
+        make_batch(session, institution_id)  # committed without its bits
+        session.commit()
+    index.check_marker(newest_batch(engine))
+    assert index.needs_rebuild and index.status()["mode"] == "database"
+    index.check_marker_without_database()
+    assert index.status()["mode"] == "database" and index.lookup("GB-000001") is None
+    assert index.needs_rebuild
