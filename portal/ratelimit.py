@@ -3,9 +3,10 @@
 
 Flask-Limiter guards every other limited route. The verify routes count here instead, with the
 same fixed-window semantics, because on Redis their count can then share the Bloom probe's
-exchange (portal/edge.py): :meth:`VerifyLimiter.commands` gives the Redis commands of one hit
-(``INCR``/``EXPIRE NX``/``PTTL`` per limit) and :meth:`VerifyLimiter.decide` turns their replies
-into a :class:`Decision`. Without Redis, or for a few seconds after Redis failed (logged and
+exchange (portal/edge.py): :meth:`VerifyLimiter.commands` gives the Redis command of one hit
+(one small script: ``INCR``, ``PEXPIRE`` on a window's first hit, ``PTTL``, for each limit) and
+:meth:`VerifyLimiter.decide` turns its reply into a :class:`Decision`. (One script instead of
+three commands per limit: Redis dispatches one command, the client reads one reply.) Without Redis, or for a few seconds after Redis failed (logged and
 counted, as Flask-Limiter's in-memory fallback does), hits are counted in a file shared by every
 worker of the host (portal/hostwindows.py), so a limit means the same with 1 or 8 workers.
 The HTML pages count with :meth:`VerifyLimiter.hit` (an exchange of their own) before they verify.
@@ -28,6 +29,18 @@ from .hostwindows import HostWindows, key_hash
 log = logging.getLogger(__name__)
 FALLBACK_SECONDS = 5.0
 CLIENTS_KEPT = 10_000  # clients whose commands are kept made (then forgotten all at once)
+
+#: KEYS: one window key per limit; ARGV: each window's length in ms. Returns count, PTTL per key.
+COUNT_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, ARGV[i]) end
+  out[2 * i - 1] = n
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
+"""
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,9 @@ class VerifyLimiter:
         if made is None:
             if len(self._clients) >= CLIENTS_KEPT:
                 self._clients.clear()
-            keys = [(f"{self._prefix}:{amount}/{seconds}:{client}", seconds) for amount, seconds in self._limits]
-            commands = []
-            for key, seconds in keys:
-                commands += [("INCR", key), ("EXPIRE", key, seconds, "NX"), ("PTTL", key)]
+            # one hash tag per client: its keys share a slot, as a script on Redis Cluster needs
+            keys = [(f"{self._prefix}:{{{client}}}:{amount}/{seconds}", seconds) for amount, seconds in self._limits]
+            commands = [("EVAL", COUNT_SCRIPT, len(keys), *(k for k, _ in keys), *(s * 1000 for _, s in keys))]
             hashed = [(key_hash(key), seconds) for key, seconds in keys]
             made = self._clients[client] = (keys, commands, hashed)
         return made
@@ -86,13 +98,13 @@ class VerifyLimiter:
         """The decision from the replies to :meth:`commands` (on the host if they are [] or failed)."""
         if not replies:
             return self.count_on_host(client)
-        keys = self._made(client)[0]
+        [reply] = replies
+        if isinstance(reply, Exception):
+            return self.failed(client, reply)
         now = time.time()
         counts = []
-        for i, (_, seconds) in enumerate(keys):
-            count, ttl_ms = replies[3 * i], replies[3 * i + 2]
-            if isinstance(count, Exception) or isinstance(ttl_ms, Exception):
-                return self.failed(client, count if isinstance(count, Exception) else ttl_ms)
+        for i, (_, seconds) in enumerate(self._made(client)[0]):
+            count, ttl_ms = reply[2 * i], reply[2 * i + 1]
             counts.append((int(count), now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
         return self._decision(counts)
 
