@@ -151,7 +151,9 @@ def status(tracking_code: str):
     casework = registry().casework  # the regulator's questions and findings
     response = make_response(render_template(
         "complaint_status.html", complaint=complaint, categories=CATEGORY_LABELS,
-        question=casework.open_question(tracking_code), finding=casework.public_finding(tracking_code)))
+        question=casework.open_question(tracking_code),
+        # a finding is shown only while the complaint matches its seals (docs/contract.md, "HTML pages")
+        finding=casework.public_finding(tracking_code) if complaint.intact else None))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex"
     return response

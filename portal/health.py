@@ -52,6 +52,10 @@ def readyz():
         "institutions": len(reg.directory),
         "version": reg.directory.version,
     }
+    # the complaint audit chain's key: derived from SECRET_KEY on PostgreSQL means a SECRET_KEY
+    # rotation would leave every seal unverifiable (set AUDIT_KEY or AUDIT_KEYS)
+    parts["audit"] = ({"status": "degraded", "key": "derived_from_secret_key"} if reg.audit_key_missing
+                      else {"status": "ok", "key": "configured" if reg.audit_chain.configured else "derived_from_secret_key"})
     if reg.last_refresh_error:
         parts["directory"]["status"] = "degraded"
         parts["directory"]["error"] = error_kind(reg.last_refresh_error)

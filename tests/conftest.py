@@ -207,6 +207,7 @@ def stack(request, tmp_path):
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "FILES_DIR": str(tmp_path / "instance" / "files"),
         "SECRET_KEY": "test-secret",
+        "AUDIT_KEY": "test-audit-key",  # as production sets it (without it /readyz says degraded on PostgreSQL)
         "BLOOM_CAPACITY": 200_000,
         "BLOOM_SHARDS": 4,
         "TESTING": True,

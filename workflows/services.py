@@ -58,6 +58,7 @@ class ServiceSettings:
     files_dir: Path
     secret_key: str
     audit_key: str = ""
+    audit_keys: str = ""
     bloom_capacity: int = 10_000_000
     bloom_error_rate: float = 0.001
     bloom_shards: int = 0
@@ -76,6 +77,7 @@ class ServiceSettings:
             files_dir=Path(values["FILES_DIR"]),
             secret_key=values["SECRET_KEY"],
             audit_key=values.get("AUDIT_KEY") or "",
+            audit_keys=values.get("AUDIT_KEYS") or "",
             bloom_capacity=int(values["BLOOM_CAPACITY"]),
             bloom_error_rate=float(values["BLOOM_ERROR_RATE"]),
             bloom_shards=int(values["BLOOM_SHARDS"]),
@@ -112,8 +114,13 @@ class Services:
         settings.bloom_dir.mkdir(parents=True, exist_ok=True)
         settings.files_dir.mkdir(parents=True, exist_ok=True)
         self.audit_chain: AuditChain = chain_for(secret_key=settings.secret_key, audit_key=settings.audit_key,
-                                                 files_dir=settings.files_dir, redis=self.redis)
+                                                 audit_keys=settings.audit_keys, files_dir=settings.files_dir,
+                                                 redis=self.redis)
         self.audit_chain.install(self.sessions)  # seal every complaint event written through these sessions
+        if self.audit_key_missing:
+            log.warning("AUDIT_KEY/AUDIT_KEYS is not set: the complaint audit chain is sealed with a key derived "
+                        "from SECRET_KEY, so rotating SECRET_KEY would make every sealed event unverifiable; "
+                        "set AUDIT_KEY (or AUDIT_KEYS) in production")
         # --- numbers: registration and verification ---
         self.bloom = open_bloom_index(
             config=BloomConfig(
@@ -153,7 +160,8 @@ class Services:
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
         # --- complaints and compliance ---
         self.holidays = HolidayService(sessions=self.sessions, admin_log=self.admin_log)
-        self.complaints = ComplaintService(sessions=self.sessions, directory=self.directory, clock=clock)
+        self.complaints = ComplaintService(sessions=self.sessions, directory=self.directory, clock=clock,
+                                           chain=self.audit_chain)
         self.casework = CaseworkService(sessions=self.sessions, clock=clock, files_dir=settings.files_dir)
         self.compliance = ComplianceService(sessions=self.sessions, clock=clock)
         self.abnormal = AbnormalService(sessions=self.sessions, clock=clock)
@@ -164,6 +172,11 @@ class Services:
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False
+
+    @property
+    def audit_key_missing(self) -> bool:
+        """PostgreSQL (production) with the chain's key derived from SECRET_KEY: /readyz degraded."""
+        return self.engine.dialect.name == "postgresql" and not self.audit_chain.configured
 
     @property
     def jobs(self) -> JobQueue:

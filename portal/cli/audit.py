@@ -26,7 +26,12 @@ def audit_verify():
         return
     _admin_log_report(admin, quiet=True)
     first = result.first
-    where = f"event {first.event_id}" if first.event_id is not None else "chain head"
+    if first.event_id is not None:
+        where = f"event {first.event_id}"
+    elif first.complaint_id is not None:
+        where = f"complaint {first.complaint_id}"
+    else:
+        where = "chain head"
     click.echo(f"audit chain BROKEN at {where}: {first.message}", err=True)
     for problem in result.problems[1:20]:
         click.echo(f"  also: {problem.message}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy import (
     JSON,
@@ -10,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    SmallInteger,
     String,
     Text,
 )
@@ -23,7 +25,9 @@ class Complaint(Base):
     (docs/contract.md, "Regulatory rules").
 
     ``complainant_name``/``complainant_contact`` are personal data: only the handling authority
-    and SAMR may see them, never the public status page.
+    and SAMR may see them, never the public status page. The audit chain seals them as hashes
+    salted with ``personal_salt`` (registry/complaints/audit.py), so that erasing them together
+    with the salt (a sealed redaction event) leaves nothing in the chain to guess them from.
     """
 
     __tablename__ = "complaints"
@@ -38,6 +42,7 @@ class Complaint(Base):
     description: Mapped[str] = mapped_column(Text)
     complainant_name: Mapped[str | None] = mapped_column(String(100))
     complainant_contact: Mapped[str | None] = mapped_column(String(200))
+    personal_salt: Mapped[str | None] = mapped_column(String(32), default=lambda: secrets.token_hex(16))
     attachment_path: Mapped[str | None] = mapped_column(String(255))
     attachment_type: Mapped[str | None] = mapped_column(String(64))
     verdict_status: Mapped[str | None] = mapped_column(String(16))
@@ -62,9 +67,15 @@ class ComplaintEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
-    # the audit chain (migration 0004, registry/audit.py): position and HMAC seal
+    # the audit chain (migrations 0004 and 0008, registry/complaints/audit.py): position in the
+    # chain of all events and in its complaint's trail, the digest of the complaint's content after
+    # this event, the id of the key and the version of the seal, and the HMAC seal itself
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     mac: Mapped[str | None] = mapped_column(String(64))
+    cseq: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    chain_version: Mapped[int | None] = mapped_column(SmallInteger)  # None: version 1 (before 0008)
 
 
 class ComplaintFinding(Base):

@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +24,9 @@ from registry.complaints.models import Complaint, ComplaintEvent
 from registry.institutions.models import Authority
 from registry.numbers.quarters import Clock, system_clock
 from registry.verification.service import Verdict
+
+if TYPE_CHECKING:
+    from registry.complaints.audit import AuditChain
 
 CATEGORIES = ("not_found", "wrong_institution", "altered", "other")
 STATUSES = ("received", "accepted", "rejected", "concluded")
@@ -133,6 +136,8 @@ class PublicComplaint:
     created_at: dt.datetime
     updated_at: dt.datetime
     events: tuple[PublicEvent, ...]
+    # False when the trail or the row fail their seals: the page then says so and shows no finding
+    intact: bool = True
 
     @property
     def display_code(self) -> str:
@@ -141,10 +146,11 @@ class PublicComplaint:
 
 class ComplaintService:
     def __init__(self, *, sessions: sessionmaker[Session], directory: InstitutionDirectory,
-                 clock: Clock = system_clock) -> None:
+                 clock: Clock = system_clock, chain: AuditChain | None = None) -> None:
         self._sessions = sessions
         self._directory = directory
         self._clock = clock
+        self._chain = chain  # checks a complaint against its seals before its status page shows it
 
     def subject(self, institution_text: str | None, verdict: Verdict | None) -> InstitutionInfo | None:
         """The institution a complaint is about: the one named, else the sole registrant found."""
@@ -225,7 +231,30 @@ class ComplaintService:
                 created_at=row.created_at,
                 updated_at=row.updated_at,
                 events=tuple(PublicEvent(at=e.at, kind=e.kind) for e in events),
+                intact=self._chain.intact_for(session, row.id) if self._chain is not None else True,
             )
+
+    def redact_personal_data(self, complaint_id: int, actor: str, reason: str) -> bool:
+        """Erase the complainant's name and contact (and the salt the chain hashed them with), as
+        one sealed ``personal_data_redacted`` event; the chain still verifies afterwards. Returns
+        False when there was nothing left to erase (nothing is recorded then)."""
+        reason = (reason or "").strip()
+        actor = (actor or "").strip()[:100]
+        if not reason or not actor:
+            raise ValueError("a redaction needs an actor and a reason")
+        with self._sessions() as session:
+            row = session.scalar(select(Complaint).where(Complaint.id == complaint_id).with_for_update(of=Complaint))
+            if row is None:
+                raise LookupError("no such complaint")
+            if row.complainant_name is None and row.complainant_contact is None and row.personal_salt is None:
+                return False
+            now = self._clock()
+            row.complainant_name = row.complainant_contact = row.personal_salt = None
+            row.updated_at = now
+            self._append(session, row, "personal_data_redacted", actor=actor, public=False, at=now,
+                         note=reason[:4000])
+            session.commit()
+            return True
 
 
 __all__ = [

@@ -39,6 +39,15 @@ def _base_url(value: str, name: str) -> str:
     return value.strip().rstrip("/")
 
 
+def _audit_keys(value: str) -> str:
+    """``AUDIT_KEYS`` checked now (an empty entry or a repeated id is refused at start-up)."""
+    if value.strip():
+        from registry.complaints.audit import parse_audit_keys
+
+        parse_audit_keys(value)
+    return value.strip()
+
+
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 
 
@@ -55,6 +64,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REDIS_URL": env.get("REDIS_URL") or "",
         "SECRET_KEY": env.get("SECRET_KEY") or "",
         "AUDIT_KEY": env.get("AUDIT_KEY") or "",  # the complaint audit chain's key; derived from SECRET_KEY if empty
+        # the chain's keys, newest first (id:secret or secret, comma-separated); replaces AUDIT_KEY
+        "AUDIT_KEYS": _audit_keys(env.get("AUDIT_KEYS") or ""),
         "FILES_DIR": env.get("FILES_DIR") or "",
         "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
         "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),

@@ -194,3 +194,213 @@ def test_intact_for_one_complaint(sessions, chain):
         s.execute(update(ComplaintEvent).where(ComplaintEvent.id == evs[3].id).values(note="x"))
         s.commit()
         assert not chain.intact_for(s, evs[2].complaint_id) and chain.intact_for(s, evs[0].complaint_id)
+
+
+# --- the complaint row is sealed too; each complaint's trail is linked (issue 13, item 9) ------
+def concluded(sessions, finding="forged"):
+    """A complaint accepted and concluded through casework (its row and finding change with events)."""
+    from registry.complaints.casework import CaseworkService
+    from tests.regulator_builders import officer
+
+    with sessions() as s:
+        row = make_complaint(s)
+        who = officer(s, "11")
+    work = CaseworkService(sessions=sessions)
+    work.accept(who, row.id)
+    work.conclude(who, row.id, finding, "机构确认")
+    return row.id
+
+
+def test_a_finding_changed_around_the_chain_is_named(sessions, chain):
+    from registry.complaints.models import ComplaintFinding
+
+    fill(sessions, 1)
+    cid = concluded(sessions)
+    fill(sessions, 1)
+    assert verify(sessions, chain).ok
+    with sessions() as s:
+        s.execute(update(ComplaintFinding).where(ComplaintFinding.complaint_id == cid).values(finding="unfounded"))
+        s.commit()
+    result = verify(sessions, chain)
+    assert [p.kind for p in result.problems] == ["row_altered"]
+    assert result.first.complaint_id == cid and f"complaint {cid}" in result.first.message
+    with sessions() as s:
+        assert not chain.intact_for(s, cid)
+
+
+@pytest.mark.parametrize("values", [{"description": "别的内容"}, {"complainant_contact": "13900000000"},
+                                    {"complainant_name": "李四"}, {"status": "rejected"}, {"authority_id": 1}])
+def test_a_complaint_row_changed_around_the_chain_is_named(sessions, chain, values):
+    from registry.complaints.models import Complaint
+
+    cid = concluded(sessions)
+    with sessions() as s:
+        s.execute(update(Complaint).where(Complaint.id == cid).values(values))
+        s.commit()
+        assert not chain.intact_for(s, cid)
+    assert verify(sessions, chain).first.kind == "row_altered"
+
+
+@pytest.mark.parametrize("which", ["middle", "last"])
+def test_a_deleted_event_shows_on_its_own_complaints_page(sessions, chain, which):
+    fill(sessions, 1)
+    cid = concluded(sessions)  # submitted, routed, accepted, concluded
+    fill(sessions, 1)          # a neighbour after it
+    with sessions() as s:
+        own = s.scalars(select(ComplaintEvent).where(ComplaintEvent.complaint_id == cid)
+                        .order_by(ComplaintEvent.seq)).all()
+        victim = own[1] if which == "middle" else own[-1]
+        s.execute(delete(ComplaintEvent).where(ComplaintEvent.id == victim.id))
+        s.commit()
+        assert not chain.intact_for(s, cid)
+    assert not verify(sessions, chain).ok
+
+
+def test_each_event_knows_its_place_in_its_complaints_trail(sessions, chain):
+    fill(sessions, 2)
+    cid = concluded(sessions)
+    with sessions() as s:
+        own = s.scalars(select(ComplaintEvent).where(ComplaintEvent.complaint_id == cid)
+                        .order_by(ComplaintEvent.seq)).all()
+        assert [e.cseq for e in own] == [1, 2, 3, 4] and all(e.chain_version == 2 for e in own)
+        assert all(e.key_id == chain.key_id and len(e.state) == 64 for e in own)
+        # renumbering the trail to hide a deleted event breaks the seal
+        s.execute(update(ComplaintEvent).where(ComplaintEvent.id == own[2].id).values(cseq=9))
+        s.commit()
+        assert not chain.intact_for(s, cid)
+    assert verify(sessions, chain).first.event_id == own[2].id
+
+
+def test_personal_data_redaction_is_a_sealed_event_and_the_chain_still_verifies(sessions, chain):
+    from registry.complaints.models import Complaint
+    from registry.complaints.service import ComplaintService
+    from registry.institutions.directory import InstitutionDirectory
+
+    cid = concluded(sessions)
+    fill(sessions, 1)
+    with sessions() as s:
+        salt = s.get(Complaint, cid).personal_salt
+        sealed = s.scalars(select(ComplaintEvent.state).where(ComplaintEvent.complaint_id == cid)).all()
+    assert salt and len(salt) == 32
+    service = ComplaintService(sessions=sessions, directory=InstitutionDirectory(), chain=chain)
+    with pytest.raises(ValueError):
+        service.redact_personal_data(cid, "admin", " ")
+    assert service.redact_personal_data(cid, "admin", "保存期满")
+    assert not service.redact_personal_data(cid, "admin", "保存期满")  # nothing left: nothing recorded
+    with sessions() as s:
+        row = s.get(Complaint, cid)
+        assert (row.complainant_name, row.complainant_contact, row.personal_salt) == (None, None, None)
+        last = s.scalars(select(ComplaintEvent).where(ComplaintEvent.complaint_id == cid)
+                         .order_by(ComplaintEvent.seq.desc())).first()
+        assert (last.kind, last.actor, last.note, last.public) == ("personal_data_redacted", "admin", "保存期满", False)
+        assert chain.intact_for(s, cid)
+        # the phone number is nowhere in the trail: earlier states hashed it with the erased salt
+        assert all("13800138000" not in (st or "") for st in sealed)
+    assert verify(sessions, chain).ok
+    with sessions() as s:  # putting the data back around the chain shows
+        s.execute(update(Complaint).where(Complaint.id == cid).values(complainant_contact="13800138000"))
+        s.commit()
+        assert not chain.intact_for(s, cid)
+
+
+# --- keys: rotation and key ids (issue 13, item 11) --------------------------------------------
+def test_rotating_keys_keeps_old_events_verifiable(sessions, chain):
+    from registry.complaints.audit import keyring
+
+    old = AuditChain(keys=keyring(secret_key="", audit_keys="k1:first-secret"), head=chain.head)
+    new = AuditChain(keys=keyring(secret_key="", audit_keys="k2:second-secret,k1:first-secret"), head=chain.head)
+    factory_old, factory_new = make_session_factory(sessions.kw["bind"]), make_session_factory(sessions.kw["bind"])
+    old.install(factory_old)
+    new.install(factory_new)
+    fill(factory_old, 1)
+    fill(factory_new, 1)
+    kids = [e.key_id for e in events(sessions)]
+    assert kids == ["k1", "k1", "k2", "k2"]
+    assert verify(sessions, new).ok
+    only_new = AuditChain(keys=keyring(secret_key="", audit_keys="k2:second-secret"), head=chain.head)
+    result = verify(sessions, only_new)
+    assert result.first.kind == "altered" and "'k1'" in result.first.message and "AUDIT_KEYS" in result.first.message
+
+
+def test_a_secret_key_rotation_with_the_old_audit_key_kept(sessions, chain, tmp_path):
+    """The issue's case: the key derived from SECRET_KEY changes; with AUDIT_KEY set it does not matter."""
+    from registry.complaints.audit import chain_for
+
+    before = chain_for(secret_key="s1", audit_key="audit-1", files_dir=tmp_path)
+    after = chain_for(secret_key="s2", audit_key="audit-1", files_dir=tmp_path)
+    assert before.key_id == after.key_id and before.configured
+    factory = make_session_factory(sessions.kw["bind"])
+    before.install(factory)
+    fill(factory, 1)
+    with sessions() as s:
+        assert after.verify(s).ok
+    assert not chain_for(secret_key="s2", files_dir=tmp_path).configured
+
+
+def test_audit_keys_are_parsed_newest_first():
+    from registry.complaints.audit import key_id_for, keyring, parse_audit_keys
+
+    keys = parse_audit_keys("new:abc, old:def,bare-secret-without-id")
+    assert [k.id for k in keys] == ["new", "old", key_id_for(b"bare-secret-without-id")]
+    assert keys[0].secret == b"abc"
+    for bad in ("a:x,,b:y", "a:x,a:y"):
+        with pytest.raises(ValueError):
+            parse_audit_keys(bad)
+    ring = keyring(secret_key="s", audit_key="single")
+    assert ring[0].secret == b"single" and ring[-1].secret == derive_key(secret_key="s")
+    assert keyring(secret_key="s", audit_keys="x:1,y:2")[0].id == "x"
+
+
+def test_version_1_events_keep_verifying_after_the_migration(tmp_path):
+    """Events sealed before migration 0008 (no cseq/state/key id) verify as before, and new ones
+    chain on to them."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from registry.complaints.audit import compute_mac, keyring
+    from registry.infra.base import UTCDateTime
+    from registry.infra.db import make_engine
+    from registry.infra.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v1.db'}")
+    upgrade(engine, "0007")
+    key = derive_key(secret_key="test-secret")
+    at = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+    complaints = sa.table("complaints", *(sa.column(c) for c in (
+        "id", "tracking_code", "number", "authority_id", "category", "description", "complainant_name", "status")),
+        sa.column("created_at", UTCDateTime), sa.column("updated_at", UTCDateTime))
+    evs = sa.table("complaint_events", *(sa.column(c) for c in ("complaint_id", "kind", "actor", "public", "seq", "mac")),
+                   sa.column("at", UTCDateTime))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO authorities (id, code, name, name_en, kind) "
+                          "VALUES (1, '11', '北京市市场监督管理局', 'Beijing', 'provincial')"))
+        conn.execute(sa.insert(complaints).values(
+            id=1, tracking_code="AAAAAAAAAAAAAAAA", number="WT-1", authority_id=1, category="not_found",
+            description="x", complainant_name="张三", status="received", created_at=at, updated_at=at))
+        prev = ""
+        for seq, kind in ((1, "submitted"), (2, "routed")):
+            mac = compute_mac(key, seq=seq, complaint_id=1, at=at, kind=kind, actor="public", public=True,
+                              note=None, prev_mac=prev)
+            conn.execute(sa.insert(evs).values(complaint_id=1, at=at, kind=kind, actor="public", public=True,
+                                               seq=seq, mac=mac))
+            prev = mac
+        conn.execute(text("INSERT INTO registry_state (key, value) VALUES ('audit_seq', 2)"))
+    upgrade(engine)
+    head = FileChainHead(tmp_path / "audit")
+    head.advance(2, prev)
+    chain = AuditChain(keys=keyring(secret_key="test-secret", audit_key="new-key"), head=head)
+    factory = make_session_factory(engine)
+    chain.install(factory)
+    with factory() as s:
+        assert chain.verify(s).ok and chain.intact_for(s, 1)
+        s.add(ComplaintEvent(complaint_id=1, kind="note", actor="x", public=False, note="after the migration"))
+        s.commit()
+    with factory() as s:
+        evs = s.scalars(select(ComplaintEvent).order_by(ComplaintEvent.seq)).all()
+        assert [(e.cseq, e.chain_version) for e in evs] == [(1, None), (2, None), (3, 2)]
+        assert s.scalar(text("SELECT personal_salt FROM complaints WHERE id = 1"))
+        result = chain.verify(s)
+        assert result.ok, result.problems
+        assert chain.intact_for(s, 1)
+    engine.dispose()
