@@ -319,7 +319,8 @@ def _change_items(form, *, restore: bool) -> tuple[list, list, bool]:
     if storage and getattr(storage, "filename", ""):
         try:
             items, problems = read_withdrawal_file(storage.stream, storage.filename, restore=restore,
-                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
+                                                   sandbox=registry().sandbox)
         except FileRefused as exc:
             form.file.errors.append(_message(exc))
             return [], [], False

@@ -88,7 +88,7 @@ def create_batch():
         done = register_number_file(
             reg.registration, storage.stream, file_name=storage.filename, institution_id=token.institution_id,
             quarter=quarter, source="api", created_by=f"token:{token.name}"[:100],
-            max_bytes=current_app.config["MAX_UPLOAD_BYTES"], refuse_empty=True)
+            max_bytes=current_app.config["MAX_UPLOAD_BYTES"], refuse_empty=True, sandbox=reg.sandbox)
     except NoValidNumber as exc:
         return api_error(422, "invalid_file", "the file holds no valid report number",
                          problems=[problem_json(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN]],
@@ -193,7 +193,8 @@ def _change(*, restore: bool):
     if storage is not None and storage.filename:
         try:
             items, rejected = read_withdrawal_file(storage.stream, storage.filename, restore=restore,
-                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+                                                   max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
+                                                   sandbox=registry().sandbox)
         except FileRefused as exc:
             return api_error(422, "invalid_file", exc.message_en, reason=exc.code, problems=[])
         problems = [problem_json(p) for p in rejected]

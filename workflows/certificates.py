@@ -7,12 +7,12 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from importers.certificates import read_certificates
 from importers.errors import FileRefused, RowProblem
 from registry.institutions.authorities import seed_authorities
 from registry.institutions.service import CertificateImportResult, import_certificate_rows
 
 from .problems import write_rejected_csv
+from .sandbox import Sandbox
 
 
 @dataclass
@@ -22,14 +22,15 @@ class CertificateFileImport:
 
 
 def import_certificate_file(sessions: sessionmaker[Session], fh: BinaryIO, *, file_name: str,
-                            rejected_csv: str | Path | None = None) -> CertificateFileImport:
+                            rejected_csv: str | Path | None = None,
+                            sandbox: Sandbox | None = None) -> CertificateFileImport:
     """One transaction: the authorities, then every certificate row. Raises ``FileRefused`` with
-    nothing changed."""
+    nothing changed. The list is parsed in ``sandbox`` (workflows/sandbox.py)."""
     with sessions() as session:
         seed_authorities(session)
         try:
-            parsed = read_certificates(fh, file_name)
-            result = import_certificate_rows(session, parsed.rows(), source=f"file:{file_name}")
+            with (sandbox or Sandbox()).certificates(fh, file_name) as parsed:
+                result = import_certificate_rows(session, parsed.rows(), source=f"file:{file_name}")
         except FileRefused:
             session.rollback()
             raise

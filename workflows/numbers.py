@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from importers.errors import FileWarning, RowProblem
-from importers.numbers import read_report_numbers
 from registry.numbers.quarters import Quarter
 from registry.registration.service import Receipt, RegistrationService, sha256_of
 
 from .problems import write_rejected_csv
+from .sandbox import Sandbox
 
 
 class NoValidNumber(Exception):
@@ -40,27 +40,31 @@ def register_number_file(
     registration: RegistrationService, fh: BinaryIO, *, file_name: str, institution_id: int, quarter: Quarter,
     source: str, created_by: str, max_bytes: int, sha256: str | None = None, refuse_empty: bool = False,
     progress: Callable[[int], None] | None = None, rejected_csv: str | Path | None = None,
+    sandbox: Sandbox | None = None,
 ) -> FileImport:
     """Register the numbers of ``fh`` as one batch (all valid rows together, or nothing).
 
     Raises ``FileRefused`` (the file cannot be read), ``RegistrationRefused`` (the registration
     as a whole is refused) or, with ``refuse_empty``, :class:`NoValidNumber` — in every case
-    nothing changed. ``rejected_csv`` receives the rejected rows when there are any."""
+    nothing changed. ``rejected_csv`` receives the rejected rows when there are any. The file is
+    parsed in ``sandbox`` (workflows/sandbox.py; the default limits when None)."""
+    sandbox = sandbox or Sandbox()
     digest = sha256 or sha256_of(fh)
     repeat = registration.find_repeat(institution_id=institution_id, quarter=quarter, sha256=digest)
     if repeat is not None:
         return FileImport(receipt=repeat)
     if refuse_empty:
         # a first pass finds a file with no valid row before anything is registered
-        checking = read_report_numbers(fh, file_name, max_bytes=max_bytes)
+        checking = sandbox.report_numbers(fh, file_name, max_bytes=max_bytes)
         if sum(1 for _ in checking.numbers()) == 0:  # read to the end: a refusal later in the file shows now
             raise NoValidNumber(checking.problems)
         fh.seek(0)
-    parsed = read_report_numbers(fh, file_name, max_bytes=max_bytes)
-    receipt = registration.register(
-        institution_id=institution_id, quarter=quarter, numbers=parsed.numbers(), sha256=digest, source=source,
-        file_name=file_name[:255], created_by=created_by, rejected=lambda: len(parsed.problems), progress=progress,
-    )
+    with sandbox.report_numbers(fh, file_name, max_bytes=max_bytes) as parsed:
+        receipt = registration.register(
+            institution_id=institution_id, quarter=quarter, numbers=parsed.numbers(), sha256=digest, source=source,
+            file_name=file_name[:255], created_by=created_by, rejected=lambda: len(parsed.problems),
+            progress=progress,
+        )
     if rejected_csv and parsed.problems:
         write_rejected_csv(rejected_csv, parsed.problems)
     return FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))

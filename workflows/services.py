@@ -42,6 +42,7 @@ from registry.verification.querylog import QueryLogBuffer
 from registry.verification.service import VerificationService
 
 from .jobs import JobQueue, make_job_queue
+from .sandbox import Sandbox
 from .uploads import UploadSteps
 from .withdrawals import PendingChanges
 
@@ -67,6 +68,8 @@ class ServiceSettings:
     upload_files_days: int = 90
     upload_stuck_minutes: int = 15
     api_token_days: int = 365
+    parse_memory_mb: int = 1024
+    parse_seconds: int = 300
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -86,6 +89,8 @@ class ServiceSettings:
             upload_files_days=int(values.get("UPLOAD_FILES_DAYS", 90)),
             upload_stuck_minutes=int(values.get("UPLOAD_STUCK_MINUTES", 15)),
             api_token_days=int(values.get("API_TOKEN_DAYS") or 365),
+            parse_memory_mb=int(values.get("PARSE_MEMORY_MB", 1024)),
+            parse_seconds=int(values.get("PARSE_SECONDS", 300)),
         )
 
 
@@ -145,8 +150,10 @@ class Services:
         self.uploads = UploadService(sessions=self.sessions, files_dir=settings.files_dir, clock=clock,
                                      stuck_after=dt.timedelta(minutes=settings.upload_stuck_minutes),
                                      keep_files=dt.timedelta(days=settings.upload_files_days))
+        # every uploaded file is parsed in a limited child interpreter (workflows/sandbox.py)
+        self.sandbox = Sandbox(memory_mb=settings.parse_memory_mb, seconds=settings.parse_seconds)
         self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
-                                        max_bytes=settings.max_upload_bytes)
+                                        max_bytes=settings.max_upload_bytes, sandbox=self.sandbox)
         self.pending_changes = PendingChanges(settings.files_dir)  # withdrawals/restores awaiting confirmation
         # --- accounts, and the sealed admin log (a sibling chain of the complaint audit chain) ---
         admin_head = (RedisChainHead(self.redis, ADMIN_LOG_HEAD_KEY) if self.redis is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from importers.errors import FileRefused
-from importers.numbers import read_report_numbers
 from registry.numbers.quarters import Quarter
 from registry.registration.models import Upload
 from registry.registration.service import Receipt, RegistrationRefused, RegistrationService
@@ -18,6 +17,7 @@ from registry.registration.uploads import UploadService
 
 from .numbers import register_number_file
 from .problems import problem_json, write_rejected_csv
+from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,12 @@ PROGRESS_EVERY = 50_000
 
 
 class UploadSteps:
-    def __init__(self, *, uploads: UploadService, registration: RegistrationService, max_bytes: int) -> None:
+    def __init__(self, *, uploads: UploadService, registration: RegistrationService, max_bytes: int,
+                 sandbox: Sandbox | None = None) -> None:
         self._uploads = uploads
         self._registration = registration
         self._max_bytes = max_bytes
+        self._sandbox = sandbox or Sandbox()  # the file is parsed in a limited child interpreter
 
     def check(self, upload_id: int, *, stop_after: int | None = None) -> Upload | None:
         """Read the whole file; keep the validation report and the rejected rows.
@@ -45,8 +47,8 @@ class UploadSteps:
                                                 quarter=Quarter.parse(upload.quarter), sha256=upload.sha256)
         uploads.report_progress(upload, 0)
         try:
-            with open(uploads.path(upload), "rb") as fh:
-                parsed = read_report_numbers(fh, upload.file_name, max_bytes=self._max_bytes)
+            with open(uploads.path(upload), "rb") as fh, \
+                    self._sandbox.report_numbers(fh, upload.file_name, max_bytes=self._max_bytes) as parsed:
                 count = 0
                 for _ in parsed.numbers():
                     count += 1
@@ -90,7 +92,7 @@ class UploadSteps:
                     registration or self._registration, fh, file_name=upload.file_name,
                     institution_id=upload.institution_id, quarter=Quarter.parse(upload.quarter), source="file",
                     created_by=upload.uploaded_by, max_bytes=self._max_bytes, sha256=upload.sha256,
-                    progress=lambda n: uploads.report_progress(upload, n))
+                    progress=lambda n: uploads.report_progress(upload, n), sandbox=self._sandbox)
         except RegistrationRefused as exc:
             uploads.mark_failed(upload_id, f"{exc.message_zh} / {exc.message_en}", expected="importing")
             raise

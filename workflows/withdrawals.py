@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from importers.errors import RowProblem
-from importers.withdrawals import read_withdrawals
 from registry.registration.service import RegistrationService, RestoreResult, WithdrawResult
 
 from .problems import not_registered_problems, write_rejected_csv
+from .sandbox import Sandbox
 
 Item = tuple[int | None, str, str]
 
 
-def read_withdrawal_file(fh: BinaryIO, file_name: str, *, max_bytes: int | None = None, restore: bool = False
-                         ) -> tuple[list[Item], list[RowProblem]]:
+def read_withdrawal_file(fh: BinaryIO, file_name: str, *, max_bytes: int | None = None, restore: bool = False,
+                         sandbox: Sandbox | None = None) -> tuple[list[Item], list[RowProblem]]:
     """``(items, problems)``: the (line, number, reason) rows to withdraw (or, ``restore``, to
     restore: the reason optional) and the rejected rows. Raises ``FileRefused`` when the file
-    cannot be read."""
-    parsed = read_withdrawals(fh, file_name, reason_required=not restore,
-                              **({"max_bytes": max_bytes} if max_bytes else {}))
-    items = [(w.line, w.number, w.reason) for w in parsed.rows()]
+    cannot be read. Parsed in ``sandbox`` (workflows/sandbox.py)."""
+    with (sandbox or Sandbox()).withdrawals(fh, file_name, reason_required=not restore,
+                                            **({"max_bytes": max_bytes} if max_bytes else {})) as parsed:
+        items = [(w.line, w.number, w.reason) for w in parsed.rows()]
     return items, list(parsed.problems)
 
 
@@ -69,18 +69,18 @@ def restore_items(registration: RegistrationService, *, institution_id: int, ite
 
 def withdraw_file(registration: RegistrationService, fh: BinaryIO, *, file_name: str, institution_id: int,
                   max_bytes: int | None = None, rejected_csv: str | Path | None = None,
-                  actor: str | None = None, source: str = "cli") -> FileWithdrawal:
+                  actor: str | None = None, source: str = "cli", sandbox: Sandbox | None = None) -> FileWithdrawal:
     """Withdraw the rows of a withdrawal file; raises ``FileRefused`` with nothing changed."""
-    items, problems = read_withdrawal_file(fh, file_name, max_bytes=max_bytes)
+    items, problems = read_withdrawal_file(fh, file_name, max_bytes=max_bytes, sandbox=sandbox)
     return withdraw_items(registration, institution_id=institution_id, items=items, problems=problems,
                           rejected_csv=rejected_csv, actor=actor, source=source)
 
 
 def restore_file(registration: RegistrationService, fh: BinaryIO, *, file_name: str, institution_id: int,
                  max_bytes: int | None = None, rejected_csv: str | Path | None = None,
-                 actor: str | None = None, source: str = "cli") -> FileRestore:
+                 actor: str | None = None, source: str = "cli", sandbox: Sandbox | None = None) -> FileRestore:
     """Restore the numbers of a restore file; raises ``FileRefused`` with nothing changed."""
-    items, problems = read_withdrawal_file(fh, file_name, max_bytes=max_bytes, restore=True)
+    items, problems = read_withdrawal_file(fh, file_name, max_bytes=max_bytes, restore=True, sandbox=sandbox)
     return restore_items(registration, institution_id=institution_id, items=items, problems=problems,
                          rejected_csv=rejected_csv, actor=actor, source=source)
 

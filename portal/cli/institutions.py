@@ -23,7 +23,8 @@ def import_certificates(file: str, rejected_csv: str | None):
     name = Path(file).name
     with open_input(file) as fh:
         try:
-            done = import_certificate_file(registry().sessions, fh, file_name=name, rejected_csv=rejected_csv)
+            done = import_certificate_file(registry().sessions, fh, file_name=name, rejected_csv=rejected_csv,
+                                           sandbox=registry().sandbox)
         except FileRefused as exc:
             refuse(f"{name}: {exc.message_en} / {exc.message_zh}")
     echo_problems(name, done.problems)

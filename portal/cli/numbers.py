@@ -46,7 +46,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
             done = register_number_file(
                 reg.registration, fh, file_name=name, institution_id=inst.id, quarter=q, source="file",
                 created_by="cli", max_bytes=reg.settings.max_upload_bytes, progress=progress,
-                rejected_csv=rejected_csv)
+                rejected_csv=rejected_csv, sandbox=reg.sandbox)
         except FileRefused as exc:
             progress.close()
             refuse(f"{name}: {exc.message_en} / {exc.message_zh}")
@@ -99,7 +99,7 @@ def _change_numbers(file: str, uscc: str, rejected_csv: str | None, *, dry_run: 
     name = Path(file).name
     with open_input(file) as fh:
         try:
-            items, rejected = read_withdrawal_file(fh, name, restore=restore)
+            items, rejected = read_withdrawal_file(fh, name, restore=restore, sandbox=reg.sandbox)
         except FileRefused as exc:
             refuse(f"{name}: {exc.message_en} / {exc.message_zh}")
     if dry_run:

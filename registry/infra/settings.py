@@ -82,6 +82,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "UPLOAD_BACKGROUND_NUMBERS": _int(env.get("UPLOAD_BACKGROUND_NUMBERS", "100000"), "UPLOAD_BACKGROUND_NUMBERS"),
         "UPLOAD_FILES_DAYS": _int(env.get("UPLOAD_FILES_DAYS", "90"), "UPLOAD_FILES_DAYS"),
         "UPLOAD_STUCK_MINUTES": _int(env.get("UPLOAD_STUCK_MINUTES", "15"), "UPLOAD_STUCK_MINUTES"),
+        # uploaded files are parsed in a child interpreter limited to this address space and CPU time
+        "PARSE_MEMORY_MB": _int(env.get("PARSE_MEMORY_MB", "1024"), "PARSE_MEMORY_MB"),
+        "PARSE_SECONDS": _int(env.get("PARSE_SECONDS", "300"), "PARSE_SECONDS"),
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
