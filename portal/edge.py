@@ -2,11 +2,12 @@
 
 The product's busiest route needs none of Flask's request machinery (contexts, sessions, hooks,
 CSRF, templates), so it is served here as plain WSGI: the query string parsed as Werkzeug parses
-it (``urllib.parse.parse_qsl``, first value wins; building a Werkzeug ``Request`` alone cost
-20 µs, a third of the edge's CPU per answer) and answered with ``start_response``. ``create_app`` mounts it in front of ``app.wsgi_app`` (docs/architecture.md), so
-``wsgi.py``, ``flask --app wsgi`` and ``app.test_client()`` all reach it; it shares the app's
-services (it is mounted by :func:`mount`, which unlike Werkzeug's ``DispatcherMiddleware``
-leaves ``PATH_INFO`` alone, so access logs keep the path). What it answers — JSON, statuses, headers, limits, query log — is the contract of
+it (:func:`query_args`; building a Werkzeug ``Request`` alone cost 20 µs, a third of the edge's
+CPU per answer) and answered with ``start_response``. ``create_app`` mounts it in front of
+``app.wsgi_app`` with :func:`mount` (which, unlike Werkzeug's ``DispatcherMiddleware``, leaves
+``PATH_INFO`` alone, so access logs keep the path), so ``wsgi.py``, ``flask --app wsgi`` and
+``app.test_client()`` all reach it, and it shares the app's services (docs/architecture.md).
+What it answers — JSON, statuses, headers, limits, query log — is the contract of
 docs/contract.md, the same as every other API route.
 
 One verification costs one Redis exchange on the production stack: :meth:`VerifyEdge.count_and_probe`
@@ -132,7 +133,12 @@ class VerifyEdge:
 
 
 def query_args(query_string: str) -> dict[str, str]:
-    """The query's arguments, the first value of each name (as ``request.args.get`` answers)."""
+    """The query's arguments, the first value of each name (as ``request.args.get`` answers).
+
+    A WSGI server hands the query string over as bytes decoded as Latin-1 (PEP 3333); clients
+    that send Chinese unescaped send UTF-8, so it is re-read as UTF-8 first, as Werkzeug does."""
+    if not query_string.isascii():
+        query_string = query_string.encode("latin-1", "replace").decode("utf-8", "replace")
     args: dict[str, str] = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):
         args.setdefault(name, value)

@@ -121,3 +121,15 @@ def test_a_json_response_refuses_a_header_that_would_split_the_response(header):
 
     with pytest.raises(ValueError):
         json_response({}, headers=[header])
+
+
+def test_a_query_sent_as_raw_utf8_reads_as_werkzeug_reads_it(app):
+    """curl sends Chinese unescaped: the server passes those bytes on decoded as Latin-1 (PEP 3333)."""
+    from urllib.parse import quote
+
+    raw = "number=（2020）沪检字第0123号&institution=上海".encode().decode("latin-1")
+    escaped = "number=" + quote("（2020）沪检字第0123号") + "&institution=" + quote("上海")
+    client = app.test_client()
+    answers = [client.get("/api/v1/verify", environ_overrides={"QUERY_STRING": q}).get_json() for q in (raw, escaped)]
+    assert answers[0]["number"] == answers[1]["number"] == "(2020)沪检字第0123号"
+    assert answers[0]["status"] == answers[1]["status"] == "not_found"
