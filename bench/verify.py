@@ -9,7 +9,11 @@ rounds' ratios, each round running both servers back to back (alternating which 
 that the host's drifting speed cancels out instead of landing on one side.
 
     .venv/bin/python -m bench.verify [--sizes 1000000,10000000] [--backends embedded,postgres-redis]
-                                     [--duration 8] [--rounds 4]
+                                     [--duration 8] [--rounds 4] [--headers-baseline]
+
+``--headers-baseline`` adds a third server, the bare endpoint sending the headers the contract puts
+on every verify answer (security headers, Cache-Control, X-RateLimit-*), to show what those
+headers alone cost; the headline ratio stays the one against the bare endpoint.
 """
 from __future__ import annotations
 
@@ -83,9 +87,9 @@ def _ms(value: str | None) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
-def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
+def bench_one(backend: str, size: int, duration: int, rounds: int, headers_baseline: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-verify-{backend}-"))
-    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench", "RATELIMIT_VERIFY": "100000000/minute",
+    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench", "RATELIMIT_VERIFY": "100000000/minute;100000000/day",  # two limits, as by default
            "BLOOM_CAPACITY": str(max(size * 2, 1_000_000)), "DATABASE_URL": "", "REDIS_URL": ""}
     dbname = None
     if backend == "postgres-redis":
@@ -116,21 +120,26 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
             number = synthetic_number(rng.randrange(size)) if rng.random() < 0.5 else absent_number(rng.randrange(10**9))
             fh.write(f"/api/v1/verify?number={number}\n")
 
-    app_port, bare_port = free_port(), free_port()
-    app_proc = gunicorn("wsgi:app", app_port, env)
-    bare_proc = gunicorn("bench.bare_app:app", bare_port, env)
+    app_port, bare_port, headers_port = free_port(), free_port(), free_port()
+    procs = [gunicorn("wsgi:app", app_port, env), gunicorn("bench.bare_app:app", bare_port, env)]
+    if headers_baseline:
+        procs.append(gunicorn("bench.bare_app:app_with_headers", headers_port, env))
     try:
         wait_http(f"http://127.0.0.1:{app_port}/healthz")
         wait_http(f"http://127.0.0.1:{bare_port}/api/v1/verify?number=1")
         run_wrk(app_port, paths, 3)  # warm-up: page cache, connections, the directory
         run_wrk(bare_port, paths, 3)
-        bare, ours = [], []
+        bare, ours, with_headers = [], [], []
+        servers = [(bare_port, bare), (app_port, ours)]
+        if headers_baseline:
+            wait_http(f"http://127.0.0.1:{headers_port}/api/v1/verify?number=1")
+            run_wrk(headers_port, paths, 3)
+            servers.append((headers_port, with_headers))
         for i in range(rounds):  # alternate which goes first: the host's speed drifts
-            pair = [(bare_port, bare), (app_port, ours)]
-            for port, runs in (pair if i % 2 == 0 else pair[::-1]):
+            for port, runs in (servers if i % 2 == 0 else servers[::-1]):
                 runs.append(run_wrk(port, paths, duration))
     finally:
-        for proc in (app_proc, bare_proc):
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
         if dbname:
@@ -142,7 +151,9 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     ratios = sorted(o["rps"] / b["rps"] for b, o in zip(bare, ours))
+    headers_ratio = statistics.median(o["rps"] / h["rps"] for h, o in zip(with_headers, ours)) if with_headers else None
     return {
+        "headers_ratio": headers_ratio,
         "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
         "backend": backend, "size": size,
         "bare_rps": med(bare, "rps"), "bare_p50": med(bare, "p50"), "bare_p99": med(bare, "p99"),
@@ -157,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="embedded,postgres-redis")
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--headers-baseline", action="store_true",
+                        help="also run the bare endpoint with the contract's headers (explains, not a headline)")
     args = parser.parse_args(argv)
     unknown = set(args.backends.split(",")) - {"embedded", "postgres-redis"}
     if unknown:
@@ -168,12 +181,15 @@ def main(argv=None) -> int:
     for backend in args.backends.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"{backend}, {size:,} numbers …", flush=True)
-            r = bench_one(backend, size, args.duration, args.rounds)
+            r = bench_one(backend, size, args.duration, args.rounds, args.headers_baseline)
             results.append(r)
             print(f"  bare   {r['bare_rps']:8.0f} req/s  p50 {r['bare_p50']:.2f} ms  p99 {r['bare_p99']:.2f} ms")
             print(f"  verify {r['rps']:8.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
                   f"ratio {r['ratio']:.2f}x (rounds {r['ratio_min']:.2f}–{r['ratio_max']:.2f})  non-2xx {r['errors']}",
                   flush=True)
+            if r["headers_ratio"] is not None:
+                print(f"  (explains: against the bare endpoint with the contract's headers {r['headers_ratio']:.2f}x)",
+                      flush=True)
     print("\nbackend          size         bare req/s  verify req/s  ratio  p50 ms (bare/verify)  p99 ms (bare/verify)")
     for r in results:
         print(f"{r['backend']:<16} {r['size']:>11,} {r['bare_rps']:>11.0f} {r['rps']:>13.0f}  {r['ratio']:.2f}x"
