@@ -34,6 +34,7 @@ class FileImport:
     receipt: Receipt
     problems: list[RowProblem] = field(default_factory=list)
     warnings: list[FileWarning] = field(default_factory=list)
+    rejected_csv_error: str | None = None  # why ``rejected_csv`` could not be written (a full disk)
 
 
 def register_number_file(
@@ -46,7 +47,8 @@ def register_number_file(
 
     Raises ``FileRefused`` (the file cannot be read), ``RegistrationRefused`` (the registration
     as a whole is refused) or, with ``refuse_empty``, :class:`NoValidNumber` — in every case
-    nothing changed. ``rejected_csv`` receives the rejected rows when there are any. The file is
+    nothing changed. ``rejected_csv`` receives the rejected rows when there are any (when it cannot
+    be written, a full disk, the registration stands and ``rejected_csv_error`` says why). The file is
     parsed in ``sandbox`` (workflows/sandbox.py; the default limits when None)."""
     sandbox = sandbox or Sandbox()
     digest = sha256 or sha256_of(fh)
@@ -65,6 +67,10 @@ def register_number_file(
             file_name=file_name[:255], created_by=created_by, rejected=lambda: len(parsed.problems),
             progress=progress,
         )
+    done = FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))
     if rejected_csv and parsed.problems:
-        write_rejected_csv(rejected_csv, parsed.problems)
-    return FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))
+        try:
+            write_rejected_csv(rejected_csv, parsed.problems)
+        except OSError as exc:  # the batch is registered; only the report of its rejected rows failed
+            done.rejected_csv_error = exc.strerror or exc.__class__.__name__
+    return done

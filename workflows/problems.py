@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -20,13 +21,23 @@ def problem_json(p: RowProblem) -> dict:
 
 def write_rejected_csv(path: str | Path, problems: Iterable[RowProblem]) -> None:
     """The rejected rows in the CLI's ``--rejected-csv`` layout (UTF-8 with BOM, for Excel); text
-    that a spreadsheet would take for a formula is neutralised (a leading apostrophe)."""
-    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["line", "location", "value", "code", "reason", "reason_en"])
-        for p in problems:
-            writer.writerow([p.line or "", p.location or "", neutralise(p.raw), p.code, neutralise(p.message_zh),
-                             neutralise(p.message_en)])
+    that a spreadsheet would take for a formula is neutralised (a leading apostrophe).
+
+    Written beside ``path`` and renamed into place: a full disk (``OSError``) leaves no
+    half-written file at ``path``."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", newline="", encoding="utf-8-sig") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["line", "location", "value", "code", "reason", "reason_en"])
+            for p in problems:
+                writer.writerow([p.line or "", p.location or "", neutralise(p.raw), p.code,
+                                 neutralise(p.message_zh), neutralise(p.message_en)])
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def not_registered_problems(not_registered: Iterable[tuple[int | None, str]]) -> list[RowProblem]:

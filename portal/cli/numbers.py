@@ -67,6 +67,9 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
         f"registered {receipt.accepted:,}, already registered {receipt.already_registered:,}, "
         f"duplicate in file {receipt.in_file_duplicates:,}, rejected {len(done.problems):,}"
     )
+    if done.rejected_csv_error:
+        click.echo(f"error: {rejected_csv}: the rejected rows could not be written ({done.rejected_csv_error}); "
+                   f"batch {receipt.batch_id} is registered", err=True)
     sys.exit(1 if done.problems else 0)
 
 
