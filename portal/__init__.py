@@ -73,6 +73,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(complaints.bp)
+    from . import site
+
+    site.init_app(app)  # the operator in every footer, /privacy
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     from . import admin, auth, institution, upload_api

@@ -74,6 +74,7 @@ EVENT_LABELS = {
     "concluded": _l("办结"),
     "personal_data_viewed": _l("查看投诉人信息"),
     "attachment_viewed": _l("下载附件"),
+    "attachment_added": _l("投诉人补充了附件"),
 }
 ACTION_ERRORS = {
     "wrong_state": _l("当前状态下不能进行此操作。"),
@@ -248,6 +249,14 @@ def attachment(complaint_id: int):
     path, content_type = casework().attachment(officer(), complaint_id)
     return send_file(path, mimetype=content_type, as_attachment=True,
                      download_name=f"complaint-{complaint_id}-attachment{path.suffix}", max_age=0)
+
+
+@bp.get("/complaints/<int:complaint_id>/attachments/<int:event_id>")
+def answer_attachment(complaint_id: int, event_id: int):
+    """A file the complainant sent with an answer (logged like the complaint's own attachment)."""
+    path, content_type = casework().attachment(officer(), complaint_id, event_id)
+    return send_file(path, mimetype=content_type, as_attachment=True,
+                     download_name=f"complaint-{complaint_id}-answer-{event_id}{path.suffix}", max_age=0)
 
 
 ACTIONS = {"accept", "reject", "transfer", "request-info", "note", "extend", "conclude"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -39,6 +40,7 @@ from registry.registration.pipeline import BloomTarget
 from registry.registration.service import RegistrationService
 from registry.registration.uploads import UploadService
 from registry.verification.querylog import QueryLogBuffer
+from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
 
 from .jobs import JobQueue, make_job_queue
@@ -175,7 +177,8 @@ class Services:
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
-                             hourly=[self.uploads.delete_old_files])
+                             hourly=[self.uploads.delete_old_files,
+                                     functools.partial(purge_kept, settings.files_dir)])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.complaints.service import CATEGORIES, normalize_tracking_code
+from registry.complaints.service import CATEGORIES, StoredAttachment, normalize_tracking_code
 from registry.complaints.models import Complaint, ComplaintEvent, ComplaintFinding
 from registry.institutions.models import Authority, Institution
 from registry.registration.models import Batch
@@ -33,6 +33,7 @@ NATIONAL = "00"
 FINDINGS = ("forged", "not_registered", "misreported", "unfounded")
 OPEN_STATUSES = ("received", "accepted")
 MAX_NOTE = 4000
+_ANSWER_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".pdf": "application/pdf"}
 # events the public status page lists (with their kind only); the rest stay internal
 PUBLIC_KINDS = {"accepted", "rejected", "transferred", "info_requested", "info_provided", "extended", "concluded"}
 
@@ -242,21 +243,30 @@ class CaseworkService:
             return PersonalData(name=complaint.complainant_name, contact=complaint.complainant_contact,
                                 has_attachment=bool(complaint.attachment_path))
 
-    def attachment(self, officer: Officer, complaint_id: int) -> tuple[Path, str]:
-        """The attachment's absolute path and content type; logs the download first."""
+    def attachment(self, officer: Officer, complaint_id: int, event_id: int | None = None) -> tuple[Path, str]:
+        """The attachment's absolute path and content type — the complaint's own, or the one sent
+        with an answer (its ``attachment_added`` event); logs the download first."""
         if self._files_dir is None:
             raise LookupError("no files directory configured")
         with self._sessions() as session:
             complaint = self._get(session, officer, complaint_id)
-            if not complaint.attachment_path:
+            if event_id is None:
+                stored, content_type = complaint.attachment_path, complaint.attachment_type
+            else:
+                event = session.get(ComplaintEvent, event_id)
+                if event is None or event.complaint_id != complaint.id or event.kind != "attachment_added":
+                    raise LookupError("no such attachment")
+                stored = event.note
+                content_type = _ANSWER_TYPES.get(Path(stored or "").suffix)
+            if not stored:
                 raise LookupError("this complaint has no attachment")
             root = self._files_dir.resolve()
-            path = (root / complaint.attachment_path).resolve()
+            path = (root / stored).resolve()
             if root not in path.parents or not path.is_file():
                 raise LookupError("the attachment file is missing")
-            self._append(session, complaint, "attachment_viewed", officer, note=complaint.attachment_path)
+            self._append(session, complaint, "attachment_viewed", officer, note=stored)
             session.commit()
-            return path, complaint.attachment_type or "application/octet-stream"
+            return path, content_type or "application/octet-stream"
 
     # --- actions ------------------------------------------------------------------------------
     def accept(self, officer: Officer, complaint_id: int, note: str = "") -> None:
@@ -351,8 +361,23 @@ class CaseworkService:
             return session.scalar(select(ComplaintFinding.finding).join(Complaint, Complaint.id == ComplaintFinding.complaint_id)
                                   .where(Complaint.tracking_code == code))
 
-    def answer(self, tracking_code: str, text: str) -> None:
-        """Record the complainant's answer to the open question (the text is internal)."""
+    def public_deadline(self, tracking_code: str) -> Deadline | None:
+        """The running deadline of a complaint, for its public status page ("what happens next")."""
+        code = normalize_tracking_code(tracking_code)
+        if code is None:
+            return None
+        with self._sessions() as session:
+            complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code))
+            if complaint is None:
+                return None
+            f = _clock_facts(session, [complaint.id]).get(complaint.id, _Facts())
+            calendar = WorkdayCalendar.from_session(session)
+            return deadline_for(calendar, status=complaint.status, received=f.received or complaint.created_at,
+                                accepted=f.accepted, extended=f.extended, today=self.today())
+
+    def answer(self, tracking_code: str, text: str, attachment: StoredAttachment | None = None) -> None:
+        """Record the complainant's answer to the open question (the text is internal); an
+        attachment sent with it is an internal ``attachment_added`` event naming the stored file."""
         code = normalize_tracking_code(tracking_code)
         with self._sessions() as session:
             complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code)) if code else None
@@ -366,6 +391,9 @@ class CaseworkService:
             now = self._clock()
             session.add(ComplaintEvent(complaint_id=complaint.id, at=now, kind="info_provided", actor="public",
                                        public=True, note=text))
+            if attachment is not None:
+                session.add(ComplaintEvent(complaint_id=complaint.id, at=now, kind="attachment_added", actor="public",
+                                           public=False, note=attachment.path))
             complaint.updated_at = now
             session.commit()
 

@@ -81,8 +81,10 @@ def sniff_attachment(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def store_attachment(stream: BinaryIO, files_dir: Path, *, max_bytes: int = MAX_ATTACHMENT_BYTES) -> StoredAttachment:
-    """Check and copy an uploaded file under ``files_dir/complaints/`` with a random name.
+def store_attachment(stream: BinaryIO, files_dir: Path, *, max_bytes: int = MAX_ATTACHMENT_BYTES,
+                     folder_name: str = "complaints") -> StoredAttachment:
+    """Check and copy an uploaded file under ``files_dir/complaints/`` (or ``folder_name``) with a
+    random name.
 
     Raises :class:`AttachmentRefused`; nothing is left on disk when it does.
     """
@@ -95,13 +97,13 @@ def store_attachment(stream: BinaryIO, files_dir: Path, *, max_bytes: int = MAX_
     if kind is None:
         raise AttachmentRefused("wrong_type")
     content_type, ext = kind
-    folder = files_dir / "complaints"
+    folder = files_dir / folder_name
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = secrets.token_hex(16) + ext
     fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # complainants' files: ours only
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    return StoredAttachment(path=f"complaints/{name}", content_type=content_type)
+    return StoredAttachment(path=f"{folder_name}/{name}", content_type=content_type)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
+        **site_settings(env),
     }
+
+
+# Who runs the site (docs/contract.md, "Settings"): the footer of every page and /privacy name the
+# operator, a contact, a help line and the filing numbers. The embedded default says it is a demo.
+DEMO_OPERATOR = "演示站点，非官方服务"
+DEMO_OPERATOR_EN = "Demo site, not an official service"
+SITE_TEXTS = ("SITE_OPERATOR", "SITE_CONTACT", "SITE_HELPLINE")  # each with an _EN variant
+SITE_IDS = ("SITE_ICP", "SITE_PSB")  # 京ICP备…号 / 京公网安备…号: no translation
+
+
+def site_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    def text(name: str, default: str = "") -> str:
+        return " ".join((env.get(name) or default).split())[:300]
+
+    operator = text("SITE_OPERATOR")
+    out: dict[str, Any] = {
+        # no operator configured: this is a demo, and every page says so (see is_demo_site)
+        "SITE_OPERATOR": operator or DEMO_OPERATOR,
+        "SITE_OPERATOR_EN": text("SITE_OPERATOR_EN") or (DEMO_OPERATOR_EN if not operator else operator),
+    }
+    for name in SITE_TEXTS[1:]:
+        out[name] = text(name)
+        out[f"{name}_EN"] = text(f"{name}_EN") or out[name]
+    for name in SITE_IDS:
+        out[name] = text(name)
+    return out
+
+
+def is_demo_site(config: Mapping[str, Any]) -> bool:
+    return (config.get("SITE_OPERATOR") or DEMO_OPERATOR) == DEMO_OPERATOR
 
 
 def finish_settings(config: dict[str, Any]) -> dict[str, Any]:

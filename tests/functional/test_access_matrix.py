@@ -16,7 +16,7 @@ from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)
 
 # Blueprints anyone may use; every other blueprint must be guarded (guard_blueprint).
-PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth"}
+PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth", "site"}
 TOKEN_BLUEPRINTS = {"upload_api"}
 
 
@@ -144,3 +144,15 @@ def test_login_redirect_keeps_the_page_and_refuses_open_redirects(portal_app, pr
                                                              "password": "correct horse battery"})
     assert evil.headers["Location"] == "/institution/"
     assert re.match(r"^/", evil.headers["Location"])
+
+
+def test_every_route_of_the_site_blueprint_is_open_to_everyone(portal_app, world):
+    """/privacy and whatever else says who runs the site: the same page for every caller."""
+    clients, _ids, _token = world
+    rules = [r for r in portal_app.url_map.iter_rules() if r.endpoint.startswith("site.")]
+    assert {r.rule for r in rules} >= {"/privacy"}
+    for rule in rules:
+        for actor, client in clients.items():
+            response = client.get(rule.rule)
+            response.close()
+            assert response.status_code == 200, (rule.rule, actor)

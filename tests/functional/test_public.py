@@ -300,9 +300,11 @@ def test_error_pages_are_friendly_in_both_languages(app):
 
 
 PUBLIC_SOURCES = {
-    "python": ["portal/public.py", "portal/complaints.py", "portal/forms.py", "portal/errors.py", "portal/i18n.py"],
+    "python": ["portal/public.py", "portal/complaints.py", "portal/forms.py", "portal/errors.py", "portal/i18n.py",
+               "portal/site.py"],
     "jinja2": ["templates/base.html", "templates/index.html", "templates/verdict.html", "templates/error.html",
-               "templates/complaint_form.html", "templates/complaint_status.html", "templates/complaint_track.html"],
+               "templates/complaint_form.html", "templates/complaint_status.html", "templates/complaint_track.html",
+               "templates/privacy.html"],
 }
 
 

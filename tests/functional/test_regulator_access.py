@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.complaints.models import ComplaintEvent
 from registry.complaints.service import store_attachment
 from tests.functional.regulator_helpers import csrf, complaint, institution, officer_client, rapp, rreg, sign_in  # noqa: F401
 
@@ -19,7 +20,14 @@ def world(rapp, rreg):
     stored = store_attachment(io.BytesIO(PNG), Path(rapp.config["FILES_DIR"]))
     case = complaint(rreg, province="15", institution=lab, number="MATRIX-0001",
                      attachment=(stored.path, stored.content_type))
-    return {"lab": lab, "case": case}
+    answered = store_attachment(io.BytesIO(PNG), Path(rapp.config["FILES_DIR"]))  # sent with an answer
+    with rreg.sessions() as session:
+        event = ComplaintEvent(complaint_id=case.id, kind="attachment_added", actor="public", public=False,
+                               note=answered.path)
+        session.add(event)
+        session.commit()
+        event_id = event.id
+    return {"lab": lab, "case": case, "event_id": event_id}
 
 
 def regulator_rules(app):
@@ -33,7 +41,8 @@ def urls_for_rule(app, rule, world) -> list[str]:
 
     from portal.regulator import ACTIONS
 
-    values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3"}
+    values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3",
+              "event_id": world["event_id"]}
     variants = [{}]
     if "fmt" in rule.arguments:
         variants = [{"fmt": f} for f in ("csv", "xlsx")]
