@@ -19,7 +19,7 @@ from registry.complaints.casework import (
     Officer,
     QueueFilters,
 )
-from registry.complaints.service import CATEGORIES, STATUSES, format_tracking_code
+from registry.complaints.service import CATEGORIES, STATUSES
 from registry.compliance.service import ComplianceService
 from registry.institutions.models import Institution
 from registry.numbers.quarters import Quarter
@@ -133,7 +133,6 @@ def _labels() -> dict:
     return {
         "officer": g.get("officer"), "status_labels": STATUS_LABELS, "finding_labels": FINDING_LABELS,
         "standing_labels": STANDING_LABELS, "verdict_labels": VERDICT_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
-        "display_code": format_tracking_code,
     }
 
 
@@ -213,14 +212,15 @@ def queue():
                            statuses=STATUSES, institution=institution, export_args=export_args)
 
 
-QUEUE_HEADER = ["tracking_code", "number", "institution", "authority", "category", "status", "verdict",
+# the complaint's reference, never its tracking code (the complainant's secret; only its hash is stored)
+QUEUE_HEADER = ["reference", "number", "institution", "authority", "category", "status", "verdict",
                 "received_at", "deadline", "workdays_left", "overdue", "waiting_for_complainant"]
 
 
 @bp.get("/complaints.<any(csv, xlsx):fmt>")
 def queue_export(fmt: str):
     items = casework().queue(officer(), _filters())
-    rows = ([format_tracking_code(i.tracking_code), i.number, i.institution_name or i.institution_text,
+    rows = ([i.reference, i.number, i.institution_name or i.institution_text,
              i.authority_code, i.category, i.status, i.verdict_status, i.created_at,
              i.deadline.due.isoformat() if i.deadline.due else "", i.deadline.workdays_left, i.deadline.overdue,
              i.open_question] for i in items)

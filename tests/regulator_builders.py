@@ -7,7 +7,7 @@ import itertools
 from sqlalchemy import select
 
 from registry.complaints.casework import Officer
-from registry.complaints.service import new_tracking_code
+from registry.complaints.service import hash_tracking_code, new_tracking_code
 from registry.complaints.models import Complaint, ComplaintEvent
 from registry.institutions.models import Authority
 
@@ -34,7 +34,8 @@ def make_complaint(session, *, province: str = "11", institution=None, number: s
     n = next(_serial)
     at = created_at or dt.datetime.now(dt.timezone.utc)
     a = authority(session, province)
-    row = Complaint(tracking_code=new_tracking_code(), number=number or f"WT-{n:04d}",
+    code = new_tracking_code()
+    row = Complaint(tracking_hash=hash_tracking_code(code), number=number or f"WT-{n:04d}",
                     institution_text=institution.name if institution else None,
                     institution_id=institution.id if institution else None, authority_id=a.id, category=category,
                     description="查不到这个编号", complainant_name=name, complainant_contact=contact,
@@ -48,4 +49,5 @@ def make_complaint(session, *, province: str = "11", institution=None, number: s
     session.add(ComplaintEvent(complaint_id=row.id, at=at, kind="routed", actor="system", public=True,
                                note=f"{a.code} {a.name}"))
     session.commit()
+    row.tracking_code = code  # the complainant's code, as the intake shows it once (only its hash is stored)
     return row

@@ -20,7 +20,14 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.complaints.service import CATEGORIES, StoredAttachment, normalize_tracking_code
+from registry.complaints.service import (
+    CATEGORIES,
+    StoredAttachment,
+    complaint_reference,
+    hash_tracking_code,
+    normalize_tracking_code,
+    parse_reference,
+)
 from registry.complaints.models import Complaint, ComplaintEvent, ComplaintFinding
 from registry.institutions.models import Authority, Institution
 from registry.registration.models import Batch
@@ -80,13 +87,13 @@ class QueueFilters:
     institution_id: int | None = None
     quarter: str | None = None  # the quarter the complaint was received in
     category: str | None = None
-    search: str | None = None  # a report number or a tracking code
+    search: str | None = None  # a report number, a complaint reference or a tracking code
 
 
 @dataclass(frozen=True)
 class QueueItem:
     id: int
-    tracking_code: str
+    reference: str  # TS-<year>-<id>; the tracking code is the complainant's secret, never shown here
     number: str
     institution_name: str | None
     institution_text: str | None
@@ -186,7 +193,7 @@ class CaseworkService:
             if filters.overdue and not deadline.overdue:
                 continue
             items.append(QueueItem(
-                id=complaint.id, tracking_code=complaint.tracking_code, number=complaint.number,
+                id=complaint.id, reference=complaint_reference(complaint.id, complaint.created_at), number=complaint.number,
                 institution_name=inst_name, institution_text=complaint.institution_text,
                 authority_code=complaint.authority.code, category=complaint.category, status=complaint.status,
                 verdict_status=complaint.verdict_status, created_at=complaint.created_at,
@@ -342,7 +349,7 @@ class CaseworkService:
         if code is None:
             return None
         with self._sessions() as session:
-            complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code))
+            complaint = session.scalar(select(Complaint).where(Complaint.tracking_hash == hash_tracking_code(code)))
             if complaint is None or complaint.status not in OPEN_STATUSES:
                 return None
             events = session.scalars(select(ComplaintEvent).where(ComplaintEvent.complaint_id == complaint.id)
@@ -359,7 +366,7 @@ class CaseworkService:
             return None
         with self._sessions() as session:
             return session.scalar(select(ComplaintFinding.finding).join(Complaint, Complaint.id == ComplaintFinding.complaint_id)
-                                  .where(Complaint.tracking_code == code))
+                                  .where(Complaint.tracking_hash == hash_tracking_code(code)))
 
     def public_deadline(self, tracking_code: str) -> Deadline | None:
         """The running deadline of a complaint, for its public status page ("what happens next")."""
@@ -367,7 +374,7 @@ class CaseworkService:
         if code is None:
             return None
         with self._sessions() as session:
-            complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code))
+            complaint = session.scalar(select(Complaint).where(Complaint.tracking_hash == hash_tracking_code(code)))
             if complaint is None:
                 return None
             f = _clock_facts(session, [complaint.id]).get(complaint.id, _Facts())
@@ -380,7 +387,8 @@ class CaseworkService:
         attachment sent with it is an internal ``attachment_added`` event naming the stored file."""
         code = normalize_tracking_code(tracking_code)
         with self._sessions() as session:
-            complaint = session.scalar(select(Complaint).where(Complaint.tracking_code == code)) if code else None
+            complaint = (session.scalar(select(Complaint).where(Complaint.tracking_hash == hash_tracking_code(code)))
+                         if code else None)
             if complaint is None:
                 raise LookupError("no such complaint")
             text = _clean(text, required=True)
@@ -438,8 +446,15 @@ def _search_clause(text: str):
     text = text.strip()
     clauses = []
     code = normalize_tracking_code(text)
-    if code:
-        clauses.append(Complaint.tracking_code == code)
+    if code:  # an officer holding a code a complainant gave them
+        clauses.append(Complaint.tracking_hash == hash_tracking_code(code))
+    reference = parse_reference(text)
+    if reference:
+        year, complaint_id = reference
+        start = dt.datetime(year, 1, 1, tzinfo=SHANGHAI)
+        end = dt.datetime(year + 1, 1, 1, tzinfo=SHANGHAI) if year < 9999 else dt.datetime.max.replace(tzinfo=SHANGHAI)
+        if complaint_id < 2**31:
+            clauses.append((Complaint.id == complaint_id) & (Complaint.created_at >= start) & (Complaint.created_at < end))
     try:
         clauses.append(Complaint.number == normalize_number(text))
     except InvalidValue:

@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from registry.infra.base import Base, BigId, UTCDateTime, utcnow
 from registry.institutions.models import Authority
+from registry.numbers.quarters import SHANGHAI
 
 
 class Complaint(Base):
@@ -33,7 +34,9 @@ class Complaint(Base):
     __tablename__ = "complaints"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tracking_code: Mapped[str] = mapped_column(String(32), unique=True)
+    # SHA-256 of the tracking code (registry.complaints.service.hash_tracking_code): the code is the
+    # complainant's bearer secret and is never stored; officers see the complaint's reference
+    tracking_hash: Mapped[str] = mapped_column(String(64), unique=True)
     number: Mapped[str] = mapped_column(String(200))
     institution_text: Mapped[str | None] = mapped_column(String(200))
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
@@ -53,6 +56,17 @@ class Complaint(Base):
 
     authority: Mapped[Authority] = relationship(lazy="joined")
     events: Mapped[list["ComplaintEvent"]] = relationship(order_by="ComplaintEvent.id", viewonly=True)
+
+    @property
+    def reference(self) -> str:
+        """The complaint's reference for officers and exports, ``TS-<year>-<id>``."""
+        return complaint_reference(self.id, self.created_at)
+
+
+def complaint_reference(complaint_id: int, created_at: dt.datetime) -> str:
+    """``TS-2026-000123``: the year received (Asia/Shanghai) and the id — what officers and
+    exports call a complaint (the tracking code stays with the complainant)."""
+    return f"TS-{created_at.astimezone(SHANGHAI).year}-{complaint_id:06d}"
 
 
 class ComplaintEvent(Base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import os
 import re
 import secrets
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
-from registry.complaints.models import Complaint, ComplaintEvent
+from registry.complaints.models import Complaint, ComplaintEvent, complaint_reference
 from registry.institutions.models import Authority
 from registry.numbers.quarters import Clock, system_clock
 from registry.verification.service import Verdict
@@ -71,6 +72,22 @@ def normalize_tracking_code(text: str) -> str | None:
 
 def format_tracking_code(code: str) -> str:
     return "-".join(code[i:i + 4] for i in range(0, len(code), 4))
+
+
+def hash_tracking_code(code: str) -> str:
+    """What the database keeps of a (normalised) tracking code. A plain SHA-256, not a keyed
+    hash: the codes are 80 random bits, so the hash cannot be reversed by guessing, and it must
+    survive a rotation of every key."""
+    return hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+_REFERENCE_RE = re.compile(r"^TS-?(\d{4})-?(\d{1,12})$")
+
+
+def parse_reference(text: str) -> tuple[int, int] | None:
+    """``(year, id)`` of a reference as typed (case, dashes and spaces do not matter), else None."""
+    found = _REFERENCE_RE.match(re.sub(r"\s", "", text or "").upper())
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def sniff_attachment(head: bytes) -> tuple[str, str] | None:
@@ -174,8 +191,9 @@ class ComplaintService:
             authority = session.scalar(select(Authority).where(Authority.code == authority_code))
             if authority is None:
                 raise LookupError(f"authority {authority_code} is not seeded")
+            code = new_tracking_code()
             row = Complaint(
-                tracking_code=new_tracking_code(),
+                tracking_hash=hash_tracking_code(code),
                 number=complaint.number,
                 institution_text=complaint.institution_text or None,
                 institution_id=subject.id if subject else None,
@@ -199,7 +217,7 @@ class ComplaintService:
             self._append(session, row, "routed", actor="system", public=True, at=now,
                          note=f"{authority.code} {authority.name} ({routing})")
             session.commit()
-            return row.tracking_code
+            return code
 
     @staticmethod
     def _append(session: Session, complaint: Complaint, kind: str, *, actor: str, public: bool,
@@ -213,7 +231,7 @@ class ComplaintService:
         if code is None:
             return None
         with self._sessions() as session:
-            row = session.scalar(select(Complaint).where(Complaint.tracking_code == code))
+            row = session.scalar(select(Complaint).where(Complaint.tracking_hash == hash_tracking_code(code)))
             if row is None:
                 return None
             events = session.scalars(
@@ -222,7 +240,7 @@ class ComplaintService:
                 .order_by(ComplaintEvent.id)
             ).all()
             return PublicComplaint(
-                tracking_code=row.tracking_code,
+                tracking_code=code,
                 number=row.number,
                 institution_text=row.institution_text,
                 category=row.category,
@@ -262,5 +280,6 @@ class ComplaintService:
 __all__ = [
     "AttachmentRefused", "CATEGORIES", "ComplaintService", "MAX_ATTACHMENT_BYTES", "MAX_DESCRIPTION",
     "NATIONAL_TRIAGE", "NewComplaint", "PublicComplaint", "PublicEvent", "StoredAttachment",
-    "format_tracking_code", "new_tracking_code", "normalize_tracking_code", "sniff_attachment", "store_attachment",
+    "complaint_reference", "format_tracking_code", "hash_tracking_code", "new_tracking_code",
+    "normalize_tracking_code", "parse_reference", "sniff_attachment", "store_attachment",
 ]

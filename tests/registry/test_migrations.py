@@ -61,3 +61,35 @@ def test_models_match_migrations(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_tracking_codes_become_hashes(tmp_path):
+    """0009: existing tracking codes are replaced by their SHA-256; downgrade cannot restore them."""
+    import hashlib
+
+    from registry.institutions.authorities import seed_authorities
+    from sqlalchemy.orm import Session
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine, "0008")
+    with Session(engine) as session:
+        seed_authorities(session)
+        session.commit()
+    with engine.begin() as conn:
+        authority = conn.execute(text("SELECT id FROM authorities ORDER BY id LIMIT 1")).scalar()
+        for i, code in enumerate(("AAAABBBBCCCCDDDD", "EEEEFFFFGGGGHHHH")):
+            conn.execute(text(
+                "INSERT INTO complaints (tracking_code, number, authority_id, category, description, status,"
+                " created_at, updated_at) VALUES (:code, :number, :authority, 'other', 'x', 'received',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"), {"code": code, "number": f"N-{i}",
+                                                                   "authority": authority})
+    upgrade(engine)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT number, tracking_hash FROM complaints")).all())
+        assert "tracking_code" not in {c["name"] for c in inspect(conn).get_columns("complaints")}
+    assert stored == {"N-0": hashlib.sha256(b"AAAABBBBCCCCDDDD").hexdigest(),
+                      "N-1": hashlib.sha256(b"EEEEFFFFGGGGHHHH").hexdigest()}
+    downgrade(engine, "0008")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT tracking_code FROM complaints")).scalars().all() == [None, None]
+    engine.dispose()
