@@ -22,12 +22,13 @@ HOSTILE = "tests.workflows.hostile_readers"
 NUMBERS = ("报告编号\n" + "\n".join(f"SB-{i:06d}" for i in range(50_000)) + "\nbad§one\nSB-1~SB-9\n\n").encode()
 
 
-def _children() -> list[int]:
+def _children() -> set[int]:
+    """This process's children (a session may keep servers of its own running: compare, never expect none)."""
     try:
         with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
-            return [int(pid) for pid in fh.read().split()]
+            return {int(pid) for pid in fh.read().split()}
     except OSError:
-        return []
+        return set()
 
 
 def test_numbers_read_as_in_process(tmp_path):
@@ -77,6 +78,7 @@ def test_a_refused_file_is_refused_with_the_importers_message():
 @pytest.mark.parametrize("reader", ["allocate", "crash", "spin", "allocate_midway"])
 def test_a_reader_that_dies_refuses_the_file_and_only_the_child_dies(reader):
     sandbox = Sandbox(memory_mb=512, seconds=2, readers={"numbers": f"{HOSTILE}:{reader}"})
+    children = _children()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
     with pytest.raises(FileRefused) as refused:
@@ -88,15 +90,16 @@ def test_a_reader_that_dies_refuses_the_file_and_only_the_child_dies(reader):
     assert refused.value.message_en.startswith("bomb.xlsx: the file could not be parsed")
     # this process neither grew nor kept a child
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
-    assert _children() == []
+    assert _children() <= children
 
 
 def test_an_abandoned_read_stops_the_child():
+    children = _children()
     parsed = Sandbox().report_numbers(io.BytesIO(NUMBERS), "n.csv")
     numbers = parsed.numbers()
     assert next(numbers) == "SB-000000"
     parsed.close()
-    assert _children() == []
+    assert _children() <= children
 
 
 def test_the_child_sees_no_secret(monkeypatch):
