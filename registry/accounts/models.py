@@ -1,19 +1,11 @@
-"""Accounts, API tokens and stored idempotent responses.
-"""
+"""Accounts, API tokens and stored idempotent responses."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from registry.infra.base import Base, BigId, UTCDateTime, utcnow
 from registry.institutions.models import Authority, Institution
 

@@ -1,21 +1,12 @@
-"""Complaints, their trail of events and findings, and the holiday table of the working-day calendar.
-"""
+"""Complaints, their trail of events and findings, and the holiday table of the working-day calendar."""
 from __future__ import annotations
 
 import datetime as dt
 import secrets
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Date,
-    ForeignKey,
-    SmallInteger,
-    String,
-    Text,
-)
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from registry.infra.base import Base, BigId, UTCDateTime, utcnow
 from registry.institutions.models import Authority
 from registry.numbers.quarters import SHANGHAI

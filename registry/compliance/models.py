@@ -1,16 +1,11 @@
-"""The history of institutions' abnormal flag (异常检验检测机构).
-"""
+"""The history of institutions' abnormal flag (异常检验检测机构)."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    Boolean,
-    ForeignKey,
-    String,
-    Text,
-)
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from registry.infra.base import Base, UTCDateTime, utcnow
 from registry.institutions.models import Authority
 

@@ -1,16 +1,11 @@
-"""Authorities, institutions, their names, addresses and CMA certificates.
-"""
+"""Authorities, institutions, their names, addresses and CMA certificates."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    Boolean,
-    Date,
-    ForeignKey,
-    String,
-)
+from sqlalchemy import Boolean, Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from registry.infra.base import Base, UTCDateTime, utcnow
 
 

@@ -267,33 +267,9 @@ class RegistrationService:
         Numbers the institution never registered are listed in ``not_registered`` (row errors);
         already-withdrawn ones are counted and left as they were. Each withdrawal is kept in the
         number's history (``number_events``: who, when, why, through what)."""
-        when = when or self._clock()
-        result = WithdrawResult()
-        with self._sessions() as session:
-            for line, raw, reason in items:
-                number = normalize_number(raw)
-                reason = clean_text(reason, 500)
-                changed = session.execute(
-                    update(ReportNumber)
-                    .where(
-                        ReportNumber.number == number,
-                        ReportNumber.institution_id == institution_id,
-                        ReportNumber.withdrawn_at.is_(None),
-                    )
-                    .values(withdrawn_at=when, withdraw_reason=reason)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if changed:
-                    result.withdrawn += 1
-                    session.add(NumberEvent(number=number, institution_id=institution_id, kind="withdrawn",
-                                            reason=reason, actor=_actor(actor), source=source, at=when))
-                    continue
-                if self._registered(session, institution_id, number):
-                    result.already_withdrawn += 1
-                else:
-                    result.not_registered.append((line, number))
-            session.commit()
-        return result
+        changed, unchanged, not_registered = self._change(
+            institution_id, items, withdraw=True, when=when or self._clock(), actor=actor, source=source)
+        return WithdrawResult(withdrawn=changed, already_withdrawn=unchanged, not_registered=not_registered)
 
     def restore(
         self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]], when: dt.datetime | None = None,
@@ -303,33 +279,40 @@ class RegistrationService:
         transaction. The number answers ``found`` again; its history keeps the withdrawal and
         this restore (who, when, why). Numbers not withdrawn are counted and left as they were;
         numbers never registered are listed in ``not_registered``."""
-        when = when or self._clock()
-        result = RestoreResult()
+        changed, unchanged, not_registered = self._change(
+            institution_id, items, withdraw=False, when=when or self._clock(), actor=actor, source=source)
+        return RestoreResult(restored=changed, not_withdrawn=unchanged, not_registered=not_registered)
+
+    def _change(self, institution_id: int, items: Iterable[tuple[int | None, str, str]], *, withdraw: bool,
+                when: dt.datetime, actor: str | None, source: str) -> tuple[int, int, list[tuple[int | None, str]]]:
+        """Withdraw (or restore) each item's number in one transaction, each change kept in the
+        number's history: (changed, already so, never registered by this institution)."""
+        changed = unchanged = 0
+        not_registered: list[tuple[int | None, str]] = []
         with self._sessions() as session:
             for line, raw, reason in items:
                 number = normalize_number(raw)
-                changed = session.execute(
+                reason = clean_text(reason or "", 500) or None
+                state = ReportNumber.withdrawn_at.is_(None) if withdraw else ReportNumber.withdrawn_at.is_not(None)
+                values = {"withdrawn_at": when, "withdraw_reason": reason or ""} if withdraw else {
+                    "withdrawn_at": None, "withdraw_reason": None}
+                done = session.execute(
                     update(ReportNumber)
-                    .where(
-                        ReportNumber.number == number,
-                        ReportNumber.institution_id == institution_id,
-                        ReportNumber.withdrawn_at.is_not(None),
-                    )
-                    .values(withdrawn_at=None, withdraw_reason=None)
+                    .where(ReportNumber.number == number, ReportNumber.institution_id == institution_id, state)
+                    .values(**values)
                     .execution_options(synchronize_session=False)
                 ).rowcount
-                if changed:
-                    result.restored += 1
-                    session.add(NumberEvent(number=number, institution_id=institution_id, kind="restored",
-                                            reason=clean_text(reason or "", 500) or None, actor=_actor(actor),
-                                            source=source, at=when))
-                    continue
-                if self._registered(session, institution_id, number):
-                    result.not_withdrawn += 1
+                if done:
+                    changed += 1
+                    session.add(NumberEvent(number=number, institution_id=institution_id,
+                                            kind="withdrawn" if withdraw else "restored", reason=reason,
+                                            actor=_actor(actor), source=source, at=when))
+                elif self._registered(session, institution_id, number):
+                    unchanged += 1
                 else:
-                    result.not_registered.append((line, number))
+                    not_registered.append((line, number))
             session.commit()
-        return result
+        return changed, unchanged, not_registered
 
     def preview_change(self, *, institution_id: int, items: Iterable[tuple[int | None, str, str]],
                        restore: bool = False) -> ChangePreview:

@@ -1,16 +1,11 @@
-"""The query log: one row per verification (no foreign keys: it grows like `report_numbers`).
-"""
+"""The query log: one row per verification (no foreign keys: it grows like `report_numbers`)."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    Index,
-    Integer,
-    String,
-    Text,
-)
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+
 from registry.infra.base import Base, BigId, UTCDateTime
 
 
