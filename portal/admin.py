@@ -27,7 +27,7 @@ class AccountForm(FlaskForm):
     username = StringField(_l("用户名"), validators=[DataRequired(_l("请填写用户名。")), Length(max=64)])
     role = SelectField(_l("角色"), choices=[_Choice(r, ROLE_LABELS[r]) for r in ROLES], validators=[DataRequired()])
     institution = StringField(_l("机构统一社会信用代码（机构用户）"), validators=[Optional(), Length(max=18)])
-    authority = StringField(_l("监管部门代码（监管部门用户，如 11）"), validators=[Optional(), Length(max=2)])
+    authority = StringField(_l("监管部门代码（监管部门用户）"), validators=[Optional(), Length(max=2)])
     password = PasswordField(_l("初始密码（至少 %(n)s 个字符）", n=MIN_PASSWORD),
                              validators=[DataRequired(_l("请填写初始密码。")), Length(max=200)])
 

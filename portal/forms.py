@@ -81,6 +81,7 @@ def refuse_control_characters() -> None:
 
 def init_app(app: Flask) -> None:
     """Guard every registered blueprint but the unguarded ones (call after registering them)."""
+    app.add_template_global(field_attrs, "field_aria")
     for name in app.blueprints:
         if name not in UNGUARDED_BLUEPRINTS:
             app.before_request_funcs.setdefault(name, []).insert(0, refuse_control_characters)

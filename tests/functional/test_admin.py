@@ -145,7 +145,7 @@ def test_failures_answer_identically_for_unknown_wrong_and_throttled(portal_app,
         assert len(calls) == 1, case
         page = response.get_data(as_text=True)
         page = re.sub(r'value="[^"]*"', "", page)  # the CSRF token and the typed username differ
-        replies[case] = (response.status_code, re.search(r'<p class="error" role="alert">([^<]+)</p>', page).group(1))
+        replies[case] = (response.status_code, re.search(r'<div class="error-summary"[^>]*>.*?<a href="#username">([^<]+)</a>', page, re.S).group(1))
     assert len(set(replies.values())) == 1, replies
     assert "锁定" not in replies["unknown"][1]
 
