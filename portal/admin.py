@@ -2,7 +2,7 @@
 table the working-day calendar falls back on, and the sealed admin log of all of these."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -74,6 +74,37 @@ def index():
                            role_labels=ROLE_LABELS, action_form=FlaskForm(), now_utc=registry().clock()), status
 
 
+@bp.get("/accounts/<int:account_id>/disable")
+def disable_check(account_id: int):
+    """The check page before disabling: what will change, one confirm button."""
+    return _check_page(account_id, "disable")
+
+
+@bp.get("/accounts/<int:account_id>/reset")
+def reset_check(account_id: int):
+    """The check page before a password reset."""
+    return _check_page(account_id, "reset")
+
+
+def _check_page(account_id: int, what: str):
+    account = accounts().get(account_id)
+    if account is None:
+        abort(404)
+    return render_template("admin/check.html", account=account, what=what, role_labels=ROLE_LABELS,
+                           action_form=FlaskForm(), hours=int(RESET_LIFETIME.total_seconds() // 3600))
+
+
+@bp.get("/accounts/<int:account_id>")
+def account_page(account_id: int):
+    """One account; after disabling or enabling it, the confirmation that names the result."""
+    account = accounts().get(account_id)
+    if account is None:
+        abort(404)
+    done = request.args.get("done") if request.args.get("done") in ("disable", "enable") else None
+    return render_template("admin/account.html", account=account, done=done, role_labels=ROLE_LABELS,
+                           action_form=FlaskForm())
+
+
 @bp.post("/accounts/<int:account_id>/disable")
 def disable(account_id: int):
     return _set_active(account_id, False)
@@ -90,8 +121,7 @@ def _set_active(account_id: int, active: bool):
         account = accounts().set_active(account_id, active, actor=_actor())
     except AccountError:
         abort(404)
-    flash(_("已启用 %(name)s。", name=account.username) if active else _("已停用 %(name)s。", name=account.username), "ok")
-    return redirect(url_for(".index"), 303)
+    return redirect(url_for(".account_page", account_id=account.id, done="enable" if active else "disable"), 303)
 
 
 @bp.post("/accounts/<int:account_id>/reset")

@@ -67,6 +67,23 @@ def quarter_label(quarter: str | None) -> str:
     return f"{year} Q{q}" if current_language() == "en" else f"{year}年第{q}季度"
 
 
+def authority_name(authority) -> str:
+    """An authority's name in the page's language (authorities have English names)."""
+    if authority is None:
+        return ""
+    if current_language() == "en":
+        return getattr(authority, "name_en", None) or authority.name
+    return authority.name
+
+
+def number(value) -> str:
+    """A count with thousands separators (1,234,567), as both languages write it here."""
+    try:
+        return "{:,}".format(int(value))
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+
+
 def _template_context() -> dict:
     lang = current_language()
     return {
@@ -85,3 +102,5 @@ def init_app(app: Flask) -> None:
     app.context_processor(_template_context)
     app.add_template_filter(local_time)
     app.add_template_filter(quarter_label)
+    app.add_template_filter(number)
+    app.add_template_global(authority_name)

@@ -6,9 +6,12 @@ complaints routed to it and the institutions it reviews. Views parse, call the r
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
+import re
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
 from registry.compliance.abnormal import AbnormalService
 from registry.complaints.casework import (
@@ -21,7 +24,7 @@ from registry.complaints.casework import (
 )
 from registry.complaints.service import CATEGORIES, STATUSES
 from registry.compliance.service import ComplianceService
-from registry.institutions.models import Institution
+from registry.institutions.models import Authority, Institution
 from registry.numbers.quarters import Quarter
 
 from . import exports
@@ -30,6 +33,7 @@ from .charts import Series, stacked_bars
 from .errors import error_response
 from .extensions import db_session, registry
 from .forms import CATEGORY_LABELS
+from .i18n import authority_name, current_language
 from .urls import int_arg
 
 bp = guard_blueprint(Blueprint("regulator", __name__, url_prefix="/regulator"), "regulator")
@@ -53,6 +57,8 @@ VERDICT_LABELS = {
     "ambiguous": _l("多家机构登记"),
     "not_found": _l("未登记"),
 }
+SOURCE_LABELS = {"file": _l("文件上传"), "api": _l("接口"), "portal": _l("门户"), "cli": _l("命令行"),
+                 "zero": _l("零报告声明")}
 STANDING_LABELS = {
     "on_time": _l("按时报送"),
     "zero": _l("零报告声明"),
@@ -133,7 +139,33 @@ def _labels() -> dict:
     return {
         "officer": g.get("officer"), "status_labels": STATUS_LABELS, "finding_labels": FINDING_LABELS,
         "standing_labels": STANDING_LABELS, "verdict_labels": VERDICT_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
+        "action_labels": ACTION_LABELS, "note_labels": NOTE_LABELS,
+        "event_note": event_note, "available_actions": available_actions,
+        "source_labels": SOURCE_LABELS,
     }
+
+
+_FINDING_NOTE = re.compile(r"^\[(\w+)\] ?(.*)$", re.S)
+_TRANSFER_NOTE = re.compile(r"^→ (\w+) [^:]*: ?(.*)$", re.S)
+
+
+def event_note(event) -> str:
+    """An event's note in words: the finding code of a conclusion and the authority of a transfer
+    (kept in the sealed note as `[forged] …` and `→ 19 name: …`) in the page's language."""
+    note = event.note or ""
+    colon = ": " if current_language() == "en" else "："
+    if event.kind == "concluded":
+        m = _FINDING_NOTE.match(note)
+        if m and m.group(1) in FINDING_LABELS:
+            return f"{FINDING_LABELS[m.group(1)]}{colon}{m.group(2)}"
+    if event.kind == "transferred":
+        m = _TRANSFER_NOTE.match(note)
+        if m:
+            target = db_session().scalar(select(Authority).where(Authority.code == m.group(1)))
+            if target is not None:
+                label = _("转办至 %(name)s", name=authority_name(target))
+                return f"{label}{colon}{m.group(2)}"
+    return note
 
 
 def officer() -> Officer:
@@ -260,6 +292,112 @@ def answer_attachment(complaint_id: int, event_id: int):
 
 
 ACTIONS = {"accept", "reject", "transfer", "request-info", "note", "extend", "conclude"}
+# What cannot be undone goes through a check page (what will change) and ends on a confirmation
+# page naming the result; a question or an internal note is sent from its form at once.
+CHECKED = ("accept", "reject", "transfer", "conclude", "extend")
+ACTION_ORDER = ("accept", "reject", "transfer", "request-info", "conclude", "extend", "note")
+ACTION_LABELS = {
+    "accept": _l("受理"), "reject": _l("决定不予受理"), "transfer": _l("转办"), "request-info": _l("请投诉人补充"),
+    "conclude": _l("办结"), "extend": _l("延长办理期限"), "note": _l("添加内部备注"),
+}
+ACTION_STATES = {
+    "accept": ("received",), "reject": ("received",), "transfer": ("received",),
+    "request-info": ("received", "accepted"), "conclude": ("accepted",), "extend": ("accepted",),
+    "note": ("received", "accepted", "rejected", "concluded"),
+}
+NOTE_LABELS = {
+    "accept": _l("受理说明（选填）"), "reject": _l("不予受理的理由"), "transfer": _l("转办理由"),
+    "request-info": _l("请投诉人补充的内容（投诉人可在进度页看到并回答）"), "conclude": _l("办结说明"),
+    "extend": _l("延长办理期限 15 个工作日（仅限一次）的理由"), "note": _l("内部备注（投诉人看不到）"),
+}
+DONE_TITLES = {
+    "accept": _l("投诉已受理"), "reject": _l("已决定不予受理"), "transfer": _l("投诉已转办"),
+    "conclude": _l("投诉已办结"), "extend": _l("办理期限已延长"),
+}
+
+
+def available_actions(t) -> list[str]:
+    """The actions this officer may take on the complaint now, in the order of the work."""
+    if not t.can_see_personal_data:
+        return []
+    extended = t.deadline.extended
+    return [a for a in ACTION_ORDER if t.complaint.status in ACTION_STATES[a] and not (a == "extend" and extended)]
+
+
+def _action_values(action: str, form) -> tuple[dict, dict]:
+    """The posted answers of an action's form and the problems of each field."""
+    values = {"note": (form.get("note") or "").replace("\r\n", "\n").strip()[:4000]}
+    errors = {}
+    if action == "transfer":
+        values["authority"] = (form.get("authority") or "").strip()[:10]
+    if action == "conclude":
+        values["finding"] = (form.get("finding") or "").strip()[:40]
+        if values["finding"] not in FINDINGS:
+            errors["finding"] = str(ACTION_ERRORS["unknown_finding"])
+    if action != "accept" and not values["note"]:
+        errors["note"] = str(ACTION_ERRORS["reason_required"])
+    return values, errors
+
+
+def _pending_subject(complaint_id: int, action: str) -> str:
+    return f"complaint:{complaint_id}:{action}"
+
+
+def _action_page(t, action: str, values: dict | None = None, errors: dict | None = None, key: str = ""):
+    targets = {a.code: a for a in t.transfer_targets}
+    return render_template("regulator/action.html", t=t, c=t.complaint, action=action, values=values or {},
+                           errors=errors or {}, findings=FINDINGS, targets=targets, key=key,
+                           possible=action in available_actions(t), checked=action in CHECKED,
+                           actions=available_actions(t))
+
+
+@bp.get("/complaints/<int:complaint_id>/<action>")
+def action_form(complaint_id: int, action: str):
+    """One action's form, on its own page (one thing per page); `?key=` brings back answers."""
+    t = casework().trail(officer(), complaint_id)
+    if action not in ACTIONS:
+        abort(404)
+    values, errors = {}, {}
+    key = (request.args.get("key") or "")[:64]
+    if key:
+        kept = registry().pending_forms.load(key, owner=officer().username,
+                                             subject=_pending_subject(complaint_id, action))
+        if kept:
+            values, errors = kept.get("values") or {}, kept.get("errors") or {}
+    return _action_page(t, action, values, errors, key)
+
+
+@bp.post("/complaints/<int:complaint_id>/<action>/check")
+def check_action(complaint_id: int, action: str):
+    """Keep the answers and show what will change (303 to the check page), or the form again
+    with its problems."""
+    casework().trail(officer(), complaint_id)
+    if action not in ACTIONS:
+        abort(404)
+    values, errors = _action_values(action, request.form)
+    key = registry().pending_forms.save(owner=officer().username, subject=_pending_subject(complaint_id, action),
+                                        values={"values": values, "errors": errors})
+    # a question or a note has no check page: back to its form, answers kept
+    endpoint = ".action_form" if errors or action not in CHECKED else ".action_check"
+    return redirect(url_for(endpoint, complaint_id=complaint_id, action=action, key=key), code=303)
+
+
+@bp.get("/complaints/<int:complaint_id>/<action>/check")
+def action_check(complaint_id: int, action: str):
+    """The check page: what will change, the answers with a link to change them, one confirm
+    button (a POST to the action itself). Without kept answers: the form."""
+    t = casework().trail(officer(), complaint_id)
+    if action not in ACTIONS:
+        abort(404)
+    key = (request.args.get("key") or "")[:64]
+    kept = registry().pending_forms.load(key, owner=officer().username,
+                                         subject=_pending_subject(complaint_id, action)) if key else None
+    if not kept or kept.get("errors") or action not in CHECKED:
+        return _action_page(t, action, (kept or {}).get("values"), (kept or {}).get("errors"), key if kept else "")
+    values = kept.get("values") or {}
+    target = next((a for a in t.transfer_targets if a.code == values.get("authority")), None)
+    return render_template("regulator/action_check.html", t=t, c=t.complaint, action=action, values=values,
+                           target=target, key=key, possible=action in available_actions(t))
 
 
 @bp.post("/complaints/<int:complaint_id>/<action>")
@@ -268,6 +406,7 @@ def act(complaint_id: int, action: str):
         abort(404)
     form, who, service = request.form, officer(), casework()
     text = form.get("note", "")
+    before = service.trail(who, complaint_id) if action in CHECKED else None
     try:
         if action == "accept":
             service.accept(who, complaint_id, text)
@@ -286,10 +425,35 @@ def act(complaint_id: int, action: str):
     except InvalidAction as exc:
         flash(str(ACTION_ERRORS.get(exc.code, exc.code)), "error")
         return redirect(url_for(".trail", complaint_id=complaint_id, _anchor="actions"), code=303)
+    if form.get("key"):
+        registry().pending_forms.discard(form["key"][:64])
+    if before is not None:
+        c = before.complaint
+        target = next((a for a in before.transfer_targets if a.code == form.get("authority", "").strip()), None)
+        session["regulator_done"] = {
+            "action": action, "complaint_id": c.id, "number": c.number, "code": c.reference,
+            "finding": form.get("finding", "") if action == "conclude" else "",
+            "authority": [target.code, target.name, target.name_en] if target is not None else None,
+        }
+        return redirect(url_for(".action_done"), code=303)
     flash(_("已记录。"), "success")
-    if action == "transfer":  # it has left this authority's queue (unless this is SAMR)
-        return redirect(url_for(".queue"), code=303)
     return redirect(url_for(".trail", complaint_id=complaint_id), code=303)
+
+
+@bp.get("/done")
+def action_done():
+    """The confirmation page of the last checked action: what was done, to which complaint, and
+    what happens next. (Not under the complaint: after a transfer it is no longer this officer's.)"""
+    done = session.get("regulator_done")
+    if not isinstance(done, dict) or done.get("action") not in CHECKED:
+        return render_template("regulator/action_done.html", done=None)
+    visible = True
+    try:
+        t = casework().trail(officer(), int(done["complaint_id"]))
+    except (NotAllowed, LookupError):
+        t, visible = None, False
+    return render_template("regulator/action_done.html", done=done, t=t, visible=visible,
+                           title=DONE_TITLES[done["action"]])
 
 
 TRAIL_HEADER = ["event_id", "seq", "at", "kind", "actor", "public", "note"]

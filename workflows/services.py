@@ -46,6 +46,7 @@ from registry.verification.service import VerificationService
 from .jobs import JobQueue, make_job_queue
 from .sandbox import Sandbox
 from .uploads import UploadSteps
+from .pending_forms import PendingForms
 from .withdrawals import PendingChanges
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class Services:
         self.upload_steps = UploadSteps(uploads=self.uploads, registration=self.registration,
                                         max_bytes=settings.max_upload_bytes, sandbox=self.sandbox)
         self.pending_changes = PendingChanges(settings.files_dir)  # withdrawals/restores awaiting confirmation
+        self.pending_forms = PendingForms(settings.files_dir)  # answers on a check page awaiting confirmation
         # --- accounts, and the sealed admin log (a sibling chain of the complaint audit chain) ---
         admin_head = (RedisChainHead(self.redis, ADMIN_LOG_HEAD_KEY) if self.redis is not None
                       else FileChainHead(settings.files_dir / "admin-log"))

@@ -234,3 +234,31 @@ def test_create_account_cli(portal_app, preg):
         assert "Traceback" not in result.output
     weak = runner.invoke(args=["create-account", "x6", "--role", "admin", "--password-stdin"], input="short\n")
     assert weak.exit_code == 2 and len(weak.output.strip().splitlines()) == 1
+
+
+def test_disabling_and_resetting_go_through_a_check_page_and_end_on_a_confirmation(portal_app, preg):
+    """Issue 19 part 3: what cannot be undone is checked first (nothing changes on the check page)
+    and confirmed on a page naming the result."""
+    with preg.sessions() as session:
+        inst = make_institution(session)
+    owner = make_account(preg, institution=inst)
+    client = _admin_client(portal_app, preg)
+    index = client.get("/admin/").get_data(as_text=True)
+    assert f"/admin/accounts/{owner.id}/disable" in index and f"/admin/accounts/{owner.id}/reset" in index
+    check = client.get(f"/admin/accounts/{owner.id}/disable")
+    page = check.get_data(as_text=True)
+    assert check.status_code == 200 and owner.username in page and 'id="will-change"' in page
+    assert "API 令牌" in page and "尚未作任何更改" in page
+    with preg.sessions() as session:
+        assert session.get(Account, owner.id).active  # a check page changes nothing
+    token = csrf_token(client, f"/admin/accounts/{owner.id}/disable")
+    done = client.post(f"/admin/accounts/{owner.id}/disable", data={"csrf_token": token})
+    assert done.status_code == 303
+    confirmation = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert 'id="confirmation"' in confirmation and "账号已停用" in confirmation and owner.username in confirmation
+    english = client.get(done.headers["Location"] + "&lang=en").get_data(as_text=True)
+    assert "Account disabled" in english
+    reset_check = client.get(f"/admin/accounts/{owner.id}/reset?lang=zh").get_data(as_text=True)
+    assert "重置" in reset_check and "24 小时" in reset_check and 'id="confirm-action"' in reset_check
+    assert client.get("/admin/accounts/999999/reset").status_code == 404
+    assert client.get("/admin/accounts/999999/disable").status_code == 404
