@@ -114,7 +114,7 @@ def _officer() -> None:
         abort(403)
     g.officer = Officer(username=account.username, authority_id=account.authority_id,
                         authority_code=account.authority.code)
-    g.authority_name = account.authority.name
+    g.authority_name = authority_name(account.authority)
 
 
 @bp.after_request
