@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from registry.accounts.accounts import AccountService
-from registry.accounts.adminlog import AdminLog, admin_log_key
+from registry.accounts.adminlog import AdminLog
 from registry.accounts.adminlog import REDIS_HEAD_KEY as ADMIN_LOG_HEAD_KEY
 from registry.accounts.idempotency import IdempotencyStore
 from registry.accounts.tokens import TokenService
 from registry.bloom import BloomConfig, open_bloom_index
-from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, chain_for, derive_key
+from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, chain_for, keyring
 from registry.complaints.casework import CaseworkService
 from registry.complaints.holidays import HolidayService
 from registry.complaints.service import ComplaintService
@@ -162,8 +162,9 @@ class Services:
         # --- accounts, and the sealed admin log (a sibling chain of the complaint audit chain) ---
         admin_head = (RedisChainHead(self.redis, ADMIN_LOG_HEAD_KEY) if self.redis is not None
                       else FileChainHead(settings.files_dir / "admin-log"))
-        self.admin_log = AdminLog(key=admin_log_key(derive_key(secret_key=settings.secret_key,
-                                                               audit_key=settings.audit_key)),
+        # the same key ring as the complaint chain (each key through the admin log's own subkey)
+        self.admin_log = AdminLog(keys=keyring(secret_key=settings.secret_key, audit_key=settings.audit_key,
+                                               audit_keys=settings.audit_keys),
                                   head=admin_head, clock=clock)
         self.admin_log.install(self.sessions)
         self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)

@@ -6,9 +6,17 @@ same way: ``mac`` = HMAC-SHA256(key, canonical(seq, at, actor, action, target, d
 seq−1), sequence numbers from a counter row in ``registry_state`` (incremented first, so
 concurrent writers never fork the chain), and the newest ``(seq, mac)`` kept outside the
 database in the same kind of head as the complaint chain (a Redis hash or a file), only ever
-moving forward. The key is a subkey of the complaint chain's key, used for nothing else.
-Editing an entry breaks its seal; deleting one leaves a gap; deleting the newest ones leaves the
-database behind the head.
+moving forward. Editing an entry breaks its seal; deleting one leaves a gap; deleting the newest
+ones leaves the database behind the head.
+
+Keys: the admin log uses the complaint chain's key ring (``AUDIT_KEYS`` newest first, else
+``AUDIT_KEY``, then the key derived from ``SECRET_KEY``; :func:`registry.complaints.audit.keyring`),
+each key through a subkey used for nothing else (:func:`admin_log_key`), so a complaint event's MAC
+can never pass as an admin-log MAC. New entries are sealed with the newest key and record its id
+(``key_id``, which the seal covers); verification picks the key by that id, so old entries stay
+verifiable after a rotation as long as their key stays in the ring, and an entry whose key was
+removed is reported by that key's id. Entries sealed before migration 0010 name no key (``key_id``
+NULL, the seal without it) and verify against every key of the ring.
 """
 from __future__ import annotations
 
@@ -18,12 +26,14 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from sqlalchemy import event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.accounts.models import AdminLogEntry
+from registry.complaints.audit import AuditKey, key_id_for
 from registry.infra.base import RegistryState
 
 log = logging.getLogger(__name__)
@@ -46,9 +56,12 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def entry_mac(key: bytes, *, seq: int, at: dt.datetime, actor: str, action: str, target: str,
-              detail: str | None, prev_mac: str) -> str:
-    payload = json.dumps([seq, _iso(at), actor, action, target, detail, prev_mac],
-                         ensure_ascii=False, separators=(",", ":")).encode()
+              detail: str | None, prev_mac: str, key_id: str | None = None) -> str:
+    """The seal of one entry; with ``key_id`` (entries since migration 0010) the key id is sealed too."""
+    fields = [seq, _iso(at), actor, action, target, detail, prev_mac]
+    if key_id is not None:
+        fields = ["v2", key_id, *fields]
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
@@ -80,8 +93,22 @@ class LogPage:
 
 
 class AdminLog:
-    def __init__(self, *, key: bytes, head, clock=None) -> None:
-        self._key = key
+    """Seals admin actions (:meth:`record`) and checks them (:meth:`verify`).
+
+    ``keys`` is the audit key ring, newest first (:func:`registry.complaints.audit.keyring`): the
+    log seals with the admin-log subkey of the first and verifies with the subkey of the key an
+    entry names. ``key`` is a single admin-log key, used as it is (its id a digest of it)."""
+
+    def __init__(self, *, key: bytes | None = None, keys: Sequence[AuditKey] | None = None, head,
+                 clock=None) -> None:
+        if keys:
+            ring = [(k.id, admin_log_key(k.secret)) for k in keys]
+        elif key is not None:
+            ring = [(key_id_for(key), key)]
+        else:
+            raise ValueError("the admin log needs a key")
+        self._ring = ring
+        self._by_id = dict(ring)
         self.head = head  # a ChainHead (registry/complaints/audit.py): read() / advance(seq, mac)
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
@@ -96,10 +123,11 @@ class AdminLog:
         seq = _bump_counter(session)
         prev = session.scalar(select(AdminLogEntry.mac).where(AdminLogEntry.seq == seq - 1)) if seq > 1 else None
         at = self._clock()
+        kid, key = self._ring[0]
         entry = AdminLogEntry(seq=seq, at=at, actor=actor[:64], action=action[:32], target=target[:100],
-                              detail=detail)
-        entry.mac = entry_mac(self._key, seq=seq, at=at, actor=entry.actor, action=entry.action,
-                              target=entry.target, detail=detail, prev_mac=prev or GENESIS)
+                              detail=detail, key_id=kid)
+        entry.mac = entry_mac(key, seq=seq, at=at, actor=entry.actor, action=entry.action,
+                              target=entry.target, detail=detail, prev_mac=prev or GENESIS, key_id=kid)
         session.add(entry)
         session.info[_HEAD_INFO] = (seq, entry.mac)
         return entry
@@ -116,6 +144,25 @@ class AdminLog:
     @staticmethod
     def _after_rollback(session: Session) -> None:
         session.info.pop(_HEAD_INFO, None)
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key new entries are sealed with."""
+        return self._ring[0][0]
+
+    def check_seal(self, entry: AdminLogEntry, prev_mac: str) -> str:
+        """``ok``, ``altered``, or ``unknown_key`` (it names a key that is not configured)."""
+        def sealed_with(key: bytes, key_id: str | None) -> bool:
+            want = entry_mac(key, seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
+                             target=entry.target, detail=entry.detail, prev_mac=prev_mac, key_id=key_id)
+            return hmac.compare_digest(want, entry.mac or "")
+
+        if entry.key_id is None:  # sealed before migration 0010: any configured key may have sealed it
+            return "ok" if any(sealed_with(key, None) for _, key in self._ring) else "altered"
+        key = self._by_id.get(entry.key_id)
+        if key is None:
+            return "unknown_key"
+        return "ok" if sealed_with(key, entry.key_id) else "altered"
 
     def page(self, session: Session, page: int = 1, per_page: int = 50) -> LogPage:
         """Newest first."""
@@ -138,12 +185,20 @@ class AdminLog:
                 result.problems.append(LogProblem(entry.id, entry.seq,
                                                   f"entry {entry.id}: the entries before it (seq {gap}) were deleted"))
             else:
-                want = entry_mac(self._key, seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
-                                 target=entry.target, detail=entry.detail, prev_mac=prev)
-                if not hmac.compare_digest(want, entry.mac or ""):
+                verdict = self.check_seal(entry, prev)
+                if verdict == "unknown_key":  # an unverifiable seal proves nothing: a problem like an edit
                     result.problems.append(LogProblem(entry.id, entry.seq,
                                                       f"entry {entry.id} (seq {entry.seq}, {entry.action} "
-                                                      f"{entry.target}) was altered: its seal does not match"))
+                                                      f"{entry.target}) names the key {entry.key_id!r}, which is "
+                                                      "not configured: add that key to AUDIT_KEYS (or the entry "
+                                                      "was altered)"))
+                elif verdict != "ok":
+                    result.problems.append(LogProblem(entry.id, entry.seq,
+                                                      f"entry {entry.id} (seq {entry.seq}, {entry.action} "
+                                                      f"{entry.target}) was altered: its seal does not match"
+                                                      + ("" if entry.key_id is not None else
+                                                         " any configured key (it names none: sealed before "
+                                                         "key ids, perhaps with a key since removed)")))
             prev, expected, last_id = entry.mac or GENESIS, entry.seq + 1, entry.id
             session.expunge(entry)
         result.last_seq = expected - 1

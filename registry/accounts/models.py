@@ -127,3 +127,6 @@ class AdminLogEntry(Base):
     target: Mapped[str] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(Text)
     mac: Mapped[str] = mapped_column(String(64))
+    # the id of the audit key whose admin-log subkey sealed it (AUDIT_KEYS); NULL for entries sealed
+    # before migration 0010, which verify against every configured key
+    key_id: Mapped[str | None] = mapped_column(String(32))

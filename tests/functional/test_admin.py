@@ -112,6 +112,38 @@ def test_admin_log_is_paged_and_an_edit_breaks_audit_verify(portal_app, preg):
     assert "audit chain intact" in result.output  # the complaint chain's line keeps its format
 
 
+def test_audit_verify_follows_the_admin_log_across_key_rotations(stack):
+    """Issue 13 item 11 for the admin log: with only AUDIT_KEYS set (no AUDIT_KEY) the admin log
+    works; after a rotation (new key first, old kept) old entries still verify and new ones are
+    sealed with the new key; with the old key removed `audit verify` names it and exits 1."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from portal import create_app
+    from registry.accounts.models import AdminLogEntry
+
+    def run(keys: str, day: int | None):
+        app = create_app({**stack, "AUDIT_KEY": "", "AUDIT_KEYS": keys})
+        reg = app.extensions["registry"]
+        try:
+            if day is not None:
+                reg.holidays.add(day=dt.date(2032, 1, day), name=f"day {day}", actor="root")
+            with reg.sessions() as session:
+                kids = list(session.scalars(select(AdminLogEntry.key_id).order_by(AdminLogEntry.seq)))
+            return app.test_cli_runner().invoke(args=["audit", "verify"]), kids
+        finally:
+            reg.close()
+
+    result, kids = run("k1:first-secret", 1)
+    assert result.exit_code == 0 and "admin log intact: 1 entries" in result.output and kids == ["k1"]
+    result, kids = run("k2:second-secret,k1:first-secret", 2)
+    assert result.exit_code == 0 and "admin log intact: 2 entries" in result.output and kids == ["k1", "k2"]
+    result, _ = run("k2:second-secret", None)
+    assert result.exit_code == 1 and "audit chain intact" in result.output
+    assert "admin log BROKEN" in result.output and "'k1'" in result.output and "AUDIT_KEYS" in result.output
+
+
 def test_another_address_cannot_lock_the_owner_out(portal_app, preg):
     """Issue 13 item 8: failures are throttled per (username, address), never per account."""
     account = make_account(preg, "admin")

@@ -245,6 +245,82 @@ def test_admin_log_seals_admin_actions(engine, session, clock, tmp_path):
         assert any("truncated" in p.message for p in log.verify(s).problems)
 
 
+def test_admin_log_keys_rotate_and_are_picked_by_id(engine, clock, tmp_path):
+    """Issue 13 items 10-11: the admin log is on the audit key ring. After a rotation (the new key
+    first in AUDIT_KEYS, the old one kept) old entries still verify and new ones are sealed with the
+    new key; a key removed from the ring is named by its id."""
+    from sqlalchemy import select
+
+    from registry.accounts.adminlog import AdminLog, admin_log_key, entry_mac
+    from registry.accounts.models import AdminLogEntry
+    from registry.complaints.audit import FileChainHead, keyring
+
+    sessions = make_session_factory(engine)
+    head = FileChainHead(tmp_path / "admin-log")
+    old = AdminLog(keys=keyring(secret_key="", audit_keys="k1:first-secret"), head=head, clock=clock)
+    new = AdminLog(keys=keyring(secret_key="", audit_keys="k2:second-secret,k1:first-secret"), head=head,
+                   clock=clock)
+    only_new = AdminLog(keys=keyring(secret_key="", audit_keys="k2:second-secret"), head=head, clock=clock)
+    for log, day in ((old, 1), (old, 2), (new, 3)):
+        factory = make_session_factory(engine)
+        log.install(factory)
+        HolidayService(sessions=factory, admin_log=log).add(day=dt.date(2027, 3, day), name="x", actor="root")
+    assert new.key_id == "k2" and old.key_id == "k1"
+    with sessions() as s:
+        entries = list(s.scalars(select(AdminLogEntry).order_by(AdminLogEntry.seq)))
+        assert [e.key_id for e in entries] == ["k1", "k1", "k2"]
+        # sealed with the admin log's own subkey, never with the chain key itself (no MAC replay)
+        first = entries[0]
+        fields = dict(seq=first.seq, at=first.at, actor=first.actor, action=first.action, target=first.target,
+                      detail=first.detail, prev_mac="", key_id="k1")
+        assert first.mac == entry_mac(admin_log_key(b"first-secret"), **fields)
+        assert first.mac != entry_mac(b"first-secret", **fields)
+        check = new.verify(s)
+        assert check.ok and check.checked == 3
+        broken = only_new.verify(s)
+        assert not broken.ok and len(broken.problems) == 2
+        assert all("'k1'" in p.message and "AUDIT_KEYS" in p.message for p in broken.problems)
+        assert "seq 1" in broken.problems[0].message
+
+
+def test_admin_log_entries_without_a_key_id_verify_with_the_ring(engine, clock, tmp_path):
+    """Entries sealed before migration 0010 (no key id, sealed with admin_log_key(derive_key(...)))
+    verify against every key of the ring, e.g. after AUDIT_KEYS is set; new entries chain on them."""
+    from sqlalchemy import select, update
+
+    from registry.accounts.adminlog import AdminLog, admin_log_key, entry_mac
+    from registry.accounts.models import AdminLogEntry
+    from registry.complaints.audit import FileChainHead, derive_key, keyring
+
+    sessions = make_session_factory(engine)
+    head = FileChainHead(tmp_path / "admin-log")
+    legacy_key = admin_log_key(derive_key(secret_key="s1", audit_key=""))
+    legacy = AdminLog(key=legacy_key, head=head, clock=clock)
+    legacy.install(sessions)
+    holidays = HolidayService(sessions=sessions, admin_log=legacy)
+    holidays.add(day=dt.date(2027, 4, 1), name="x", actor="root")
+    holidays.add(day=dt.date(2027, 4, 2), name="y", actor="root")
+    with sessions() as s:  # as the version before key ids sealed them
+        prev = ""
+        for entry in s.scalars(select(AdminLogEntry).order_by(AdminLogEntry.seq)).all():
+            mac = entry_mac(legacy_key, seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
+                            target=entry.target, detail=entry.detail, prev_mac=prev)
+            s.execute(update(AdminLogEntry).where(AdminLogEntry.id == entry.id).values(mac=mac, key_id=None))
+            prev = mac
+        s.commit()
+    head.advance(2, prev)
+    ring = AdminLog(keys=keyring(secret_key="s1", audit_keys="k2:new-secret"), head=head, clock=clock)
+    factory = make_session_factory(engine)
+    ring.install(factory)
+    HolidayService(sessions=factory, admin_log=ring).add(day=dt.date(2027, 4, 3), name="z", actor="root")
+    with sessions() as s:
+        assert [e.key_id for e in s.scalars(select(AdminLogEntry).order_by(AdminLogEntry.seq))] == [None, None, "k2"]
+        assert ring.verify(s).ok
+        rotated = AdminLog(keys=keyring(secret_key="s2", audit_keys="k2:new-secret"), head=head).verify(s)
+        assert [p.seq for p in rotated.problems] == [1, 2]
+        assert "sealed before key ids" in rotated.problems[0].message
+
+
 def test_idempotency_store_keeps_the_first_answer(engine, session, clock):
     inst = make_institution(session)
     sessions = make_session_factory(engine)

@@ -93,3 +93,20 @@ def test_tracking_codes_become_hashes(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT tracking_code FROM complaints")).scalars().all() == [None, None]
     engine.dispose()
+
+
+def test_admin_log_entries_get_a_nullable_key_id(tmp_path):
+    """0010: admin_log gains key_id; entries sealed before it keep NULL (verified against the ring)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine, "0009")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO admin_log (seq, at, actor, action, target, detail, mac) VALUES "
+                          "(1, '2026-01-01 00:00:00', 'root', 'create', 'lab', NULL, :mac)"), {"mac": "a" * 64})
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT key_id FROM admin_log")).scalars().all() == [None]
+    downgrade(engine, "0009")
+    with engine.connect() as conn:
+        assert "key_id" not in {c["name"] for c in inspect(conn).get_columns("admin_log")}
+        assert conn.execute(text("SELECT count(*) FROM admin_log")).scalar_one() == 1
+    engine.dispose()
