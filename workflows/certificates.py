@@ -11,7 +11,7 @@ from importers.errors import FileRefused, RowProblem
 from registry.institutions.authorities import seed_authorities
 from registry.institutions.service import CertificateImportResult, import_certificate_rows
 
-from .problems import write_rejected_csv
+from .problems import write_rejected_csv_or_error
 from .sandbox import Sandbox
 
 
@@ -19,6 +19,7 @@ from .sandbox import Sandbox
 class CertificateFileImport:
     result: CertificateImportResult
     problems: list[RowProblem]  # rows the reader rejected, then rows the registry refused
+    rejected_csv_error: str | None = None  # why ``rejected_csv`` could not be written (a full disk)
 
 
 def import_certificate_file(sessions: sessionmaker[Session], fh: BinaryIO, *, file_name: str,
@@ -39,6 +40,5 @@ def import_certificate_file(sessions: sessionmaker[Session], fh: BinaryIO, *, fi
         RowProblem(line=line, location=None, raw=raw, code="rejected", message_zh=zh, message_en=en)
         for line, raw, zh, en in result.problems
     ]
-    if rejected_csv and problems:
-        write_rejected_csv(rejected_csv, problems)
-    return CertificateFileImport(result=result, problems=problems)
+    error = write_rejected_csv_or_error(rejected_csv, problems) if rejected_csv and problems else None
+    return CertificateFileImport(result=result, problems=problems, rejected_csv_error=error)

@@ -14,7 +14,7 @@ from importers.errors import FileWarning, RowProblem
 from registry.numbers.quarters import Quarter
 from registry.registration.service import Receipt, RegistrationService, sha256_of
 
-from .problems import write_rejected_csv
+from .problems import write_rejected_csv_or_error
 from .sandbox import Sandbox
 
 
@@ -69,8 +69,6 @@ def register_number_file(
         )
     done = FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))
     if rejected_csv and parsed.problems:
-        try:
-            write_rejected_csv(rejected_csv, parsed.problems)
-        except OSError as exc:  # the batch is registered; only the report of its rejected rows failed
-            done.rejected_csv_error = exc.strerror or exc.__class__.__name__
+        # the batch is registered; only the report of its rejected rows may fail (a full disk)
+        done.rejected_csv_error = write_rejected_csv_or_error(rejected_csv, parsed.problems)
     return done

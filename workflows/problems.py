@@ -40,6 +40,16 @@ def write_rejected_csv(path: str | Path, problems: Iterable[RowProblem]) -> None
         raise
 
 
+def write_rejected_csv_or_error(path: str | Path, problems: Iterable[RowProblem]) -> str | None:
+    """:func:`write_rejected_csv`, for a flow whose changes already stand: None when written,
+    else why not (a full disk, ``OSError``), for the caller to report in one line."""
+    try:
+        write_rejected_csv(path, problems)
+    except OSError as exc:
+        return exc.strerror or exc.__class__.__name__
+    return None
+
+
 def not_registered_problems(not_registered: Iterable[tuple[int | None, str]]) -> list[RowProblem]:
     """A withdrawal's numbers the institution never registered, as rejected rows."""
     return [RowProblem(line=line, location=None, raw=number, code="not_registered",

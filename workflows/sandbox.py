@@ -64,7 +64,9 @@ READERS = {
     "certificates": "importers.certificates:read_certificates",
 }
 # what the child may see of this process's environment: nothing secret
-_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT")
+# PYTHONDONTWRITEBYTECODE: a parent that writes no bytecode (a full disk: a ``.pyc`` cut short at
+# the limit is renamed into place all the same) has children that write none either
+_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT", "PYTHONDONTWRITEBYTECODE")
 
 
 def unparseable(filename: str) -> FileRefused:
@@ -148,7 +150,8 @@ class _Child:
         self._stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "workflows.sandbox_child", json.dumps(spec)],
+                [sys.executable, *(["-B"] if sys.dont_write_bytecode else []), "-m", "workflows.sandbox_child",
+                 json.dumps(spec)],
                 stdin=fd, stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=str(ROOT), close_fds=True)
         except OSError as exc:  # no process could be started (EAGAIN, ENOMEM): refused, not a 500
             self._stderr.close()

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from importers.errors import RowProblem
 from registry.registration.service import RegistrationService, RestoreResult, WithdrawResult
 
-from .problems import not_registered_problems, write_rejected_csv
+from .problems import not_registered_problems, write_rejected_csv_or_error
 from .sandbox import Sandbox
 
 Item = tuple[int | None, str, str]
@@ -39,12 +39,14 @@ def read_withdrawal_file(fh: BinaryIO, file_name: str, *, max_bytes: int | None 
 class FileWithdrawal:
     result: WithdrawResult
     problems: list[RowProblem]  # rejected rows, then the numbers this institution never registered
+    rejected_csv_error: str | None = None  # why ``rejected_csv`` could not be written (a full disk)
 
 
 @dataclass
 class FileRestore:
     result: RestoreResult
     problems: list[RowProblem]  # rejected rows, then the numbers this institution never registered
+    rejected_csv_error: str | None = None  # why ``rejected_csv`` could not be written (a full disk)
 
 
 def withdraw_items(registration: RegistrationService, *, institution_id: int, items: list[Item],
@@ -52,9 +54,8 @@ def withdraw_items(registration: RegistrationService, *, institution_id: int, it
                    actor: str | None = None, source: str = "cli") -> FileWithdrawal:
     result = registration.withdraw(institution_id=institution_id, items=items, actor=actor, source=source)
     problems = list(problems or []) + not_registered_problems(result.not_registered)
-    if rejected_csv and problems:
-        write_rejected_csv(rejected_csv, problems)
-    return FileWithdrawal(result=result, problems=problems)
+    error = write_rejected_csv_or_error(rejected_csv, problems) if rejected_csv and problems else None
+    return FileWithdrawal(result=result, problems=problems, rejected_csv_error=error)
 
 
 def restore_items(registration: RegistrationService, *, institution_id: int, items: list[Item],
@@ -62,9 +63,8 @@ def restore_items(registration: RegistrationService, *, institution_id: int, ite
                   actor: str | None = None, source: str = "cli") -> FileRestore:
     result = registration.restore(institution_id=institution_id, items=items, actor=actor, source=source)
     problems = list(problems or []) + not_registered_problems(result.not_registered)
-    if rejected_csv and problems:
-        write_rejected_csv(rejected_csv, problems)
-    return FileRestore(result=result, problems=problems)
+    error = write_rejected_csv_or_error(rejected_csv, problems) if rejected_csv and problems else None
+    return FileRestore(result=result, problems=problems, rejected_csv_error=error)
 
 
 def withdraw_file(registration: RegistrationService, fh: BinaryIO, *, file_name: str, institution_id: int,

@@ -40,6 +40,13 @@ def echo_problems(filename: str, problems, limit: int = 20) -> None:
         click.echo(f"… and {len(problems) - limit} more rejected rows (use --rejected-csv to list them all)", err=True)
 
 
+def echo_rejected_csv_error(path: str | None, error: str | None, stands: str) -> None:
+    """The one line of a ``--rejected-csv`` that could not be written (a full disk): the changes,
+    already made, stand (``stands`` says which); nothing half-written is left at ``path``."""
+    if error:
+        click.echo(f"error: {path}: the rejected rows could not be written ({error}); {stands}", err=True)
+
+
 class Progress:
     """A progress line on a terminal, nothing otherwise."""
 

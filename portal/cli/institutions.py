@@ -11,7 +11,7 @@ from importers.errors import FileRefused
 from workflows.certificates import import_certificate_file
 
 from ..extensions import registry
-from .common import echo_problems, open_input, refuse
+from .common import echo_problems, echo_rejected_csv_error, open_input, refuse
 
 
 @click.command("import-certificates")
@@ -34,6 +34,7 @@ def import_certificates(file: str, rejected_csv: str | None):
         f"certificates created {result.certificates_created}, updated {result.certificates_updated} "
         f"({result.status_changes} status changes); rejected {len(done.problems)}"
     )
+    echo_rejected_csv_error(rejected_csv, done.rejected_csv_error, "the other rows are imported")
     sys.exit(1 if done.problems else 0)
 
 

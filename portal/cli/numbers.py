@@ -12,11 +12,11 @@ from importers.errors import FileRefused
 from registry.numbers.quarters import Quarter
 from registry.registration.service import RegistrationRefused
 from workflows.numbers import register_number_file
-from workflows.problems import not_registered_problems, write_rejected_csv
+from workflows.problems import not_registered_problems, write_rejected_csv_or_error
 from workflows.withdrawals import read_withdrawal_file, restore_items, withdraw_items
 
 from ..extensions import registry
-from .common import Progress, echo_problems, institution, open_input, refuse
+from .common import Progress, echo_problems, echo_rejected_csv_error, institution, open_input, refuse
 
 
 @click.command("import-numbers")
@@ -67,9 +67,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
         f"registered {receipt.accepted:,}, already registered {receipt.already_registered:,}, "
         f"duplicate in file {receipt.in_file_duplicates:,}, rejected {len(done.problems):,}"
     )
-    if done.rejected_csv_error:
-        click.echo(f"error: {rejected_csv}: the rejected rows could not be written ({done.rejected_csv_error}); "
-                   f"batch {receipt.batch_id} is registered", err=True)
+    echo_rejected_csv_error(rejected_csv, done.rejected_csv_error, f"batch {receipt.batch_id} is registered")
     sys.exit(1 if done.problems else 0)
 
 
@@ -108,14 +106,14 @@ def _change_numbers(file: str, uscc: str, rejected_csv: str | None, *, dry_run: 
     if dry_run:
         preview = reg.registration.preview_change(institution_id=inst.id, items=items, restore=restore)
         problems = rejected + not_registered_problems(preview.not_registered)
-        if rejected_csv and problems:
-            write_rejected_csv(rejected_csv, problems)
+        csv_error = write_rejected_csv_or_error(rejected_csv, problems) if rejected_csv and problems else None
         echo_problems(name, problems)
         for number in preview.change:
             click.echo(f"{name}: would {'restore' if restore else 'withdraw'} {number}")
         click.echo(f"{name}: dry run, nothing changed: would {'restore' if restore else 'withdraw'} "
                    f"{len(preview.change):,}, {'not withdrawn' if restore else 'already withdrawn'} "
                    f"{len(preview.unchanged):,}, rejected {len(problems):,}")
+        echo_rejected_csv_error(rejected_csv, csv_error, "dry run, nothing changed")
         sys.exit(1 if problems else 0)
     run = restore_items if restore else withdraw_items
     done = run(reg.registration, institution_id=inst.id, items=items, problems=rejected, rejected_csv=rejected_csv,
@@ -128,6 +126,8 @@ def _change_numbers(file: str, uscc: str, rejected_csv: str | None, *, dry_run: 
     else:
         click.echo(f"{name}: withdrawn {result.withdrawn:,}, already withdrawn {result.already_withdrawn:,}, "
                    f"rejected {len(done.problems):,}")
+    echo_rejected_csv_error(rejected_csv, done.rejected_csv_error,
+                            f"the other rows are {'restored' if restore else 'withdrawn'}")
     sys.exit(1 if done.problems else 0)
 
 

@@ -11,6 +11,7 @@ import glob
 import itertools
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -195,6 +196,21 @@ def redis_server():
     shutil.rmtree(root, ignore_errors=True)
 
 
+# --- a full disk ---------------------------------------------------------------------------------
+#: a process under a file-size limit writes no bytecode: a ``.pyc`` cut short at the limit would be
+#: renamed into place all the same (a short write is not an error) and break every later import
+LIMITED_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def limit_file_size(limit: int):
+    """A ``preexec_fn``: the process may write files up to ``limit`` bytes (RLIMIT_FSIZE), as on a
+    disk that is full; a write past it fails with EFBIG (SIGXFSZ ignored) as it would with ENOSPC."""
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
 # --- one drill's registry ---------------------------------------------------------------------
 @dataclass
 class Drill:
@@ -231,8 +247,13 @@ class Drill:
         finally:
             engine.dispose()
 
-    def flask(self, *args: str, timeout: float = 180, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env,
+    def flask(self, *args: str, timeout: float = 180, file_size: int | None = None,
+              **kwargs) -> subprocess.CompletedProcess:
+        """A CLI command; ``file_size``: it may write files of that many bytes at most (a full disk)."""
+        env = self.env
+        if file_size is not None:
+            env, kwargs["preexec_fn"] = {**env, **LIMITED_ENV}, limit_file_size(file_size)
+        return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout, **kwargs)
 
     def flask_popen(self, *args: str, **kwargs) -> subprocess.Popen:

@@ -2,9 +2,7 @@
 import (RLIMIT_FSIZE), and two imports of the same file at once (docs/faults.md)."""
 from __future__ import annotations
 
-import resource
 import signal
-import subprocess
 import time
 
 import pytest
@@ -54,13 +52,6 @@ def test_importer_killed_mid_import(drill, delay):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def _limit_file_size(limit: int):
-    def preexec() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return preexec
-
-
 def test_same_file_imported_twice_at_once(drill):
     """(f) two ``import-numbers`` processes of the same file at the same moment: one batch, every
     number once; the other process gets the earlier receipt (or waits for it); both exit 0."""
@@ -93,7 +84,7 @@ def test_disk_fills_during_an_import(drill):
     rejected.parent.mkdir()
     assert drill.flask("bloom", "check").returncode == 0  # the instance's own files exist already
     args = ("import-numbers", str(path), "--institution", uscc, "--quarter", "2026Q3", "--rejected-csv", str(rejected))
-    full = drill.flask(*args, preexec_fn=_limit_file_size(16 * 1024))
+    full = drill.flask(*args, file_size=16 * 1024)
     assert full.returncode == 1, full.stderr
     assert "Traceback" not in full.stderr
     assert f"error: {rejected}: the rejected rows could not be written (File too large); batch" in full.stderr
@@ -104,3 +95,53 @@ def test_disk_fills_during_an_import(drill):
     _assert_whole(drill, batches=1, numbers=len(good))
     check = drill.flask("bloom", "check")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("command", ["withdraw-numbers", "withdraw-numbers --dry-run", "restore-numbers",
+                                     "import-certificates"])
+def test_disk_fills_under_the_other_file_commands(drill, command):
+    """(e) continued: ``withdraw-numbers`` (also ``--dry-run``), ``restore-numbers`` and
+    ``import-certificates`` whose ``--rejected-csv`` meets a full disk (RLIMIT_FSIZE 16 KB): what
+    they changed stands, one ``error:`` line naming the file, no traceback, exit 1 (rows rejected),
+    no half-written CSV left."""
+    uscc = drill.institution()
+    registered = [f"WDR-{i:05d}" for i in range(200)]
+    assert drill.import_numbers(drill.number_file("wdr.txt", registered), uscc).returncode == 0
+    name, *flags = command.split()
+    if name == "import-certificates":
+        good = f"certificate_number,institution_name,uscc,issued_on,expires_on,status\n" \
+               f"201012345679,江苏某检测有限公司,{uscc},2020-12-01,2026-11-30,valid\n"
+        path = drill.tmp / "certs.csv"
+        path.write_text(good + "".join(f"bad-{i},某机构{i},{uscc},2020-12-01,2026-11-30,valid\n" for i in range(3000)))
+        args = (name, str(path))
+    else:
+        if name == "restore-numbers":
+            assert drill.flask("withdraw-numbers", str(_withdrawal_file(drill, registered[:100], [])),
+                               "--institution", uscc).returncode == 0
+        path = _withdrawal_file(drill, registered[:100], [f"NOT-{i:05d}" for i in range(3000)])
+        args = (name, str(path), "--institution", uscc, *flags)
+    rejected = drill.tmp / "out" / "rejected.csv"
+    rejected.parent.mkdir()
+    certificates = drill.scalar("SELECT count(*) FROM certificates")
+    full = drill.flask(*args, "--rejected-csv", str(rejected), file_size=16 * 1024)
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Traceback" not in full.stderr, full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {rejected}: the rejected rows could not be written (File too large); "
+                      + {"withdraw-numbers": "the other rows are withdrawn", "restore-numbers": "the other rows are restored",
+                         "import-certificates": "the other rows are imported"}[name]
+                      if not flags else f"error: {rejected}: the rejected rows could not be written (File too large); "
+                                        "dry run, nothing changed"], full.stderr
+    assert list(rejected.parent.iterdir()) == []  # nothing half-written
+    withdrawn = drill.scalar("SELECT count(*) FROM report_numbers WHERE withdrawn_at IS NOT NULL")
+    if name == "import-certificates":
+        assert drill.scalar("SELECT count(*) FROM certificates") == certificates + 1
+    else:
+        assert withdrawn == {"withdraw-numbers": 0 if flags else 100, "restore-numbers": 0}[name]
+    _assert_whole(drill, batches=1, numbers=len(registered))
+
+
+def _withdrawal_file(drill, numbers: list[str], unknown: list[str]):
+    path = drill.tmp / f"withdraw-{len(numbers)}-{len(unknown)}.csv"
+    path.write_text("报告编号,撤销原因\n" + "".join(f"{n},报告作废\n" for n in numbers + unknown))
+    return path
