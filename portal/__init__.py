@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -47,21 +48,32 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
 def _register_extensions(app: Flask) -> None:
     from . import auth, i18n, security
     from .extensions import close_db_session, csrf, limiter, registry_ext
-    from .hostwindows import HostWindows
+    from .hostwindows import CountsFileError, HostWindows
     from .ratelimit import VerifyLimiter
     from .sessions import LeanSessionInterface
 
     app.session_interface = LeanSessionInterface()
     registry_ext.init_app(app)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)  # without Redis, maps instance/ratelimit-pages.bin
+        windows = HostWindows(Path(app.config["INSTANCE_DIR"]) / "ratelimit-verify.bin")
+    except CountsFileError as exc:
+        _fail_start(str(exc))
     app.extensions["verify_limiter"] = VerifyLimiter(
-        app.config["RATELIMIT_VERIFY"], redis=app.extensions["registry"].hot_redis,
-        windows=HostWindows(Path(app.config["INSTANCE_DIR"]) / "ratelimit-verify.bin"))
+        app.config["RATELIMIT_VERIFY"], redis=app.extensions["registry"].hot_redis, windows=windows)
     csrf.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
     auth.init_app(app)
     app.teardown_appcontext(close_db_session)
+
+
+def _fail_start(message: str) -> NoReturn:
+    """The app cannot start (a file of the instance folder could not be created): one line on
+    stderr, no traceback, exit status 4 — gunicorn's "app failed to load", so its master stops
+    instead of starting workers that fail again and again; ``flask`` commands exit 4 too."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(4)
 
 
 def _register_blueprints(app: Flask) -> None:

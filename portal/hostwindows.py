@@ -36,17 +36,26 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
 
 
+class CountsFileError(RuntimeError):
+    """The counts file could not be created or mapped (a full disk, a file-size limit, no
+    permission): the message names the file and the reason, in one line."""
+
+
 class HostWindows:
     def __init__(self, path: Path) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)  # grows only (a shrunk mapped file would kill its readers)
-            self._map = mmap.mmap(fd, SIZE)
-        finally:
-            os.close(fd)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < SIZE:
+                    os.ftruncate(fd, SIZE)  # grows only (a shrunk mapped file would kill its readers)
+                self._map = mmap.mmap(fd, SIZE)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # ENOSPC, EFBIG (RLIMIT_FSIZE), EACCES…
+            raise CountsFileError(f"{path}: the rate-limit counts file ({SIZE:,} bytes) could not be created: "
+                                  f"{exc.strerror or exc.__class__.__name__} (is the disk full?)") from None
         self._path = str(path)
         self._pid = -1
         self._open()
