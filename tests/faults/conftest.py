@@ -8,9 +8,11 @@ A drill that stops, kills or pauses a server starts it again before the next dri
 from __future__ import annotations
 
 import glob
+import http.cookiejar
 import itertools
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +281,27 @@ class Drill:
         finally:
             engine.dispose()
 
+    def account(self, uscc: str) -> tuple[str, str]:
+        """A portal account of the institution: (username, password)."""
+        from registry.accounts.accounts import AccountService
+
+        username = f"drill-{uscc.lower()}"
+        engine = self.engine()
+        try:
+            AccountService(sessions=make_session_factory(engine)).create(
+                username=username, password=DRILL_PASSWORD, role="institution", institution_uscc=uscc)
+        finally:
+            engine.dispose()
+        return username, DRILL_PASSWORD
+
+    def upload_row(self, upload_id: int) -> dict:
+        engine = self.engine()
+        try:
+            with engine.connect() as c:
+                return dict(c.execute(text("SELECT * FROM uploads WHERE id = :i"), {"i": upload_id}).mappings().one())
+        finally:
+            engine.dispose()
+
     def number_file(self, name: str, numbers: list[str]) -> Path:
         path = self.tmp / name
         path.write_text("\n".join(numbers) + "\n")
@@ -343,6 +367,108 @@ def drill(pg_cluster, redis_server, tmp_path, request):
             proc.wait(timeout=30)
     pg_cluster.ensure_running()
     redis_server.ensure_running()
+
+
+# --- a signed-in portal user over HTTP ----------------------------------------------------------
+DRILL_PASSWORD = "fault-drill-password-1"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx is an answer of its own here (its Location is checked)
+
+
+@dataclass
+class Answer:
+    status: int
+    location: str
+    body: str
+    seconds: float
+
+
+class Browser:
+    """A portal user over real HTTP: cookies kept, redirects not followed, forms with their CSRF
+    token. ``twin()`` is another connection with the same session (a second tab, a double click)."""
+
+    def __init__(self, base: str, jar: http.cookiejar.CookieJar | None = None) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        for cookie in jar or ():
+            self.jar.set_cookie(cookie)
+        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirects)
+
+    def twin(self) -> "Browser":
+        return Browser(self.base, self.jar)
+
+    def request(self, path: str, data: bytes | None = None, content_type: str | None = None,
+                timeout: float = 60) -> Answer:
+        request = urllib.request.Request(self.base + path, data=data)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        started = time.monotonic()
+        try:
+            with self._opener.open(request, timeout=timeout) as r:
+                status, headers, body = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, body = exc.code, exc.headers, exc.read()
+        for cookie in self.jar:
+            cookie.secure = False  # Secure cookies (TLS at the proxy in production) over the drill's plain HTTP
+        location = (headers.get("Location") or "").replace(self.base, "")
+        return Answer(status, location, body.decode("utf-8", "replace"), time.monotonic() - started)
+
+    def csrf(self, path: str) -> str:
+        page = self.request(path)
+        match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.body) or re.search(
+            r'name="csrf_token" value="([^"]+)"', page.body)
+        assert match, f"no CSRF token on {path}: {page.status} {page.body[:300]}"
+        return match.group(1)
+
+    def post(self, path: str, fields: dict, *, token_from: str | None = None, token: str | None = None,
+             timeout: float = 60) -> Answer:
+        fields = {"csrf_token": token or self.csrf(token_from or path), **fields}
+        return self.request(path, urllib.parse.urlencode(fields).encode(), "application/x-www-form-urlencoded",
+                            timeout=timeout)
+
+    def post_file(self, path: str, fields: dict, name: str, content: bytes, field: str = "file",
+                  timeout: float = 60) -> Answer:
+        fields = {"csrf_token": self.csrf(path), **fields}
+        boundary = f"drill{time.monotonic_ns()}"
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                 for k, v in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                     f'Content-Type: application/octet-stream\r\n\r\n'.encode() + content + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self.request(path, body, f"multipart/form-data; boundary={boundary}", timeout=timeout)
+
+    def login(self, username: str, password: str) -> None:
+        answer = self.post("/login", {"username": username, "password": password})
+        assert answer.status == 302, (answer.status, answer.body[:500])
+
+    def upload(self, content: bytes, name: str = "numbers.csv", quarter: str = "2026Q3") -> int:
+        """Upload a number file; the upload's id (its status page is where it went)."""
+        answer = self.post_file("/institution/upload", {"quarter": quarter}, name, content)
+        assert answer.status == 303 and "/institution/uploads/" in answer.location, (answer.status, answer.body[:800])
+        return int(answer.location.rsplit("/", 1)[1])
+
+
+def all_at_once(calls: list) -> list:
+    """Run the calls on threads released together; their results (or exceptions) in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(i: int, call) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # noqa: BLE001 - an unanswered request is a finding
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    return results
 
 
 # --- gunicorn and a verify load -----------------------------------------------------------------
