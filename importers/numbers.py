@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
-from importers.tabular import DEFAULT_MAX_BYTES, EXCEL_ERRORS, Column, Layout, Row, locate_columns, open_table
+from importers.tabular import (DEFAULT_MAX_BYTES, EXCEL_ERRORS, Column, Layout, Row, column_letter, locate_columns,
+                               open_table)
 from registry.numbers.normalize import PLAIN_ASCII_NUMBER, InvalidValue, normalize_number
 
 DEFAULT_MAX_NUMBERS = 1_000_000
@@ -185,6 +186,25 @@ class NumberFile:
         self._max_range = max_range
         self._max_problems = max_problems
         self._started = False
+        self._first: tuple[str | None, int] | None = None  # headerless: (sheet, sheet column) of the first row
+
+    @property
+    def column(self) -> dict | None:
+        """Which column the numbers are read from, to show the uploader: the header text (None
+        for a headerless single column), the sheet column as a letter and a 1-based position,
+        the sheet (None for a text file) and the header's line. Complete once :meth:`numbers`
+        has run (a headerless file's column is the one filled in its first row); None when no
+        row was read."""
+        index = self._layout.columns.get("number")
+        header = self._layout.header_row
+        if header is not None and index is not None and index >= 0:
+            sheet, position, text, line = header.sheet, header.first_column + index, header.text(index).strip(), header.line
+        elif self._first is not None:
+            (sheet, position), text, line = self._first, None, None
+        else:
+            return None
+        return {"header": text, "letter": column_letter(position), "position": position + 1, "sheet": sheet,
+                "line": line}
 
     def numbers(self) -> Iterator[str]:
         if self._started:
@@ -198,7 +218,12 @@ class NumberFile:
         plain, errors, max_numbers = _PLAIN_ASCII.fullmatch, EXCEL_ERRORS, self._max_numbers
         for row in self._layout.data_rows:
             self.rows += 1
-            index = fixed if fixed is not None else self._layout.index("number", row)
+            if fixed is not None:
+                index = fixed
+            else:
+                index = self._layout.index("number", row)
+                if self._first is None:
+                    self._first = (row.sheet, row.first_column + index)
             cells = row.cells
             value = cells[index] if 0 <= index < len(cells) else ""
             if type(value) is str:

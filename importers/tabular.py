@@ -675,6 +675,7 @@ class Layout:
     header_line: int | None
     sheet: str | None
     warnings: list[FileWarning] = field(default_factory=list)
+    header_row: Row | None = None  # the header row found (None: a headerless single column)
 
     def index(self, key: str, row: Row) -> int | None:
         index = self.columns.get(key)
@@ -704,7 +705,8 @@ def locate_columns(table: Table, columns: list[Column], filename: str, *, single
                 missing = [c for c in columns if c.required and c.key not in found]
                 if missing:
                     raise _missing_columns(missing, filename)
-                return Layout(found, _chain(head[position + 1:], rows), row.line, sheet_name, list(table.warnings))
+                return Layout(found, _chain(head[position + 1:], rows), row.line, sheet_name, list(table.warnings),
+                              header_row=row)
     if first_sheet is None:
         raise FileRefused("empty", "文件里没有任何数据", "the file holds no data", filename=filename)
     sheet_name, head, rows = first_sheet

@@ -194,8 +194,11 @@ def upload_status(upload_id: int):
         return redirect(url_for(".receipt", batch_id=upload.batch_id))
     uploads = _uploads()
     stuck = uploads.is_stuck(upload)
+    progress = uploads.progress(upload)
+    total = int((upload.report or {}).get("numbers") or 0)  # a registration's total, known from the check
+    percent = min(100, progress * 100 // total) if total else 0
     return render_template("institution/upload_status.html", institution=_institution(), upload=upload,
-                           form=FlaskForm(), progress=uploads.progress(upload), stuck=stuck,
+                           form=FlaskForm(), progress=progress, total=total, percent=percent, stuck=stuck,
                            working=upload.state in WORKING and not stuck,
                            stuck_minutes=int(uploads.stuck_after.total_seconds() // 60))
 

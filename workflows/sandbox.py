@@ -20,7 +20,7 @@ runs the importer through :class:`Sandbox`:
   ``O`` opened (the reader's warnings so far, JSON), ``N`` numbers (up to 4,096 a record,
   tab-separated: a normalised number holds no white space), ``W`` a withdrawal row and ``C`` a
   certificate row (JSON arrays), ``P`` a rejected row, ``F`` the file refused (code and both
-  messages), ``E`` the end (rows read, the final warnings). JSON, never pickle: the parent
+  messages), ``E`` the end (rows read, the final warnings, the column a number file was read from). JSON, never pickle: the parent
   trusts nothing the child sends beyond these shapes;
 * a child that ends any other way — ``MemoryError``, killed by the kernel or by SIGXCPU, a
   crash in a native reader, or no output for ``PARSE_SECONDS`` — becomes a
@@ -230,6 +230,22 @@ def _warnings(payload: list) -> list[FileWarning]:
     return [FileWarning(*w) for w in payload]
 
 
+_COLUMN_KEYS = {"header": str, "letter": str, "position": int, "sheet": str, "line": int}
+
+
+def _column(value: Any) -> dict | None:
+    """The column a number file was read from (importers.numbers.NumberFile.column), kept only
+    in its expected shape: short strings and integers under known keys."""
+    if not isinstance(value, dict):
+        return None
+    column = {}
+    for key, kind in _COLUMN_KEYS.items():
+        item = value.get(key)
+        ok = isinstance(item, kind) and not isinstance(item, bool) and (kind is int or len(item) <= 200)
+        column[key] = item if ok else None
+    return column
+
+
 class _Sandboxed:
     """The common part: opened at construction (a refused file raises here), then one pass."""
 
@@ -246,6 +262,7 @@ class _Sandboxed:
             raise unparseable(filename)
         self.warnings = _warnings(json.loads(payload))
         self._rows = 0
+        self.column: dict | None = None
 
     def _payloads(self, wanted: bytes) -> Iterator[bytes]:
         if self._started:
@@ -258,9 +275,10 @@ class _Sandboxed:
                 elif tag == b"P":
                     self.problems.append(RowProblem(*json.loads(payload)))
                 elif tag == b"E":
-                    rows, warnings = json.loads(payload)
+                    rows, warnings, *column = json.loads(payload)
                     self._rows = rows
                     self.warnings = _warnings(warnings)
+                    self.column = _column(column[0] if column else None)
                 else:
                     raise unparseable(self.filename)
         finally:

@@ -89,7 +89,7 @@ def main() -> int:
         return 0
     for p in parsed.problems:
         out.write(_json(b"P", _problem(p)))
-    out.write(_json(b"E", [rows, _warnings(parsed)]))
+    out.write(_json(b"E", [rows, _warnings(parsed), getattr(parsed, "column", None)]))
     out.flush()
     return 0
 

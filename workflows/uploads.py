@@ -1,13 +1,17 @@
 """The two steps of a portal upload: check the stored file, then (once confirmed) register it.
 
 ``check`` reads the whole file without registering anything and keeps the validation report
-(counts, first rejected rows, warnings, an earlier registration of the same file) and the
-rejected rows as CSV. ``import_`` registers the file through the one file → batch flow
+(the column read, a sample of the numbers, counts — numbers read, duplicates within the file,
+numbers this institution registered already, new numbers —, first rejected rows, warnings, an
+earlier registration of the same file) and the rejected rows as CSV, so the receipt holds no
+surprise. ``import_`` registers the file through the one file → batch flow
 (workflows/numbers.py). Either runs within the request or as a job (workflows/jobs.py).
 """
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Iterator
 
 from importers.errors import FileRefused
 from registry.numbers.quarters import Quarter
@@ -23,6 +27,51 @@ log = logging.getLogger(__name__)
 
 PREVIEW_PROBLEMS = 20
 PROGRESS_EVERY = 50_000
+SAMPLE_NUMBERS = 10
+COUNT_SLICE = 50_000  # distinct numbers per call counting those registered (a heartbeat after each)
+
+
+class DistinctNumbers:
+    """The distinct numbers of a file, kept in a private temporary SQLite database (on disk,
+    with a bounded cache), so that a file of a million numbers is told apart from its duplicates
+    in bounded memory. Close it (or use it as a context manager) to delete it."""
+
+    BATCH = 10_000
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # "": a temporary database, deleted when closed
+        self._db.execute("PRAGMA cache_size = -32768")  # at most 32 MiB of pages in memory
+        self._db.execute("CREATE TABLE numbers (number TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._pending: list[str] = []
+
+    def add(self, number: str) -> None:
+        self._pending.append(number)
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._db.executemany("INSERT OR IGNORE INTO numbers (number) VALUES (?)", zip(self._pending))
+            self._pending.clear()
+
+    def count(self) -> int:
+        self._flush()
+        return self._db.execute("SELECT count(*) FROM numbers").fetchone()[0]
+
+    def slices(self, size: int) -> Iterator[list[str]]:
+        self._flush()
+        cursor = self._db.execute("SELECT number FROM numbers")
+        while rows := cursor.fetchmany(size):
+            yield [row[0] for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "DistinctNumbers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class UploadSteps:
@@ -46,24 +95,39 @@ class UploadSteps:
         repeat = self._registration.find_repeat(institution_id=upload.institution_id,
                                                 quarter=Quarter.parse(upload.quarter), sha256=upload.sha256)
         uploads.report_progress(upload, 0)
-        try:
-            with open(uploads.path(upload), "rb") as fh, \
-                    self._sandbox.report_numbers(fh, upload.file_name, max_bytes=self._max_bytes) as parsed:
-                count = 0
-                for _ in parsed.numbers():
-                    count += 1
-                    if stop_after is not None and count > stop_after:
-                        return None
-                    if count % PROGRESS_EVERY == 0:
-                        uploads.report_progress(upload, count)
-        except FileRefused as exc:
-            uploads.transition(upload_id, "checking", "refused", progress=0,
-                               report={"refused": {"code": exc.code, "zh": exc.message_zh, "en": exc.message_en}})
-            return uploads.get(upload_id)
+        with DistinctNumbers() as distinct:
+            sample: list[str] = []
+            try:
+                with open(uploads.path(upload), "rb") as fh, \
+                        self._sandbox.report_numbers(fh, upload.file_name, max_bytes=self._max_bytes) as parsed:
+                    count = 0
+                    for number in parsed.numbers():
+                        count += 1
+                        if stop_after is not None and count > stop_after:
+                            return None
+                        if count <= SAMPLE_NUMBERS:
+                            sample.append(number)
+                        distinct.add(number)
+                        if count % PROGRESS_EVERY == 0:
+                            uploads.report_progress(upload, count)
+            except FileRefused as exc:
+                uploads.transition(upload_id, "checking", "refused", progress=0,
+                                   report={"refused": {"code": exc.code, "zh": exc.message_zh, "en": exc.message_en}})
+                return uploads.get(upload_id)
+            unique = distinct.count()
+            registered = 0
+            for part in distinct.slices(COUNT_SLICE):  # chunked set queries; the heartbeat goes on
+                registered += self._registration.count_registered(upload.institution_id, part)
+                uploads.report_progress(upload, count)
         write_rejected_csv(uploads.rejected_path(upload), parsed.problems)
         report = {
             "rows": parsed.rows,
             "numbers": count,
+            "in_file_duplicates": count - unique,
+            "already_registered": registered,
+            "new": unique - registered,
+            "sample": sample,
+            "column": parsed.column,
             "rejected": len(parsed.problems),
             "problems": [problem_json(p) for p in parsed.problems[:PREVIEW_PROBLEMS]],
             "warnings": [{"code": w.code, "zh": w.message_zh, "en": w.message_en} for w in parsed.warnings],

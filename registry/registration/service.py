@@ -18,6 +18,7 @@ from registry.numbers.normalize import clean_text, normalize_number
 from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
 
 CHUNK = 50_000
+COUNT_CHUNK = 5_000  # numbers per query when counting those already registered
 
 
 class RegistrationRefused(ValueError):
@@ -344,6 +345,19 @@ class RegistrationService:
                 select(NumberEvent).where(NumberEvent.number == normalize_number(number),
                                           NumberEvent.institution_id == institution_id)
                 .order_by(NumberEvent.at, NumberEvent.id)))
+
+    def count_registered(self, institution_id: int, numbers: Iterable[str], *, chunk: int = COUNT_CHUNK) -> int:
+        """How many of ``numbers`` (distinct, normalised) this institution has registered already,
+        withdrawn ones included: what an upload's check shows before it is confirmed. Bounded
+        for any count: one ``number IN (…) AND institution_id = …`` query per ``chunk`` numbers
+        (by primary key), never a set of them in memory."""
+        total = 0
+        with self._sessions() as session:
+            for part in chunked(numbers, chunk):
+                total += session.scalar(
+                    select(func.count()).select_from(ReportNumber).where(
+                        ReportNumber.number.in_(part), ReportNumber.institution_id == institution_id)) or 0
+        return total
 
     @staticmethod
     def _registered(session: Session, institution_id: int, number: str) -> bool:
