@@ -16,6 +16,7 @@ from .auth import accounts, guard_blueprint
 from .forms import _Choice
 from .extensions import registry
 from .i18n import current_language
+from .paging import PER_PAGE, clamp, page_arg, search_arg
 from .urls import int_arg
 
 bp = guard_blueprint(Blueprint("admin", __name__, url_prefix="/admin"), "admin")
@@ -70,7 +71,12 @@ def index():
             flash(_("已创建账号 %(name)s。", name=account.username), "ok")
             return redirect(url_for(".index"), 303)
     status = 400 if (error or form.errors) else 200
-    return render_template("admin/index.html", form=form, error=error, accounts=accounts().list(),
+    q, page = search_arg(), page_arg()
+    listed, total = accounts().page(q, page, PER_PAGE)
+    pager = clamp(page, total)
+    if pager.page != page:  # past the last page: show the last one
+        listed, _total = accounts().page(q, pager.page, PER_PAGE)
+    return render_template("admin/index.html", form=form, error=error, accounts=listed, pager=pager, q=q,
                            role_labels=ROLE_LABELS, action_form=FlaskForm(), now_utc=registry().clock()), status
 
 

@@ -25,6 +25,7 @@ from registry.numbers.normalize import InvalidValue
 from registry.verification.service import Unavailable
 
 from .errors import error_response
+from .i18n import current_language
 from .extensions import limiter, registry
 from .forms import CATEGORY_FOR_STATUS, CATEGORY_LABELS, ComplaintForm, TrackForm, field_attrs, form_text
 
@@ -57,20 +58,25 @@ def display_name(filename: str | None) -> str:
     return "".join(ch for ch in name if ch.isprintable())[:80] or _("附件")
 
 
+def _sep() -> str:
+    """Between sentences: none after a Chinese full stop, a space in English."""
+    return " " if current_language() == "en" else ""
+
+
 def attachment_message(reason: str, filename: str | None) -> str:
     """Names the file and what to do: the browser cannot keep a refused file in the form."""
     name = display_name(filename)
+    sep = _sep()
     if reason == "wrong_type":
         suffix = Path(name).suffix.lower()
         kind = KNOWN_KINDS.get(suffix)
         what = (_("“%(name)s”是%(kind)s（%(suffix)s），不能作为附件。", name=name, kind=kind, suffix=suffix) if kind
                 else _("“%(name)s”不能作为附件。", name=name))
-        return " ".join([what, str(ATTACHMENT_ERRORS["wrong_type"]),
-                         _("可以另存为 PDF 或截图后重新选择。")])
+        return sep.join([what, str(ATTACHMENT_ERRORS["wrong_type"]), _("可以另存为 PDF 或截图后重新选择。")])
     if reason == "too_large":
-        return " ".join([_("“%(name)s”太大。", name=name), str(ATTACHMENT_ERRORS["too_large"]),
+        return sep.join([_("“%(name)s”太大。", name=name), str(ATTACHMENT_ERRORS["too_large"]),
                          _("请压缩或换一个较小的文件后重新选择。")])
-    return " ".join([_("“%(name)s”不能作为附件。", name=name), str(ATTACHMENT_ERRORS["empty"]), _("请重新选择。")])
+    return sep.join([_("“%(name)s”不能作为附件。", name=name), str(ATTACHMENT_ERRORS["empty"]), _("请重新选择。")])
 
 
 def attachment_script_attrs() -> dict:
@@ -81,8 +87,9 @@ def attachment_script_attrs() -> dict:
         "data-kinds": json.dumps({k.lstrip("."): str(v) for k, v in KNOWN_KINDS.items()}, ensure_ascii=False),
         "data-msg-kind": _("“{name}”是{kind}（{suffix}），不能作为附件。"),
         "data-msg-unknown": _("“{name}”不能作为附件。"),
-        "data-msg-rule": str(ATTACHMENT_ERRORS["wrong_type"]) + " " + _("可以另存为 PDF 或截图后重新选择。"),
-        "data-msg-size": _("“{name}”有 {size}。") + " " + str(ATTACHMENT_ERRORS["too_large"]),
+        "data-msg-sep": _sep(),
+        "data-msg-rule": str(ATTACHMENT_ERRORS["wrong_type"]) + _sep() + _("可以另存为 PDF 或截图后重新选择。"),
+        "data-msg-size": _("“{name}”有 {size}。") + _sep() + str(ATTACHMENT_ERRORS["too_large"]),
         "data-msg-size-pdf": _("请压缩或换一个较小的文件后重新选择。"),
         "data-msg-offer": _("这张照片有 {size}，可以先压缩再发送（更快，也更省流量）。"),
         "data-msg-must": _("可以把照片压缩到 5 MB 以内再发送。"),

@@ -34,6 +34,7 @@ from .errors import error_response
 from .extensions import db_session, registry
 from .forms import CATEGORY_LABELS
 from .i18n import authority_name, current_language
+from .paging import page_arg, paginate, search_arg
 from .urls import int_arg
 
 bp = guard_blueprint(Blueprint("regulator", __name__, url_prefix="/regulator"), "regulator")
@@ -182,7 +183,7 @@ def _quarter_arg(name: str = "quarter") -> Quarter | None:
         abort(400)
 
 
-QUEUE_ARGS = ("status", "overdue", "institution", "quarter", "category", "q")
+QUEUE_ARGS = ("status", "overdue", "institution", "quarter", "category", "q")  # never "page": exports hold all
 
 
 def _filters() -> QueueFilters:
@@ -240,8 +241,9 @@ def queue():
     items = casework().queue(officer(), filters)
     institution = db_session().get(Institution, filters.institution_id) if filters.institution_id else None
     export_args = {k: v for k, v in request.args.items() if k in QUEUE_ARGS}  # never url_for's own (_external)
+    items, pager = paginate(items, page_arg())
     return render_template("regulator/queue.html", items=items, filters=filters, categories=CATEGORIES,
-                           statuses=STATUSES, institution=institution, export_args=export_args)
+                           statuses=STATUSES, institution=institution, export_args=export_args, pager=pager)
 
 
 # the complaint's reference, never its tracking code (the complainant's secret; only its hash is stored)
@@ -473,9 +475,13 @@ def compliance_page():
     summary = compliance().quarter(officer(), quarter)
     wanted = request.args.get("standing")
     rows = [r for r in summary.rows if r.standing == wanted] if wanted in STANDING_LABELS else summary.rows
+    q = search_arg()
+    if q:
+        rows = [r for r in rows if q.casefold() in r.name.casefold() or q.upper() in r.uscc]
+    rows, pager = paginate(rows, page_arg())
     trend = compliance().trend(officer(), count=8)
     return render_template("regulator/compliance.html", summary=summary, quarter=quarter, rows=rows,
-                           standing=wanted, uploads_chart=_uploads_chart(trend), trend=trend,
+                           standing=wanted, uploads_chart=_uploads_chart(trend), trend=trend, pager=pager, q=q,
                            previous=quarter.previous(), next=quarter.next()
                            if quarter < compliance().latest_quarter() else None)
 
@@ -498,14 +504,21 @@ def compliance_export(quarter: str, fmt: str):
 
 @bp.get("/institutions")
 def institutions():
-    q = (request.args.get("q") or "").strip()
-    found = []
+    q = (request.args.get("q") or "").strip()[:100]
+    found, pager = [], None
     if q:
-        found = [i for i in registry().directory.suggest(q, limit=30)]
+        # the directory (in-process) finds them; one page of the officer's jurisdiction is read from the database
+        matches = [i for i in registry().directory.suggest(q, limit=MAX_INSTITUTION_MATCHES)
+                   if officer().national or i.review_authority_code == officer().authority_code]
+        matches, pager = paginate(matches, page_arg())
         session = db_session()
-        rows = {i.id: i for i in session.query(Institution).filter(Institution.id.in_([f.id for f in found]))}
-        found = [rows[f.id] for f in found if f.id in rows and officer().oversees(rows[f.id])]
-    return render_template("regulator/institutions.html", q=q, found=found)
+        rows = {i.id: i for i in session.query(Institution).filter(Institution.id.in_([f.id for f in matches]))}
+        found = [rows[f.id] for f in matches if f.id in rows and officer().oversees(rows[f.id])]
+    return render_template("regulator/institutions.html", q=q, found=found, pager=pager,
+                           capped=MAX_INSTITUTION_MATCHES)
+
+
+MAX_INSTITUTION_MATCHES = 1000
 
 
 @bp.get("/institutions/<int:institution_id>")

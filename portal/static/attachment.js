@@ -35,6 +35,7 @@
     var kinds = {};
     try { kinds = JSON.parse(input.getAttribute("data-kinds") || "{}"); } catch (e) { kinds = {}; }
     var msg = function (key) { return input.getAttribute("data-msg-" + key) || ""; };
+    var sep = input.getAttribute("data-msg-sep") || "";   // "" after a Chinese full stop, " " in English
 
     var box = document.createElement("div");
     box.className = "attachment-check";
@@ -94,7 +95,7 @@
       if (!typeOk) {
         var what = kinds[ext] ? fill(msg("kind"), { name: file.name, kind: kinds[ext], suffix: "." + ext })
                               : fill(msg("unknown"), { name: file.name });
-        refuse(what + " " + msg("rule"));
+        refuse(what + sep + msg("rule"));
         return;
       }
       var isPhoto = file.type === "image/jpeg" || file.type === "image/png" || ext === "jpg" || ext === "jpeg" || ext === "png";
@@ -103,11 +104,11 @@
         var text = fill(msg("size"), { name: file.name, size: size(file.size) });
         if (compressible) {
           input.setAttribute("aria-invalid", "true");
-          show(text + " " + msg("must"), "error", compressButton(file, true));
+          show(text + sep + msg("must"), "error", compressButton(file, true));
           // until it is compressed the too-large file must not be sent
           input.setAttribute("data-too-big", "1");
         } else {
-          refuse(text + " " + msg("size-pdf"));
+          refuse(text + sep + msg("size-pdf"));
         }
         return;
       }
@@ -131,13 +132,23 @@
     }
   }
 
+  // createImageBitmap reads the file without a URL (CSP img-src has no blob:); else a data: URL
   function loadImage(file) {
+    if (typeof createImageBitmap === "function") {
+      return createImageBitmap(file).then(function (bitmap) {
+        return { source: bitmap, width: bitmap.width, height: bitmap.height };
+      });
+    }
     return new Promise(function (resolve, reject) {
-      var url = URL.createObjectURL(file);
-      var img = new Image();
-      img.onload = function () { URL.revokeObjectURL(url); resolve(img); };
-      img.onerror = function () { URL.revokeObjectURL(url); reject(new Error("unreadable image")); };
-      img.src = url;
+      var reader = new FileReader();
+      reader.onload = function () {
+        var img = new Image();
+        img.onload = function () { resolve({ source: img, width: img.naturalWidth, height: img.naturalHeight }); };
+        img.onerror = function () { reject(new Error("unreadable image")); };
+        img.src = reader.result;
+      };
+      reader.onerror = function () { reject(new Error("unreadable file")); };
+      reader.readAsDataURL(file);
     });
   }
 
@@ -152,14 +163,14 @@
     return loadImage(file).then(function (img) {
       var side = LONG_SIDE;
       function attempt(quality) {
-        var scale = Math.min(1, side / Math.max(img.naturalWidth, img.naturalHeight));
+        var scale = Math.min(1, side / Math.max(img.width, img.height));
         var canvas = document.createElement("canvas");
-        canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
-        canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+        canvas.width = Math.max(1, Math.round(img.width * scale));
+        canvas.height = Math.max(1, Math.round(img.height * scale));
         var ctx = canvas.getContext("2d");
         ctx.fillStyle = "#fff";                 // a transparent PNG becomes white, not black
         ctx.fillRect(0, 0, canvas.width, canvas.height);
-        ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+        ctx.drawImage(img.source, 0, 0, canvas.width, canvas.height);
         return encode(canvas, quality).then(function (blob) {
           if (blob.size <= max && blob.size <= Math.max(file.size * 0.9, 1)) { return blob; }
           if (quality > 0.5) { return attempt(quality - 0.15); }

@@ -18,7 +18,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -161,6 +161,24 @@ class AccountService:
     def list(self) -> list[Account]:
         with self._sessions() as session:
             return list(session.scalars(select(Account).order_by(Account.role, Account.username)))
+
+    def page(self, search: str = "", page: int = 1, per_page: int = 50) -> tuple[list[Account], int]:
+        """One page of accounts (by role, then name) whose username, institution or authority
+        contains ``search``; with the number of matches."""
+        stmt = select(Account)
+        text = " ".join((search or "").split())[:100]
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            stmt = (stmt.outerjoin(Institution, Institution.id == Account.institution_id)
+                    .outerjoin(Authority, Authority.id == Account.authority_id)
+                    .where(or_(Account.username.ilike(like, escape="\\"), Institution.name.ilike(like, escape="\\"),
+                               Institution.uscc.ilike(like, escape="\\"), Authority.name.ilike(like, escape="\\"),
+                               Authority.code == text)))
+        with self._sessions() as session:
+            total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+            rows = list(session.scalars(stmt.order_by(Account.role, Account.username)
+                                        .offset((max(1, page) - 1) * per_page).limit(per_page)))
+            return rows, total
 
     def set_active(self, account_id: int, active: bool, *, actor: str | None = None) -> Account:
         """Enable or disable an account. Disabling ends all its sessions and revokes the API
