@@ -33,7 +33,7 @@ from .charts import Series, stacked_bars
 from .errors import error_response
 from .extensions import db_session, registry
 from .forms import CATEGORY_LABELS
-from .i18n import authority_name, current_language
+from .i18n import LANGUAGES, authority_name, current_language
 from .paging import page_arg, paginate, search_arg
 from .urls import int_arg
 
@@ -91,6 +91,24 @@ ACTION_ERRORS = {
     "already_extended": _l("办理期限只能延长一次。"),
     "no_question": _l("目前没有待回答的问题。"),
 }
+ACTOR_LABELS = {"public": _l("投诉人"), "system": _l("系统")}
+YES_NO = {True: _l("是"), False: _l("否")}
+# Export column headings in words (an export in the page's language; see _export)
+EXPORT_HEADINGS = {
+    "reference": _l("投诉编号"), "number": _l("报告编号"), "institution": _l("机构名称"), "authority": _l("办理部门"),
+    "category": _l("投诉问题类型"), "status": _l("状态"), "verdict": _l("核验结果"), "received_at": _l("收到时间"),
+    "deadline": _l("办理期限"), "workdays_left": _l("剩余工作日"), "overdue": _l("已超期"),
+    "waiting_for_complainant": _l("等待投诉人补充"),
+    "event_id": _l("事件编号"), "seq": _l("序号"), "at": _l("时间"), "kind": _l("事项"), "actor": _l("操作人"),
+    "public": _l("投诉人可见"), "note": _l("说明"),
+    "quarter": _l("季度"), "uscc": _l("统一社会信用代码"), "standing": _l("报送情况"),
+    "numbers_registered": _l("登记编号数"), "batches": _l("批次数"), "first_upload": _l("首次报送时间"),
+    "abnormal": _l("是否列入异常名录"),
+    "distinct_clients": _l("不同查询来源数"), "queries": _l("查询次数"), "first_query": _l("首次查询时间"),
+    "last_query": _l("最近查询时间"),
+    "since": _l("列入时间"), "reason": _l("原因"), "by": _l("操作人"),
+}
+SHEET_NAMES = {"complaints": _l("投诉"), "trail": _l("办理记录"), "leads": _l("线索"), "abnormal": _l("异常名录")}
 STANDING_COLORS = {"on_time": "#17692e", "zero": "#4f9a62", "late": "#b7791f", "missing": "#a4141b",
                    "pending": "#8a94a6"}
 AGE_BUCKETS = ((0, 3, "0–3"), (4, 7, "4–7"), (8, 15, "8–15"), (16, 30, "16–30"), (31, 10 ** 6, ">30"))
@@ -142,7 +160,7 @@ def _labels() -> dict:
         "standing_labels": STANDING_LABELS, "verdict_labels": VERDICT_LABELS, "event_labels": EVENT_LABELS, "category_labels": CATEGORY_LABELS,
         "action_labels": ACTION_LABELS, "note_labels": NOTE_LABELS,
         "event_note": event_note, "available_actions": available_actions,
-        "source_labels": SOURCE_LABELS,
+        "source_labels": SOURCE_LABELS, "actor_labels": ACTOR_LABELS, "yes_no": YES_NO,
     }
 
 
@@ -171,6 +189,47 @@ def event_note(event) -> str:
 
 def officer() -> Officer:
     return g.officer
+
+
+# --- exports --------------------------------------------------------------------------------
+def _export_in_words() -> bool:
+    """The console's export links carry the page's language (``lang``): the file then reads in
+    that language, ready to forward. Without it the columns keep their codes (docs/contract.md)."""
+    return request.args.get("lang") in LANGUAGES
+
+
+def _authority_names() -> dict[str, str]:
+    return {a.code: authority_name(a) for a in db_session().scalars(select(Authority))}
+
+
+def _export(fmt: str, basename: str, header: list[str], rows, *, sheet: str):
+    """A table as CSV or XLSX (formula guard in portal/exports.py): in words in the page's
+    language when the link asked for one — headings, statuses, categories, verdicts, standings,
+    events, actors, authorities by name, quarters, yes/no — else as codes."""
+    if not _export_in_words():
+        return exports.table_response(fmt, basename, header, rows, sheet=sheet)
+    # every label resolved now: a CSV streams after the request's context has ended
+    words = {column: {k: str(v) for k, v in labels.items()} for column, labels in (
+        ("category", CATEGORY_LABELS), ("status", STATUS_LABELS), ("verdict", VERDICT_LABELS),
+        ("standing", STANDING_LABELS), ("kind", EVENT_LABELS), ("actor", ACTOR_LABELS))}
+    if "authority" in header:
+        words["authority"] = _authority_names()
+    yes_no = {k: str(v) for k, v in YES_NO.items()}
+    english = current_language() == "en"
+
+    def word(column: str, value):
+        if isinstance(value, bool):
+            return yes_no[value]
+        if column == "quarter" and value is not None and len(text := str(value)) == 6:
+            return f"{text[:4]} Q{text[-1]}" if english else f"{text[:4]}年第{text[-1]}季度"
+        labels = words.get(column)
+        if labels is not None and isinstance(value, str):
+            return labels.get(value, value)
+        return value
+
+    translated = ([word(column, value) for column, value in zip(header, row)] for row in rows)
+    return exports.table_response(fmt, basename, [str(EXPORT_HEADINGS.get(h, h)) for h in header], translated,
+                                  sheet=str(SHEET_NAMES.get(sheet, sheet)))
 
 
 def _quarter_arg(name: str = "quarter") -> Quarter | None:
@@ -258,7 +317,7 @@ def queue_export(fmt: str):
              i.authority_code, i.category, i.status, i.verdict_status, i.created_at,
              i.deadline.due.isoformat() if i.deadline.due else "", i.deadline.workdays_left, i.deadline.overdue,
              i.open_question] for i in items)
-    return exports.table_response(fmt, "complaints", QUEUE_HEADER, rows, sheet="complaints")
+    return _export(fmt, "complaints", QUEUE_HEADER, rows, sheet="complaints")
 
 
 # --- one complaint's trail ------------------------------------------------------------------
@@ -464,8 +523,9 @@ TRAIL_HEADER = ["event_id", "seq", "at", "kind", "actor", "public", "note"]
 @bp.get("/complaints/<int:complaint_id>/trail.<any(csv, xlsx):fmt>")
 def trail_export(complaint_id: int, fmt: str):
     t = casework().trail(officer(), complaint_id)
-    rows = ([e.id, e.seq, e.at, e.kind, e.actor, e.public, e.note] for e in t.events)
-    return exports.table_response(fmt, f"complaint-{complaint_id}-trail", TRAIL_HEADER, rows, sheet="trail")
+    note = event_note if _export_in_words() else (lambda e: e.note)  # a conclusion's finding, a transfer's authority
+    rows = [[e.id, e.seq, e.at, e.kind, e.actor, e.public, note(e)] for e in t.events]  # notes read in this request
+    return _export(fmt, f"complaint-{complaint_id}-trail", TRAIL_HEADER, rows, sheet="trail")
 
 
 # --- compliance -----------------------------------------------------------------------------
@@ -499,7 +559,7 @@ def compliance_export(quarter: str, fmt: str):
     summary = compliance().quarter(officer(), q)
     rows = ([summary.quarter, r.uscc, r.name, r.standing, r.numbers, r.batches, r.first_upload, r.abnormal]
             for r in summary.rows)
-    return exports.table_response(fmt, f"compliance-{q}", COMPLIANCE_HEADER, rows, sheet=str(q))
+    return _export(fmt, f"compliance-{q}", COMPLIANCE_HEADER, rows, sheet=str(q))
 
 
 @bp.get("/institutions")
@@ -564,7 +624,7 @@ LEADS_HEADER = ["number", "uscc", "institution", "distinct_clients", "queries", 
 def leads_export(fmt: str):
     found = compliance().leads(officer(), min_clients=_min_clients(), limit=10_000)
     rows = ([x.number, x.uscc, x.institution_name, x.clients, x.queries, x.first, x.last] for x in found)
-    return exports.table_response(fmt, "leads", LEADS_HEADER, rows, sheet="leads")
+    return _export(fmt, "leads", LEADS_HEADER, rows, sheet="leads")
 
 
 @bp.get("/abnormal")
@@ -579,7 +639,7 @@ ABNORMAL_HEADER = ["uscc", "institution", "since", "reason", "by"]
 @bp.get("/abnormal.<any(csv, xlsx):fmt>")
 def abnormal_export(fmt: str):
     rows = ([e.institution.uscc, e.institution.name, e.since, e.reason, e.actor] for e in abnormal().listed(officer()))
-    return exports.table_response(fmt, "abnormal-institutions", ABNORMAL_HEADER, rows, sheet="abnormal")
+    return _export(fmt, "abnormal-institutions", ABNORMAL_HEADER, rows, sheet="abnormal")
 
 
 __all__ = ["bp"]
