@@ -1,10 +1,16 @@
 """The JSON API served by Flask (``/api/v1``): institution suggestions, and what the verify
-routes share. ``/api/v1/verify`` itself is served by the verify edge (portal/edge.py) in front
-of Flask; the upload API is portal/upload_api.py."""
+routes share, and the API's OpenAPI document. ``/api/v1/verify`` itself is served by the verify
+edge (portal/edge.py) in front of Flask; the upload API is portal/upload_api.py."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+import hashlib
+from functools import lru_cache
 
+from flask import Blueprint, Response, current_app, request
+
+from registry.infra.settings import ROOT
+
+from . import cors
 from .extensions import client_address, limiter, registry
 from .jsonio import json_response
 
@@ -13,6 +19,14 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Suggestions are asked as the user types (debounced), so they get more room than verification.
 DEFAULT_SUGGEST_LIMIT = "60/minute;2000/day"
 MAX_SUGGESTIONS = 8
+OPENAPI_PATH = ROOT / "docs" / "openapi.json"  # the OpenAPI 3.1 description, kept true by tests
+
+
+@bp.after_request
+def _cors(response):
+    """Everything on this blueprint is public: readable from any origin, without credentials."""
+    response.headers.extend(cors.PUBLIC_PREFLIGHT if request.method == "OPTIONS" else cors.PUBLIC)
+    return response
 
 
 def suggest_limit() -> str:
@@ -42,3 +56,19 @@ def suggest():
     })
     response.headers["Cache-Control"] = "private, max-age=60"
     return response
+
+
+@lru_cache(maxsize=1)
+def _openapi_document() -> tuple[bytes, str]:
+    data = OPENAPI_PATH.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()[:32]
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of the public and integration API (docs/openapi.json)."""
+    data, etag = _openapi_document()
+    response = Response(data, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response.make_conditional(request)

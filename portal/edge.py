@@ -25,6 +25,7 @@ from redis import RedisError
 from registry.numbers.normalize import InvalidValue, clean_text
 from registry.verification.service import Unavailable
 
+from . import cors
 from .ratelimit import Decision, VerifyLimiter
 from .security import SECURITY_HEADERS
 
@@ -35,6 +36,9 @@ _STATUS_LINES = {200: "200 OK", 400: "400 Bad Request",
                  503: "503 Service Unavailable"}
 _ALLOW = "GET, HEAD, OPTIONS"
 _JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS)
+# the single verify is readable from any origin, without credentials (portal/cors.py)
+_VERIFY_HEADERS = (*_JSON_HEADERS, *cors.PUBLIC)
+_PREFLIGHT_HEADERS = (*_JSON_HEADERS, *cors.PUBLIC_PREFLIGHT, ("Allow", _ALLOW))
 _ERRORS = {
     405: ("invalid_request", "This method is not allowed here."),
     429: ("rate_limited", "Too many requests: please wait and try again."),
@@ -54,15 +58,15 @@ class VerifyEdge:
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "OPTIONS":
-            return self._send(start_response, method, 200, b"", [("Allow", _ALLOW)])
+            return self._send(start_response, method, 200, b"", base=_PREFLIGHT_HEADERS)
         if method not in ("GET", "HEAD"):
-            return self._send(start_response, method, 405, self._error(405), [("Allow", _ALLOW)])
+            return self._send(start_response, method, 405, self._error(405), [("Allow", _ALLOW)], base=_VERIFY_HEADERS)
         try:
             status, body, headers = self.verify(environ)
         except Exception:  # never a trace: log it, answer the contract's JSON
             log.exception("unhandled error on GET /api/v1/verify")
             status, body, headers = 500, self._error(500), []
-        return self._send(start_response, method, status, body, headers)
+        return self._send(start_response, method, status, body, headers, base=_VERIFY_HEADERS)
 
     def verify(self, environ) -> tuple[int, bytes, list[tuple[str, str]]]:
         """Parse, count, verify, log: (status, JSON body, extra headers)."""
@@ -126,9 +130,9 @@ class VerifyEdge:
         return self._error_body(*_ERRORS[status])
 
     @staticmethod
-    def _send(start_response, method: str, status: int, body: bytes, headers=()):
+    def _send(start_response, method: str, status: int, body: bytes, headers=(), base=_JSON_HEADERS):
         start_response(_STATUS_LINES[status],
-                       [*_JSON_HEADERS, ("Content-Length", str(len(body))), *headers])
+                       [*base, ("Content-Length", str(len(body))), *headers])
         return [] if method == "HEAD" else [body]
 
 
