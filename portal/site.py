@@ -1,5 +1,6 @@
 """Who runs the site: the operator, contact, help line and filing numbers of the footer (from the
-settings, docs/contract.md "Settings"), and the privacy notice at /privacy."""
+settings, docs/contract.md "Settings"), the privacy notice at /privacy and the API guide at
+/docs/api."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, render_template
@@ -46,9 +47,18 @@ def privacy():
     return response
 
 
+@bp.get("/docs/api")
+def api_docs():
+    """The guide to the public and integration API (the reference: /api/v1/openapi.json)."""
+    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
+    response = current_app.make_response(render_template("api_docs.html", base=base))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"site": site_info()})
     app.register_blueprint(bp)
 
 
-__all__ = ["bp", "init_app", "site_info"]
+__all__ = ["api_docs", "bp", "init_app", "site_info"]

@@ -150,9 +150,26 @@ def test_every_route_of_the_site_blueprint_is_open_to_everyone(portal_app, world
     """/privacy and whatever else says who runs the site: the same page for every caller."""
     clients, _ids, _token = world
     rules = [r for r in portal_app.url_map.iter_rules() if r.endpoint.startswith("site.")]
-    assert {r.rule for r in rules} >= {"/privacy"}
+    assert {r.rule for r in rules} >= {"/privacy", "/docs/api"}
     for rule in rules:
         for actor, client in clients.items():
             response = client.get(rule.rule)
             response.close()
             assert response.status_code == 200, (rule.rule, actor)
+
+
+# The public API routes (docs/contract.md; described in docs/openapi.json): no login, no token.
+PUBLIC_API_ROUTES = {"/api/v1/openapi.json", "/api/v1/institutions/suggest?q=x", "/api/v1/verify?number=A-1",
+                     "/healthz", "/readyz"}
+
+
+def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
+    clients, _ids, _token = world
+    api_rules = {r.rule for r in portal_app.url_map.iter_rules()
+                 if r.rule.startswith("/api/") and not r.endpoint.startswith("upload_api.")}
+    assert api_rules == {"/api/v1/openapi.json", "/api/v1/institutions/suggest"}, api_rules  # a new one: list it
+    for path in PUBLIC_API_ROUTES:
+        for actor, client in clients.items():
+            response = client.get(path)
+            response.close()
+            assert response.status_code == 200, (path, actor)

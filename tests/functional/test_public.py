@@ -304,7 +304,7 @@ PUBLIC_SOURCES = {
                "portal/site.py"],
     "jinja2": ["templates/base.html", "templates/index.html", "templates/verdict.html", "templates/error.html",
                "templates/complaint_form.html", "templates/complaint_status.html", "templates/complaint_track.html",
-               "templates/privacy.html"],
+               "templates/privacy.html", "templates/api_docs.html"],
 }
 
 
