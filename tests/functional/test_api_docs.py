@@ -18,7 +18,7 @@ def test_the_guide_in_both_languages(client, lang, words):
     for word in words:
         assert word in html, word
     assert 'id="unresolved-warning"' in html
-    assert "curl -s" in html and "urllib.request" in html
+    assert "curl -s" in html and "--data-urlencode" in html and "urllib.request" in html
     for endpoint in ("/api/v1/verify", "/api/v1/verify/bulk", "/api/v1/institutions/suggest", "/api/v1/batches",
                      "/api/v1/numbers", "/api/v1/withdrawals", "/api/v1/restorations", "/healthz", "/readyz"):
         assert endpoint in html, endpoint
