@@ -4,6 +4,7 @@ institution's own data only (every lookup is filtered by ``g.account.institution
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    url_for)
@@ -34,6 +35,8 @@ from .forms import _Choice
 from .exports import csv_file_response
 from .extensions import db_session, registry
 from .i18n import current_language, quarter_label
+
+log = logging.getLogger(__name__)
 
 bp = guard_blueprint(Blueprint("institution", __name__, url_prefix="/institution"), "institution")
 
@@ -177,8 +180,14 @@ def upload():
                 error = _message(exc)
         if error is None:
             uploads = _uploads()
-            stored = uploads.store(storage.stream, file_name=storage.filename, institution_id=inst.id,
-                                   quarter=quarter, uploaded_by=g.account.username)
+            try:
+                stored = uploads.store(storage.stream, file_name=storage.filename, institution_id=inst.id,
+                                       quarter=quarter, uploaded_by=g.account.username)
+            except OSError as exc:  # a full disk: nothing stored, nothing registered
+                log.warning("upload of %r not stored: %s", storage.filename, exc.strerror or exc)
+                error = _("服务器存储空间暂时不足，文件未保存，也未登记任何编号。请稍后重新上传。")
+                return render_template("institution/upload.html", institution=inst, form=form, error=error,
+                                       background_numbers=_background_numbers()), 503
             if registry().upload_steps.check(stored.id, stop_after=_background_numbers()) is None:
                 _enqueue_check(stored.id)  # more numbers than a request should read: a job checks it
             return redirect(url_for(".upload_status", upload_id=stored.id), 303)

@@ -83,16 +83,21 @@ class UploadService:
 
     def store(self, fileobj: BinaryIO, *, file_name: str, institution_id: int, quarter: Quarter,
               uploaded_by: str) -> Upload:
-        """Copy the upload to a random name under FILES_DIR, hashing it on the way."""
+        """Copy the upload to a random name under FILES_DIR, hashing it on the way. Raises
+        ``OSError`` (a full disk) with nothing stored."""
         self._dir.mkdir(parents=True, exist_ok=True)
         suffix = Path(file_name).suffix.lower()
         stored = secrets.token_hex(16) + (suffix if suffix in SUFFIXES else "")
         digest, size = hashlib.sha256(), 0
-        with open(self._dir / stored, "wb") as out:
-            while block := fileobj.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-                out.write(block)
+        try:
+            with open(self._dir / stored, "wb") as out:
+                while block := fileobj.read(1 << 20):
+                    digest.update(block)
+                    size += len(block)
+                    out.write(block)
+        except BaseException:  # a full disk (OSError): no partial file is left, no upload recorded
+            (self._dir / stored).unlink(missing_ok=True)
+            raise
         now = self._clock()
         with self._sessions() as session:
             upload = Upload(key=secrets.token_urlsafe(16)[:22], institution_id=institution_id, quarter=str(quarter),

@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import BIN, ROOT, Browser, Load, all_at_once, wait_until
+from tests.faults.conftest import BIN, LIMITED_ENV, ROOT, Browser, Load, all_at_once, limit_file_size, wait_until
 from workflows.jobs import QUEUE_NAME
 
 pytestmark = pytest.mark.slow
@@ -190,3 +191,41 @@ def test_rq_worker_killed_mid_import(drill):
     check = drill.flask("bloom", "check")
     assert check.returncode == 0, check.stdout + check.stderr
     print(f"\ndrill (h): {marks} marker after the kill {marker_after_kill} (newest batch {newest}) {figures}")
+
+
+def test_disk_fills_during_a_portal_upload(drill):
+    """(i) gunicorn may write only 64 KB per file (RLIMIT_FSIZE, as a full disk; its instance files
+    exist already, the database and the index are PostgreSQL and Redis): a 200 KB upload cannot be
+    stored — the page says so (503, the upload form with the message; no 500 page, no trace),
+    nothing is registered or recorded, no partial file is left among the uploads. With the limit
+    lifted, the same upload is stored, checked and registered."""
+    uscc = drill.institution()
+    assert drill.flask("bloom", "check").returncode == 0  # the instance's own files exist already
+    numbers = [f"DSK-{i:06d}" for i in range(16_000)]
+    content = _csv(numbers)
+    assert 64 * 1024 < len(content) < 500 * 1024  # beyond the limit; kept in memory by the form parser
+    username, password = drill.account(uscc)
+    full = drill.gunicorn(workers=2, preexec_fn=limit_file_size(64 * 1024), extra_env=LIMITED_ENV)
+    browser = Browser(full.base)
+    browser.login(username, password)
+    answer = browser.post_file("/institution/upload", {"quarter": "2026Q3"}, "numbers.csv", content)
+    assert answer.status == 503, (answer.status, answer.body[:800])
+    assert "服务器存储空间暂时不足，文件未保存，也未登记任何编号" in answer.body
+    assert "Traceback" not in answer.body and "Internal Server Error" not in answer.body
+    assert answer.seconds < 10
+    assert drill.scalar("SELECT count(*) FROM uploads") == 0
+    _assert_whole(drill, batches=0, numbers=0)
+    stored = Path(drill.env["INSTANCE_DIR"]) / "files" / "uploads"
+    assert not stored.exists() or list(stored.iterdir()) == []
+    full.stop()
+    roomy = drill.gunicorn(workers=2)
+    browser = Browser(roomy.base)
+    browser.login(username, password)
+    upload_id = browser.upload(content)
+    status_page = f"/institution/uploads/{upload_id}"
+    confirmed = browser.post(status_page + "/confirm", {}, token_from=status_page)
+    assert confirmed.status == 303 and confirmed.location.startswith("/institution/batches/"), confirmed
+    _assert_whole(drill, batches=1, numbers=len(numbers))
+    status, body, _ = roomy.verify(numbers[-1], institution=uscc)
+    assert status == 200 and body["status"] == "found"
+    assert "Traceback" not in full.log.read_text()
