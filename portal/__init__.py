@@ -118,12 +118,19 @@ def _register_commands(app: Flask) -> None:
 
 
 def _mount_verify_edge(app: Flask) -> None:
-    """``/api/v1/verify`` goes to the verify edge before Flask (docs/architecture.md); ProxyFix,
+    """``/api/v1/verify`` and ``/api/v1/verify/bulk`` go to the verify edge before Flask (docs/architecture.md); ProxyFix,
     when proxies are trusted, wraps both so that every route sees the client's own address."""
-    from .edge import VerifyEdge, mount
+    from .edge import BulkEdge, VerifyEdge, mount
+    from .hostwindows import HostWindows
+    from .ratelimit import PlatformQuota
 
-    edge = VerifyEdge(services=app.extensions["registry"], limiter=app.extensions["verify_limiter"])
-    app.wsgi_app = mount(edge, at=VerifyEdge.PATH, before=app.wsgi_app)
+    services = app.extensions["registry"]
+    edge = VerifyEdge(services=services, limiter=app.extensions["verify_limiter"])
+    quota = app.extensions["platform_quota"] = PlatformQuota(
+        redis=services.hot_redis, windows=HostWindows(Path(app.config["INSTANCE_DIR"]) / "quota-platforms.bin"))
+    bulk = BulkEdge(services=services, quota=quota)
+    # the single verify is tested first: it keeps its one comparison before the edge
+    app.wsgi_app = mount(edge, at=VerifyEdge.PATH, before=mount(bulk, at=BulkEdge.PATH, before=app.wsgi_app))
     if app.config["TRUSTED_PROXIES"] > 0:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)

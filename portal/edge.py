@@ -23,16 +23,17 @@ import orjson
 from redis import RedisError
 
 from registry.numbers.normalize import InvalidValue, clean_text
-from registry.verification.service import Unavailable
+from registry.numbers.quarters import iso_local
+from registry.verification.service import Unavailable, to_json_many
 
 from . import cors
-from .ratelimit import Decision, VerifyLimiter
+from .ratelimit import Decision, PlatformQuota, VerifyLimiter
 from .security import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
-_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request",
-                 405: "405 Method Not Allowed", 429: "429 Too Many Requests", 500: "500 Internal Server Error",
+_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
+                 405: "405 Method Not Allowed", 413: "413 Content Too Large", 429: "429 Too Many Requests", 500: "500 Internal Server Error",
                  503: "503 Service Unavailable"}
 _ALLOW = "GET, HEAD, OPTIONS"
 _JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS)
@@ -134,6 +135,131 @@ class VerifyEdge:
         start_response(_STATUS_LINES[status],
                        [*base, ("Content-Length", str(len(body))), *headers])
         return [] if method == "HEAD" else [body]
+
+
+MAX_BULK_ITEMS = 1000
+MAX_BULK_BYTES = 2 * 1024 * 1024  # 1,000 items with long institution names, read before parsing
+_BULK_ALLOW = "POST, OPTIONS"
+
+
+class BulkEdge(VerifyEdge):
+    """``POST /api/v1/verify/bulk``: up to 1,000 verifications for a platform key (docs/contract.md,
+    "Bulk verification"). The key's quota (items) and every item's Bloom probe travel in one Redis
+    exchange; the possible hits are confirmed with one statement; every item is logged, flagged
+    with the platform. The public per-client verify budget does not apply."""
+
+    PATH = "/api/v1/verify/bulk"
+
+    def __init__(self, *, services, quota: PlatformQuota) -> None:
+        self.services = services
+        self.quota = quota
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "OPTIONS":
+            return self._send(start_response, method, 200, b"", [("Allow", _BULK_ALLOW)])
+        if method != "POST":
+            return self._send(start_response, method, 405, self._error(405), [("Allow", _BULK_ALLOW)])
+        try:
+            status, body, headers = self.verify_many(environ)
+        except Exception:  # never a trace: log it, answer the contract's JSON
+            log.exception("unhandled error on POST /api/v1/verify/bulk")
+            status, body, headers = 500, self._error(500), []
+        return self._send(start_response, method, status, body, headers)
+
+    def verify_many(self, environ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        services = self.services
+        services.ensure_background()
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, key = auth.partition(" ")
+        platform = services.platforms.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+        if platform is None:
+            return 401, self._error_body("unauthorized", "a valid platform key is required: Authorization: Bearer "
+                                         "<key> (unknown, revoked or expired keys are refused)"), \
+                [("WWW-Authenticate", "Bearer")]
+        items, problem = read_bulk_body(environ)
+        if problem is not None:
+            return problem
+        client = environ.get("REMOTE_ADDR") or "unknown"
+        prepared: list = []  # a Query, or the item's error JSON
+        institutions: list[str | None] = []
+        for item in items:
+            institution = item.get("institution")
+            institution = clean_text(institution, 500) or None if institution is not None else None
+            institutions.append(institution)
+            number = item.get("number")
+            try:
+                if not isinstance(number, str):
+                    raise InvalidValue("type", "the item's 'number' is required and must be a string")
+                if not number.strip():
+                    raise InvalidValue("empty", "the item's 'number' is empty")
+                prepared.append(services.verifier.prepare(number, institution))
+            except InvalidValue as exc:
+                prepared.append({"number": number, "error": {"code": "invalid_number", "message": str(exc)}})
+        queries = [p for p in prepared if not isinstance(p, dict)]
+        decision, maybes = self.take_and_probe(platform, len(items), [q.number for q in queries])
+        if not decision.allowed:
+            return self._refused(decision)
+        try:
+            verdicts = services.verifier.answer_many(queries, maybes)
+        except Unavailable as exc:
+            return 503, self._error_body("unavailable", str(exc)), decision.headers()
+        checked_at = verdicts[0].checked_at if verdicts else services.verifier.now()
+        answers = iter(to_json_many(verdicts))
+        results = [entry if isinstance(entry, dict) else next(answers) for entry in prepared]
+        asked = [institution for entry, institution in zip(prepared, institutions) if not isinstance(entry, dict)]
+        services.query_log.record_many(at=checked_at, client_address=client, platform_id=platform.id, entries=[
+            (v.number, text, v.institution.id if v.institution else None, v.status) for v, text in zip(verdicts, asked)])
+        body = orjson.dumps({"results": results, "checked_at": iso_local(checked_at)})
+        return 200, body, decision.headers()
+
+    def take_and_probe(self, platform, items: int, numbers: list[str]) -> tuple[Decision, list[bool | None]]:
+        """The one Redis exchange of a bulk request: the quota's command and every number's Bloom
+        probe in one write (local shards: the probes are answered at once, in one pass)."""
+        probes = self.services.bloom.probe_many(numbers)
+        commands = self.quota.commands(platform, items)
+        sent = [p.command for p in probes if p.command is not None]
+        if not sent and not commands:
+            return self.quota.take_on_host(platform, items), [p.result for p in probes]
+        try:
+            replies = self.services.hot_redis.exchange([*commands, *sent])
+        except RedisError as exc:
+            decision = self.quota.failed(platform, items, exc) if commands else self.quota.take_on_host(platform, items)
+            return decision, [p.failed(exc) if p.command is not None else p.result for p in probes]
+        decision = self.quota.decide(platform, items, replies[:len(commands)])
+        answers = iter(replies[len(commands):])
+        return decision, [p.answer(next(answers)) if p.command is not None else p.result for p in probes]
+
+
+def read_bulk_body(environ):
+    """The items of a bulk request, or (None, the refusal): the body is bounded before it is parsed."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BULK_BYTES:
+        return None, _bulk_refusal(413, "payload_too_large", f"the body is over {MAX_BULK_BYTES} bytes")
+    stream = environ.get("wsgi.input")
+    raw = stream.read(min(length, MAX_BULK_BYTES + 1) if length else MAX_BULK_BYTES + 1) if stream else b""
+    if len(raw) > MAX_BULK_BYTES:
+        return None, _bulk_refusal(413, "payload_too_large", f"the body is over {MAX_BULK_BYTES} bytes")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, _bulk_refusal(400, "invalid_request", 'the body is not JSON: {"items": [{"number": …}, …]}')
+    items = payload.get("items") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        return None, _bulk_refusal(400, "invalid_request",
+                                   'the body must be {"items": [{"number": "…", "institution": "…"}, …]}')
+    if len(items) > MAX_BULK_ITEMS:
+        return None, _bulk_refusal(413, "payload_too_large", f"at most {MAX_BULK_ITEMS} items per request")
+    if not all(isinstance(item.get("institution"), str | None) for item in items):
+        return None, _bulk_refusal(400, "invalid_request", "an item's 'institution' must be a string")
+    return items, None
+
+
+def _bulk_refusal(status: int, code: str, message: str):
+    return status, VerifyEdge._error_body(code, message), []
 
 
 def query_args(query_string: str) -> dict[str, str]:

@@ -81,6 +81,26 @@ class HostWindows:
                 out.append((count, end))
         return out
 
+    def take(self, keys_and_windows: list[tuple[int, float, int]], amount: int) -> tuple[bool, list[tuple[int, float]]]:
+        """Count ``amount`` on every (key hash, window seconds, limit) only if each stays within its
+        limit — all or nothing, under the one lock; (taken, [(count, window end)])."""
+        now = time.time()
+        with self._locked() as mm:
+            found = []
+            for key, seconds, limit in keys_and_windows:
+                offset, end, count = self._find(mm, key, now)
+                if end <= now:
+                    end, count = now + seconds, 0
+                found.append((offset, key, end, count, limit))
+            taken = all(count + amount <= limit for _, _, _, count, limit in found)
+            out = []
+            for offset, key, end, count, _ in found:
+                if taken:
+                    count += amount
+                    _SLOT.pack_into(mm, offset, key, end, count)
+                out.append((count, end))
+        return taken, out
+
     def read(self, key: int) -> tuple[int, float]:
         """(count, window end) of a live window; (0, now) when there is none."""
         now = time.time()

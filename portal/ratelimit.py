@@ -142,6 +142,94 @@ class VerifyLimiter:
         return min(decisions, key=lambda d: d.remaining)
 
 
+#: The quota of a platform key (items, all or nothing). KEYS: the minute and the day window;
+#: ARGV: items asked, then limit and window ms of each key. Returns taken (0/1), then count and
+#: PTTL per key (the count after taking, or the count left untouched when refused).
+QUOTA_SCRIPT = """
+local amount = tonumber(ARGV[1])
+local counts = {}
+local taken = 1
+for i, key in ipairs(KEYS) do
+  counts[i] = tonumber(redis.call('GET', key) or '0')
+  if counts[i] + amount > tonumber(ARGV[2 * i]) then taken = 0 end
+end
+local out = {taken}
+for i, key in ipairs(KEYS) do
+  if taken == 1 then
+    counts[i] = redis.call('INCRBY', key, amount)
+    if counts[i] == amount then redis.call('PEXPIRE', key, ARGV[2 * i + 1]) end
+  end
+  out[2 * i] = counts[i]
+  out[2 * i + 1] = redis.call('PTTL', key)
+end
+return out
+"""
+
+
+class PlatformQuota:
+    """A platform key's quotas in items per minute and per day: a request takes all its items or
+    is refused whole. Counted on Redis (shared by every host) or, without Redis or for a few
+    seconds after it failed, in the host's shared file (every worker and process of the host)."""
+
+    WINDOWS = (60, 86400)
+
+    def __init__(self, *, windows: HostWindows, redis=None, prefix: str = "rnr:quota:platform") -> None:
+        self._redis = redis
+        self._windows = windows
+        self._prefix = prefix
+        self._fallback_until = 0.0
+        self.failures = 0
+
+    def _keys(self, platform) -> list[tuple[str, int, int]]:
+        limits = (platform.per_minute, platform.per_day)
+        return [(f"{self._prefix}:{{{platform.id}}}:{seconds}", seconds, limit)
+                for seconds, limit in zip(self.WINDOWS, limits)]
+
+    def commands(self, platform, items: int) -> list[tuple]:
+        """The Redis command that takes ``items`` from the quota; [] when counting on the host."""
+        if self._redis is None or time.monotonic() < self._fallback_until:
+            return []
+        keys = self._keys(platform)
+        args = [a for _, seconds, limit in keys for a in (limit, seconds * 1000)]
+        return [("EVAL", QUOTA_SCRIPT, len(keys), *(k for k, _, _ in keys), items, *args)]
+
+    def decide(self, platform, items: int, replies: list) -> Decision:
+        if not replies:
+            return self.take_on_host(platform, items)
+        [reply] = replies
+        if isinstance(reply, Exception):
+            return self.failed(platform, items, reply)
+        now = time.time()
+        counts = []
+        for i, (_, seconds, _) in enumerate(self._keys(platform)):
+            count, ttl_ms = int(reply[2 * i + 1]), reply[2 * i + 2]
+            counts.append((count, now + (ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else seconds)))
+        return self._decision(platform, items, bool(int(reply[0])), counts)
+
+    def take_on_host(self, platform, items: int) -> Decision:
+        keys = [(key_hash(k), seconds, limit) for k, seconds, limit in self._keys(platform)]
+        taken, counts = self._windows.take(keys, items)
+        return self._decision(platform, items, taken, counts)
+
+    def failed(self, platform, items: int, exc: BaseException) -> Decision:
+        self.failures += 1
+        self._fallback_until = time.monotonic() + FALLBACK_SECONDS
+        log.warning("quota storage unreachable (%s); counting on this host for %ss",
+                    exc.__class__.__name__, FALLBACK_SECONDS)
+        return self.take_on_host(platform, items)
+
+    @staticmethod
+    def _decision(platform, items: int, taken: bool, counts: list[tuple[int, float]]) -> Decision:
+        limits = (platform.per_minute, platform.per_day)
+        decisions = [Decision(count + (0 if taken else items) <= limit, limit, max(0, limit - count), reset_at)
+                     for limit, (count, reset_at) in zip(limits, counts)]
+        if not taken:
+            denied = [d for d in decisions if not d.allowed] or decisions
+            d = max(denied, key=lambda d: d.reset_at)
+            return Decision(False, d.limit, d.remaining, d.reset_at)
+        return min(decisions, key=lambda d: d.remaining)
+
+
 def verify_limiter() -> VerifyLimiter:
     return current_app.extensions["verify_limiter"]
 
@@ -163,4 +251,4 @@ def counts_on_verify_budget(view):
     return wrapped
 
 
-__all__ = ["Decision", "VerifyLimiter", "counts_on_verify_budget", "verify_limiter"]
+__all__ = ["Decision", "PlatformQuota", "VerifyLimiter", "counts_on_verify_budget", "verify_limiter"]

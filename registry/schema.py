@@ -7,6 +7,7 @@ from registry.compliance import models as _compliance  # noqa: F401
 from registry.infra.base import Base
 from registry.institutions import models as _institutions  # noqa: F401
 from registry.registration import models as _registration  # noqa: F401
+from registry.platforms import models as _platforms  # noqa: F401
 from registry.verification import models as _verification  # noqa: F401
 
 metadata = Base.metadata

@@ -23,6 +23,7 @@ from registry.accounts.adminlog import AdminLog
 from registry.accounts.adminlog import REDIS_HEAD_KEY as ADMIN_LOG_HEAD_KEY
 from registry.accounts.idempotency import IdempotencyStore
 from registry.accounts.tokens import TokenService
+from registry.platforms.service import PlatformService
 from registry.bloom import BloomConfig, open_bloom_index
 from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, chain_for, keyring
 from registry.complaints.casework import CaseworkService
@@ -169,6 +170,7 @@ class Services:
         self.admin_log.install(self.sessions)
         self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
         self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
+        self.platforms = PlatformService(sessions=self.sessions, clock=clock)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
         # --- complaints and compliance ---
         self.holidays = HolidayService(sessions=self.sessions, admin_log=self.admin_log)

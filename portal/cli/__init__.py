@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import accounts, audit, bloom, db, institutions, numbers
+from . import accounts, audit, bloom, db, institutions, numbers, platforms
 
 
 def register_commands(app: Flask) -> None:
-    for module in (db, numbers, institutions, accounts):
+    for module in (db, numbers, institutions, accounts, platforms):
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(bloom.bloom)

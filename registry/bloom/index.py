@@ -188,6 +188,22 @@ class BloomIndex:
             result = None
         return Probe(self, number, pointer, None, result)
 
+    def probe_many(self, numbers: list[str]) -> list["Probe"]:
+        """:meth:`probe` for each number (a bulk verification): on Redis a command each, for the
+        caller to send in one exchange; on local shards answered in one pass over the mapped
+        shards (each shard checked once). Should that pass meet anything unusual (a shard
+        replaced, a failing store), each number is probed on its own, which settles it."""
+        pointer = self._pointer
+        batch = getattr(self._store, "probe_batch", None)
+        if pointer is None or batch is None or self._breaker_until > time.monotonic():
+            return [self.probe(number) for number in numbers]
+        layout = pointer.layout
+        try:
+            found = batch(pointer.generation, [layout.offsets(number) for number in numbers])
+        except Exception:  # noqa: BLE001 - StaleShard or a store failure: the single path knows what to do
+            return [self.probe(number) for number in numbers]
+        return [Probe(self, number, pointer, None, result) for number, result in zip(numbers, found)]
+
     def _after_stale(self, number: str, seen: Pointer, found: int) -> bool | None:
         """A shard did not carry our generation: a switch happened (adopt it), one is under way
         (ask the database this once), or the store lost it (database mode until a rebuild)."""

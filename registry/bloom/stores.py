@@ -203,6 +203,32 @@ class LocalStore:
                 return False
         return True
 
+    def probe_batch(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
+        """:meth:`probe` for many numbers in one pass: each shard's inode and generation are
+        checked once for the batch (a bulk verification), not once per number. Raises
+        :class:`StaleShard` as :meth:`probe` does."""
+        maps: dict[int, mmap.mmap] = {}
+        out = []
+        for shard, offsets in items:
+            mm = maps.get(shard)
+            if mm is None:
+                try:
+                    ino = os.stat(self.shard_path(shard)).st_ino
+                except FileNotFoundError:
+                    raise StaleShard(0) from None
+                entry = self._maps.get(shard)
+                mm = entry[1] if entry is not None and entry[0] == ino else self._remap(shard, ino)
+                if int.from_bytes(mm[:8], "big") != generation:
+                    raise StaleShard(int.from_bytes(mm[:8], "big"))
+                maps[shard] = mm
+            for o in offsets:
+                if not mm[HEADER_SIZE + (o >> 3)] & (0x80 >> (o & 7)):
+                    out.append(False)
+                    break
+            else:
+                out.append(True)
+        return out
+
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
         out = []
         for shard, offsets in items:

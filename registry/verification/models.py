@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.infra.base import Base, BigId, UTCDateTime
@@ -20,3 +20,5 @@ class QueryLog(Base):
     institution_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     client: Mapped[str] = mapped_column(String(64))
+    bulk: Mapped[bool | None] = mapped_column(Boolean)  # asked in a bulk request (POST /api/v1/verify/bulk)
+    platform_id: Mapped[int | None] = mapped_column(Integer)  # the platform key of a bulk request

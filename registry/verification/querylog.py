@@ -49,7 +49,7 @@ def _client_hmac(key: bytes, address: str) -> str:
     return hmac.digest(key, address.encode(), "sha256").hex()[:32]
 
 
-_COLUMNS = "at, number, institution_text, institution_id, status, client"
+_COLUMNS = "at, number, institution_text, institution_id, status, client, bulk, platform_id"
 
 
 class QueryLogBuffer:
@@ -69,7 +69,8 @@ class QueryLogBuffer:
             self._transient += (dbapi.OperationalError, dbapi.InterfaceError)
 
     def record(self, *, at: dt.datetime, number: str, institution_text: str | None, institution_id: int | None,
-               status: str, client_address: str) -> None:
+               status: str, client_address: str, platform_id: int | None = None) -> None:
+        """Buffer one verification; ``platform_id`` marks it as asked in a platform's bulk request."""
         if len(self._buffer) >= self._max:
             self.dropped += 1  # the database has been down for long; keep serving
             return
@@ -80,7 +81,23 @@ class QueryLogBuffer:
             institution_id,
             status,
             client_hmac(self._secret, client_address, at),
+            None if platform_id is None else True,
+            platform_id,
         ))
+
+    def record_many(self, *, at: dt.datetime, entries: list[tuple[str, str | None, int | None, str]],
+                    client_address: str, platform_id: int | None) -> None:
+        """Buffer the verifications of one bulk request, all answered at ``at``: (number,
+        institution text, institution id, status) each, as :meth:`record` would one by one."""
+        room = self._max - len(self._buffer)
+        if room < len(entries):
+            self.dropped += len(entries) - max(room, 0)
+            entries = entries[:max(room, 0)]
+        when = (at if at.tzinfo is dt.timezone.utc else at.astimezone(dt.timezone.utc)).replace(tzinfo=None)
+        client = client_hmac(self._secret, client_address, at)
+        bulk = None if platform_id is None else True
+        self._buffer.extend((when, clean_text(number, 200), clean_text(text, 500) or None, institution_id, status,
+                             client, bulk, platform_id) for number, text, institution_id, status in entries)
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -128,6 +145,6 @@ class QueryLogBuffer:
                             copy.write_row(row)
             else:
                 conn.exec_driver_sql(
-                    f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(r[0].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[1:] for r in rows],
                 )

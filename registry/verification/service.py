@@ -37,6 +37,10 @@ _BY_NUMBER = (
     "SELECT institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
     "FROM report_numbers WHERE number = {}"
 )
+_BY_NUMBERS = (
+    "SELECT number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
+    "FROM report_numbers WHERE number {}"
+)
 
 
 class _Reader:
@@ -124,6 +128,43 @@ class Verdict:
         }
 
 
+def to_json_many(verdicts: list[Verdict]) -> list[dict]:
+    """``[v.to_json() for v in verdicts]``, the same JSON, with each institution's JSON and each
+    moment's text made once for the whole list (a bulk answer repeats them item after item)."""
+    institutions: dict[int, dict] = {}
+    texts: dict = {}
+
+    def institution(info):
+        if info is None:
+            return None
+        made = institutions.get(info.id)
+        if made is None:
+            made = institutions[info.id] = info.to_json()
+        return made
+
+    def moment(value):
+        if value is None:
+            return None
+        made = texts.get(value)
+        if made is None:
+            made = texts[value] = iso_local(value) if isinstance(value, dt.datetime) else value.isoformat()
+        return made
+
+    return [{
+        "number": v.number,
+        "status": v.status,
+        "institution": institution(v.institution),
+        "institution_resolved": v.institution_resolved,
+        "quarter": v.quarter,
+        "registered_at": moment(v.registered_at),
+        "withdrawn_at": moment(v.withdrawn_at),
+        "candidates": [{"name": c.name, "uscc": c.uscc} for c in v.candidates],
+        "pending_since": moment(v.pending_since),
+        "pending_until": moment(v.pending_until),
+        "checked_at": moment(v.checked_at),
+    } for v in verdicts]
+
+
 class VerificationService:
     def __init__(
         self,
@@ -134,12 +175,24 @@ class VerificationService:
         clock: Clock = system_clock,
     ) -> None:
         self._engine = engine
-        self._by_number = _BY_NUMBER.format("%s" if engine.dialect.name == "postgresql" else "?")
+        self._postgres = engine.dialect.name == "postgresql"
+        self._by_number = _BY_NUMBER.format("%s" if self._postgres else "?")
+        # PostgreSQL: one index lookup per number inside the one statement (a lateral join on the
+        # array), each pruned to its partition at execution, whatever the planner's statistics
+        # say (a plain ``= ANY(%s)`` on a freshly loaded table was planned as sequential scans)
+        self._by_numbers = (
+            "SELECT r.number, r.institution_id, r.quarter, r.registered_at, r.withdrawn_at, r.withdraw_reason "
+            "FROM unnest(%s::varchar[]) AS q(n) CROSS JOIN LATERAL "
+            "(SELECT * FROM report_numbers WHERE number = q.n) AS r") if self._postgres else None
         self._local = ForkLocal()  # the per-thread read connection; a forked child makes its own
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
         self.lookups = 0  # statements the read path ran (the statement-counting tests read it too)
+
+    def now(self) -> dt.datetime:
+        """The verifier's clock (the ``checked_at`` of an answer without verdicts)."""
+        return self._clock()
 
     def verify(self, raw_number: str, institution_text: str | None = None) -> Verdict:
         """Raises :class:`InvalidValue` for a malformed number, :class:`Unavailable` when the
@@ -177,6 +230,46 @@ class VerificationService:
             verdict.source = "database"
         return verdict
 
+    def answer_many(self, queries: list[Query], maybes: list[bool | None]) -> list[Verdict]:
+        """The verdicts of several queries (a bulk request), each exactly as :meth:`answer` gives
+        it, with one statement for all the numbers the Bloom index did not rule out (none when it
+        ruled out all of them)."""
+        now = self._clock()
+        directory = self._directory.loaded
+        if not directory and any(q.resolved is not None for q in queries):
+            raise Unavailable("the institution directory is not loaded yet")
+        rows = self._rows_of({q.number for q, maybe in zip(queries, maybes) if maybe is not False})
+        if rows and not directory:
+            raise Unavailable("the institution directory is not loaded yet")
+        verdicts = []
+        since, until = pending_window(now.astimezone(SHANGHAI).date())
+        for query, maybe in zip(queries, maybes):
+            if maybe is False:
+                verdicts.append(Verdict(number=query.number, status="not_found", institution=query.asked,
+                                        institution_resolved=query.resolved, checked_at=now,
+                                        pending_since=since, pending_until=until))
+                continue
+            verdict = self._decide(query.number, rows.get(query.number, []), query.asked, query.resolved, now)
+            if maybe is None:
+                verdict.source = "database"
+            verdicts.append(verdict)
+        return verdicts
+
+    def _rows_of(self, numbers: set[str]) -> dict[str, list[Registration]]:
+        """The registrations of several numbers: one statement (a lateral join on an array of the
+        numbers on PostgreSQL, ``IN (…)`` on SQLite), counted once in ``lookups``; none for no numbers."""
+        if not numbers:
+            return {}
+        numbers = sorted(numbers)
+        if self._postgres:
+            statement, params = self._by_numbers, (numbers,)
+        else:
+            statement, params = _BY_NUMBERS.format(f"IN ({', '.join('?' * len(numbers))})"), tuple(numbers)
+        out: dict[str, list[Registration]] = {}
+        for r in self._fetch(statement, params):
+            out.setdefault(r[0], []).append(Registration(r[1], r[2], _utc(r[3]), _utc(r[4]), r[5]))
+        return out
+
     def _rows(self, number: str) -> list[Registration]:
         """The registrations of ``number``: one indexed statement on this thread's own autocommit
         connection (no pool checkout, no liveness ping, no open transaction), prepared by the
@@ -184,20 +277,23 @@ class VerificationService:
         code path, in tests as in production): SQLAlchemy's execution and result machinery cost
         14 µs a lookup, four times the lookup itself. Each statement is counted in ``lookups``.
         A connection that broke since its last use is replaced once before giving up."""
+        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in self._fetch(self._by_number, (number,))]
+
+    def _fetch(self, statement: str, params: tuple) -> list[tuple]:
+        """Run one read statement on this thread's reader (counted in ``lookups``); its rows."""
         dialect = self._engine.dialect
         for attempt in (1, 2):
             reader = self._reader()
             try:
                 self.lookups += 1
-                reader.cursor.execute(self._by_number, (number,))
-                raw = reader.cursor.fetchall()
+                reader.cursor.execute(statement, params)
+                return reader.cursor.fetchall()
             except dialect.loaded_dbapi.Error as exc:
                 dropped = dialect.is_disconnect(exc, reader.driver, reader.cursor)
                 self.close_reader(broken=True)
                 if attempt == 1 and dropped:
                     continue
                 raise Unavailable("the registry database is unreachable") from exc
-            return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in raw]
         raise AssertionError("unreachable")
 
     def _reader(self) -> _Reader:

@@ -63,12 +63,14 @@ def world(portal_app, preg):
     _, owner_token = tokens.create(institution_id=owner_inst.id, name="lims", created_by="t")
     spare_token, _ = tokens.create(institution_id=owner_inst.id, name="spare", created_by="t")
     holiday = HolidayService(sessions=preg.sessions).add(day=__import__("datetime").date(2027, 2, 6), name="春节")
+    platform, _ = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
     ids = {
         "batch_id": int(batch_url.rsplit("/", 1)[1]),
         "upload_id": int(upload_url.rsplit("/", 1)[1]),
         "token_id": spare_token.id,
         "account_id": spare.id,
         "holiday_id": holiday.id,
+        "platform_id": platform.id,
     }
     return clients, ids, owner_token
 

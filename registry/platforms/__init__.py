@@ -1,0 +1,1 @@
+"""Platform keys: the credentials of platforms that verify in bulk (docs/contract.md, "Bulk verification")."""
