@@ -92,6 +92,7 @@ ACTION_ERRORS = {
     "no_question": _l("目前没有待回答的问题。"),
 }
 ACTOR_LABELS = {"public": _l("投诉人"), "system": _l("系统")}
+CERTIFICATE_LABELS = {"valid": _l("有效"), "suspended": _l("暂停"), "revoked": _l("撤销"), "expired": _l("过期")}
 YES_NO = {True: _l("是"), False: _l("否")}
 # Export column headings in words (an export in the page's language; see _export)
 EXPORT_HEADINGS = {
@@ -161,6 +162,7 @@ def _labels() -> dict:
         "action_labels": ACTION_LABELS, "note_labels": NOTE_LABELS,
         "event_note": event_note, "available_actions": available_actions,
         "source_labels": SOURCE_LABELS, "actor_labels": ACTOR_LABELS, "yes_no": YES_NO,
+        "certificate_labels": CERTIFICATE_LABELS,
     }
 
 

@@ -66,6 +66,10 @@ class TimelineEntry:
     kind: str  # certificate | batch | complaint | abnormal
     text: str
     ref: int | None = None
+    # the entry's parts as codes and values, for a page to put in words: certificate {number,
+    # status}; batch {quarter, source, accepted, late}; complaint {number, category, status};
+    # abnormal {listed, reason}
+    facts: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
@@ -191,15 +195,20 @@ class ComplianceService:
             entries: list[TimelineEntry] = []
             certs = {c.id: c for c in session.scalars(select(Certificate).where(Certificate.institution_id == inst.id))}
             for e in session.scalars(select(CertificateEvent).where(CertificateEvent.certificate_id.in_(list(certs)))):
-                entries.append(TimelineEntry(e.changed_at, "certificate", f"{certs[e.certificate_id].number} {e.status}"))
+                entries.append(TimelineEntry(e.changed_at, "certificate", f"{certs[e.certificate_id].number} {e.status}",
+                                             facts={"number": certs[e.certificate_id].number, "status": e.status}))
             for b in session.scalars(select(Batch).where(Batch.institution_id == inst.id)):
                 kind = "zero" if b.source == "zero" else b.source
                 entries.append(TimelineEntry(b.created_at, "batch",
-                                             f"{b.quarter} {kind} +{b.accepted}{' late' if b.late else ''}", b.id))
+                                             f"{b.quarter} {kind} +{b.accepted}{' late' if b.late else ''}", b.id,
+                                             facts={"quarter": b.quarter, "source": kind, "accepted": b.accepted,
+                                                    "late": bool(b.late)}))
             for c in session.scalars(select(Complaint).where(Complaint.institution_id == inst.id)):
-                entries.append(TimelineEntry(c.created_at, "complaint", f"{c.number} {c.category} {c.status}", c.id))
+                entries.append(TimelineEntry(c.created_at, "complaint", f"{c.number} {c.category} {c.status}", c.id,
+                                             facts={"number": c.number, "category": c.category, "status": c.status}))
             for m in session.scalars(select(AbnormalMark).where(AbnormalMark.institution_id == inst.id)):
-                entries.append(TimelineEntry(m.at, "abnormal", f"{'+' if m.abnormal else '-'} {m.reason}", m.id))
+                entries.append(TimelineEntry(m.at, "abnormal", f"{'+' if m.abnormal else '-'} {m.reason}", m.id,
+                                             facts={"listed": bool(m.abnormal), "reason": m.reason}))
             session.expunge(inst)
         summaries = self.summaries(officer, first, last, institution_id=institution_id)
         quarters = []
