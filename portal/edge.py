@@ -156,23 +156,36 @@ class BulkEdge(VerifyEdge):
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
-        if method == "OPTIONS":
-            return self._send(start_response, method, 200, b"", [("Allow", _BULK_ALLOW)])
+        origin = environ.get("HTTP_ORIGIN")
+        if method == "OPTIONS":  # a preflight carries no key: an origin some live key registered
+            try:
+                preflight = cors.bulk_preflight(origin, self.services.platforms.origin_registered)
+            except Exception:  # noqa: BLE001 - the database is down: no CORS grant, never a trace
+                log.exception("preflight of POST /api/v1/verify/bulk")
+                preflight = cors.bulk_headers(origin, ())
+            return self._send(start_response, method, 200, b"", [("Allow", _BULK_ALLOW), *preflight])
         if method != "POST":
-            return self._send(start_response, method, 405, self._error(405), [("Allow", _BULK_ALLOW)])
+            return self._send(start_response, method, 405, self._error(405),
+                              [("Allow", _BULK_ALLOW), *cors.bulk_headers(origin, ())])
+        platform = None
         try:
-            status, body, headers = self.verify_many(environ)
+            platform = self.authenticate(environ)
+            status, body, headers = self.verify_many(environ, platform)
         except Exception:  # never a trace: log it, answer the contract's JSON
             log.exception("unhandled error on POST /api/v1/verify/bulk")
             status, body, headers = 500, self._error(500), []
-        return self._send(start_response, method, status, body, headers)
+        # the answer is readable by a page only of an origin registered on this key (portal/cors.py)
+        allowed = platform.origins if platform is not None else ()
+        return self._send(start_response, method, status, body, [*headers, *cors.bulk_headers(origin, allowed)])
 
-    def verify_many(self, environ) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def authenticate(self, environ):
+        """The platform of the request's ``Authorization: Bearer`` key, or None."""
+        scheme, _, key = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        return self.services.platforms.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+
+    def verify_many(self, environ, platform) -> tuple[int, bytes, list[tuple[str, str]]]:
         services = self.services
         services.ensure_background()
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, key = auth.partition(" ")
-        platform = services.platforms.authenticate(key.strip()) if scheme.lower() == "bearer" else None
         if platform is None:
             return 401, self._error_body("unauthorized", "a valid platform key is required: Authorization: Bearer "
                                          "<key> (unknown, revoked or expired keys are refused)"), \

@@ -113,6 +113,14 @@ class PlatformService:
                 return None
             return Platform(key.id, key.name, key.per_minute, key.per_day, tuple(key.origins or ()))
 
+    def origin_registered(self, origin: str) -> bool:
+        """Whether some live key registered this browser origin (a CORS preflight carries no key)."""
+        now = self._clock()
+        with self._sessions() as session:
+            rows = session.execute(select(PlatformKey.origins, PlatformKey.expires_at)
+                                   .where(PlatformKey.revoked_at.is_(None))).all()
+        return any(origin in (origins or ()) for origins, expires in rows if expires is None or expires > now)
+
     def list(self, *, days: int = 14) -> list[PlatformUse]:
         """Every key, newest first, with its items and not-found answers per day (UTC) over ``days``
         days, from the query log."""

@@ -265,3 +265,22 @@ def test_the_console_issues_lists_and_revokes_platform_keys(portal_app, preg):
     assert "已吊销" in browser.get("/admin/platforms").get_data(as_text=True)
     english = browser.get("/admin/platforms?lang=en").get_data(as_text=True)
     assert "Platform keys (bulk verification)" in english and "Not-found rate" in english
+
+
+def test_cors_on_bulk_only_for_the_origins_on_the_key(client, reg, labs):
+    """docs/contract.md, "CORS": the key's origins echoed, others get no Allow-Origin; a preflight
+    for an origin some live key registered; never credentials."""
+    _, key = reg.platforms.create(name="商城", per_minute=100, per_day=1000, origins=["https://shop.example"])
+    auth = {"Authorization": f"Bearer {key}"}
+    ok = client.post(BULK, json={"items": [{"number": "A-1"}]}, headers={**auth, "Origin": "https://shop.example"})
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert ok.headers["Vary"] == "Origin" and "Access-Control-Allow-Credentials" not in ok.headers
+    other = client.post(BULK, json={"items": [{"number": "A-1"}]}, headers={**auth, "Origin": "https://evil.example"})
+    assert other.status_code == 200 and "Access-Control-Allow-Origin" not in other.headers
+    anonymous = client.post(BULK, json={"items": []}, headers={"Origin": "https://shop.example"})
+    assert anonymous.status_code == 401 and "Access-Control-Allow-Origin" not in anonymous.headers
+    preflight = client.options(BULK, headers={"Origin": "https://shop.example",
+                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "POST, OPTIONS"
+    assert "Access-Control-Allow-Origin" not in client.options(BULK, headers={"Origin": "https://evil.example"}).headers
