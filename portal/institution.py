@@ -476,8 +476,12 @@ def qr_page():
         except InvalidValue:
             error = _("报告编号含有不允许的字符或过长。")
     link = qr.public_verify_link(inst.uscc, number) if number else None
+    state = None  # what a scan would answer now: warn before a code is printed for it
+    if number:
+        withdrawn = registry().registration.withdrawn_of(inst.id, [number])
+        state = "not_registered" if number not in withdrawn else "withdrawn" if withdrawn[number] else None
     return render_template("institution/qr.html", institution=inst, form=form, number=number, link=link,
-                           error=error, svg=qr.svg_inline(link, scale=4) if link else None)
+                           error=error, svg=qr.svg_inline(link, scale=4) if link else None, state=state)
 
 
 @bp.get("/qr.svg")
@@ -507,9 +511,17 @@ def qr_sheet():
                 numbers.append(normalize_number(line))
             except InvalidValue:
                 bad.append(line.strip())
-    labels = [{"number": n, "svg": qr.svg_inline(qr.public_verify_link(inst.uscc, n), scale=3)}
+    withdrawn = registry().registration.withdrawn_of(inst.id, numbers)
+    labels = [{"number": n, "svg": qr.svg_inline(qr.public_verify_link(inst.uscc, n), scale=3),
+               "state": "not_registered" if n not in withdrawn else "withdrawn" if withdrawn[n] else None}
               for n in numbers]
-    return render_template("institution/qr_sheet.html", institution=inst, labels=labels, bad=bad)
+    # numbers a scan would answer "not registered" or "withdrawn" for: named before printing
+    not_registered = [n for n in numbers if n not in withdrawn]
+    withdrawn_numbers = [n for n in numbers if withdrawn.get(n)]
+    fine = [n for n in numbers if withdrawn.get(n) is False]
+    only_fine = url_for(".qr_sheet", numbers="\n".join(fine)) if fine and len(fine) < len(numbers) else None
+    return render_template("institution/qr_sheet.html", institution=inst, labels=labels, bad=bad,
+                           not_registered=not_registered, withdrawn=withdrawn_numbers, only_fine=only_fine)
 
 
 def _file_safe(number: str) -> str:

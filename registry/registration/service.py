@@ -359,6 +359,18 @@ class RegistrationService:
                         ReportNumber.number.in_(part), ReportNumber.institution_id == institution_id)) or 0
         return total
 
+    def withdrawn_of(self, institution_id: int, numbers: Iterable[str], *, chunk: int = COUNT_CHUNK) -> dict[str, bool]:
+        """Which of ``numbers`` (normalised) this institution registered: number → withdrawn or
+        not; a number it never registered is absent. One query per ``chunk`` numbers."""
+        found: dict[str, bool] = {}
+        with self._sessions() as session:
+            for part in chunked(dict.fromkeys(numbers), chunk):
+                for number, withdrawn_at in session.execute(
+                        select(ReportNumber.number, ReportNumber.withdrawn_at).where(
+                            ReportNumber.number.in_(part), ReportNumber.institution_id == institution_id)):
+                    found[number] = withdrawn_at is not None
+        return found
+
     @staticmethod
     def _registered(session: Session, institution_id: int, number: str) -> bool:
         return session.scalar(select(ReportNumber.number).where(
