@@ -89,3 +89,29 @@ def test_origin_allowed_needs_a_browser_origin():
     assert cors.origin_allowed("https://shop.example/", KEY_ORIGINS)
     assert not cors.origin_allowed(None, KEY_ORIGINS)
     assert not cors.origin_allowed("https://SHOP.example.evil", KEY_ORIGINS)
+
+
+def test_bulk_in_the_app_follows_the_keys_origins(app, client):
+    """Wired in the verify edge: answers and preflights for the key's origins only, never credentials."""
+    if client.post("/api/v1/verify/bulk", json={"items": []}).status_code == 404:
+        pytest.skip("POST /api/v1/verify/bulk is not on main yet (issue 17, the 'bulk' helper): this test runs once it is")
+    _, key = app.extensions["registry"].platforms.create(name="shop", per_minute=100, per_day=1000,
+                                                         origins=["https://shop.example"])
+    body = {"json": {"items": [{"number": "A-1"}]}}
+    auth = {"Authorization": f"Bearer {key}"}
+    allowed = client.post("/api/v1/verify/bulk", headers={**auth, **ORIGIN}, **body)
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Origin" in allowed.headers["Vary"] and "Access-Control-Allow-Credentials" not in allowed.headers
+    for origin in ({"Origin": "https://evil.example"}, {}):
+        answered = client.post("/api/v1/verify/bulk", headers={**auth, **origin}, **body)
+        assert answered.status_code == 200 and "Access-Control-Allow-Origin" not in answered.headers
+    refused = client.post("/api/v1/verify/bulk", headers=ORIGIN, **body)
+    assert refused.status_code == 401 and "Access-Control-Allow-Origin" not in refused.headers
+    ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = client.options("/api/v1/verify/bulk", headers={**ORIGIN, **ask})
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    other = client.options("/api/v1/verify/bulk", headers={"Origin": "https://evil.example", **ask})
+    assert "Access-Control-Allow-Origin" not in other.headers

@@ -201,6 +201,20 @@ def test_bulk_answers_match_the_document(portal_app, world, spec):
         pytest.skip("POST /api/v1/verify/bulk is not on main yet (issue 17, the 'bulk' helper): this test runs once it is")
     client = portal_app.test_client()
     check(spec, client.post("/api/v1/verify/bulk", json={"items": [{"number": "A-1"}]}), 401)
+    _, key = portal_app.extensions["registry"].platforms.create(name="shop", per_minute=1005, per_day=5000)
+    auth = {"Authorization": f"Bearer {key}"}
+    items = [{"number": "WT2020-000123"}, {"number": "WT2026-999999"}, {"number": "WT2020-000777"},
+             {"number": "2020-0001"}, {"number": "WT2020-000123", "institution": world["b"].uscc},
+             {"number": "<bad>"}, {"institution": "x"}]
+    answered = check(spec, client.post("/api/v1/verify/bulk", json={"items": items}, headers=auth), 200).get_json()
+    assert [r.get("status") or r["error"]["code"] for r in answered["results"]] == [
+        "found", "not_found", "withdrawn", "ambiguous", "mismatch", "invalid_number", "invalid_number"]
+    check(spec, client.post("/api/v1/verify/bulk", json={"numbers": ["A-1"]}, headers=auth), 400)
+    check(spec, client.post("/api/v1/verify/bulk", data=b"not json", headers=auth), 400)
+    check(spec, client.post("/api/v1/verify/bulk", json={"items": [{"number": "A-1"}] * 1001}, headers=auth), 413)
+    refused = check(spec, client.post("/api/v1/verify/bulk", json={"items": [{"number": "A-1"}] * 1000},
+                                      headers=auth), 429)  # 7 used of 1,005 a minute: 1,000 more is refused whole
+    assert int(refused.headers["Retry-After"]) >= 1 and refused.get_json()["retry_after"] >= 1
 
 
 def test_the_validation_catches_an_answer_that_strays_from_the_document(portal_app, spec):
