@@ -49,6 +49,12 @@ def _client_hmac(key: bytes, address: str) -> str:
     return hmac.digest(key, address.encode(), "sha256").hex()[:32]
 
 
+@functools.lru_cache(maxsize=64)
+def _sqlite_time(at: dt.datetime) -> str:
+    """SQLite's text for a time (the records of one bulk request share theirs)."""
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 _COLUMNS = "at, number, institution_text, institution_id, status, client, bulk, platform_id"
 
 
@@ -146,5 +152,5 @@ class QueryLogBuffer:
             else:
                 conn.exec_driver_sql(
                     f"INSERT INTO query_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r[0].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[1:] for r in rows],
+                    [(_sqlite_time(r[0]),) + r[1:] for r in rows],
                 )
