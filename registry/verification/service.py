@@ -177,13 +177,9 @@ class VerificationService:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._by_number = _BY_NUMBER.format("%s" if self._postgres else "?")
-        # PostgreSQL: one index lookup per number inside the one statement (a lateral join on the
-        # array), each pruned to its partition at execution, whatever the planner's statistics
-        # say (a plain ``= ANY(%s)`` on a freshly loaded table was planned as sequential scans)
-        self._by_numbers = (
-            "SELECT r.number, r.institution_id, r.quarter, r.registered_at, r.withdrawn_at, r.withdraw_reason "
-            "FROM unnest(%s::varchar[]) AS q(n) CROSS JOIN LATERAL "
-            "(SELECT * FROM report_numbers WHERE number = q.n) AS r") if self._postgres else None
+        # PostgreSQL: ``= ANY(array)`` over the partitions' primary-key indexes (the reader's
+        # connection never scans report_numbers sequentially: see _reader)
+        self._by_numbers = _BY_NUMBERS.format("= ANY(%s)") if self._postgres else None
         self._local = ForkLocal()  # the per-thread read connection; a forked child makes its own
         self._bloom = bloom
         self._directory = directory
@@ -256,8 +252,8 @@ class VerificationService:
         return verdicts
 
     def _rows_of(self, numbers: set[str]) -> dict[str, list[Registration]]:
-        """The registrations of several numbers: one statement (a lateral join on an array of the
-        numbers on PostgreSQL, ``IN (…)`` on SQLite), counted once in ``lookups``; none for no numbers."""
+        """The registrations of several numbers: one statement (``= ANY(array)`` on PostgreSQL,
+        ``IN (…)`` on SQLite), counted once in ``lookups``; none for no numbers."""
         if not numbers:
             return {}
         numbers = sorted(numbers)
@@ -312,6 +308,11 @@ class VerificationService:
                     # to the same one partition. (Set on the driver's connection: it is setup, not
                     # a statement of any verification.)
                     driver.execute("SET plan_cache_mode = force_generic_plan")
+                    # A bulk lookup (``number = ANY(array)``) on a table the planner has no
+                    # statistics for yet (just loaded) was planned as sequential scans of every
+                    # partition (0.7 s for 500 numbers); both read statements are primary-key
+                    # lookups, so this connection never scans sequentially.
+                    driver.execute("SET enable_seqscan = off")
                 reader = slots.reader = _Reader(conn, driver, driver.cursor())
             except (OperationalError, DBAPIError) as exc:
                 raise Unavailable("the registry database is unreachable") from exc
