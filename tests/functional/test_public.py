@@ -233,6 +233,18 @@ def test_translations_compiled_catalogue_matches_the_po_file():
     assert {k: v for k, v in po.items() if v} == {k: v for k, v in mo.items() if v}
 
 
+def test_each_message_stands_once_in_the_catalogue():
+    """Entries appended on both sides of a merge leave a message twice: gettext's msgfmt refuses that."""
+    import collections
+
+    from registry.infra.settings import TRANSLATIONS_DIR
+
+    text = (TRANSLATIONS_DIR / "en" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
+    entries = re.findall(r'^msgid ((?:".*"\n)+)', text + "\n", re.M)
+    twice = [ident for ident, n in collections.Counter(entries).items() if n > 1 and ident != '""\n']
+    assert twice == []
+
+
 # --- headers, suggestions, errors ---------------------------------------------------------------
 SECURITY = {
     "X-Content-Type-Options": "nosniff",
