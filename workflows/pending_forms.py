@@ -12,8 +12,9 @@ from pathlib import Path
 
 
 class PendingForms:
-    def __init__(self, files_dir: Path, *, keep: dt.timedelta = dt.timedelta(days=1)) -> None:
-        self._dir = Path(files_dir) / "pending-forms"
+    def __init__(self, files_dir: Path, *, keep: dt.timedelta = dt.timedelta(days=1),
+                 folder: str = "pending-forms") -> None:
+        self._dir = Path(files_dir) / folder
         self._keep = keep
 
     def save(self, *, owner: str, subject: str, values: dict) -> str:
@@ -44,6 +45,17 @@ class PendingForms:
         if body.get("owner") != owner or body.get("subject") != subject:
             return None
         return body.get("values") or {}
+
+    def take(self, key: str, *, owner: str, subject: str) -> dict | None:
+        """Load and remove: of two confirmations of one check page, only one gets the values."""
+        values = self.load(key, owner=owner, subject=subject)
+        if values is None:
+            return None
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return None  # another request took it first
+        return values
 
     def discard(self, key: str) -> None:
         path = self._path(key)

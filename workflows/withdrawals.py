@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -18,6 +15,7 @@ from typing import BinaryIO
 from importers.errors import RowProblem
 from registry.registration.service import RegistrationService, RestoreResult, WithdrawResult
 
+from .pending_forms import PendingForms
 from .problems import not_registered_problems, write_rejected_csv_or_error
 from .sandbox import Sandbox
 
@@ -95,68 +93,38 @@ class PendingChange:
 
 
 class PendingChanges:
-    """Checked withdrawals and restores awaiting confirmation: one JSON file each under
-    ``FILES_DIR/pending/``, named by a random key, kept at most ``keep`` (a day)."""
+    """Checked withdrawals and restores awaiting confirmation (``FILES_DIR/pending/``, kept at most
+    a day): the check-answers store of :class:`PendingForms`, owned by the institution, about the
+    kind of change."""
 
     def __init__(self, files_dir: Path, *, keep: dt.timedelta = dt.timedelta(days=1)) -> None:
-        self._dir = Path(files_dir) / "pending"
-        self._keep = keep
+        self._forms = PendingForms(files_dir, keep=keep, folder="pending")
 
     def save(self, *, kind: str, institution_id: int, items: list[Item], problems: list[RowProblem]) -> str:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self.delete_old()
-        key = secrets.token_urlsafe(18)
-        body = {"kind": kind, "institution_id": institution_id, "items": items,
-                "problems": [dataclasses.asdict(p) for p in problems]}
-        tmp = self._dir / f"{key}.tmp"
-        tmp.write_text(json.dumps(body, ensure_ascii=False))
-        tmp.replace(self._dir / f"{key}.json")
-        return key
-
-    def _path(self, key: str) -> Path | None:
-        if not key or not all(c.isalnum() or c in "-_" for c in key) or len(key) > 64:
-            return None
-        return self._dir / f"{key}.json"
+        return self._forms.save(owner=str(institution_id), subject=kind, values={
+            "items": items, "problems": [dataclasses.asdict(p) for p in problems]})
 
     def load(self, key: str, *, kind: str, institution_id: int) -> PendingChange | None:
         """The pending change ``key`` of this institution and kind, or None (unknown, expired,
         another institution's, or confirmed already)."""
-        path = self._path(key)
-        try:
-            if path is None or time.time() - path.stat().st_mtime > self._keep.total_seconds():
-                return None
-            body = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if body.get("kind") != kind or body.get("institution_id") != institution_id:
-            return None
-        return PendingChange(key=key, kind=kind, institution_id=institution_id,
-                             items=[tuple(i) for i in body["items"]],
-                             problems=[RowProblem(**p) for p in body["problems"]])
+        return self._change(key, kind, institution_id,
+                            self._forms.load(key, owner=str(institution_id), subject=kind))
 
     def take(self, key: str, *, kind: str, institution_id: int) -> PendingChange | None:
         """Load and remove the pending change: of two confirmations, only one gets it."""
-        change = self.load(key, kind=kind, institution_id=institution_id)
-        if change is None:
-            return None
-        try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            return None  # another request took it first
-        return change
+        return self._change(key, kind, institution_id,
+                            self._forms.take(key, owner=str(institution_id), subject=kind))
 
     def discard(self, key: str) -> None:
-        path = self._path(key)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        self._forms.discard(key)
 
     def delete_old(self) -> None:
-        if not self._dir.exists():
-            return
-        cutoff = time.time() - self._keep.total_seconds()
-        for path in self._dir.glob("*.json"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                pass
+        self._forms.delete_old()
+
+    @staticmethod
+    def _change(key: str, kind: str, institution_id: int, values: dict | None) -> PendingChange | None:
+        if values is None:
+            return None
+        return PendingChange(key=key, kind=kind, institution_id=institution_id,
+                             items=[tuple(i) for i in values["items"]],
+                             problems=[RowProblem(**p) for p in values["problems"]])
