@@ -30,13 +30,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-from sqlalchemy import text
 
 from bench.common import BIN, ROOT, absent_number, free_port, gunicorn, synthetic_number, wait_http
-from bench.verify import PG_SERVER, REDIS, _ms, build_registry
+from bench.verify import _ms, drop_backend, prepare_backend
 
 ITEMS = 1000
 
@@ -57,30 +54,7 @@ def run_wrk(port: int, script: str, args: list[str], duration: int, connections:
 
 
 def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix=f"bench-bulk-{backend}-"))
-    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench", "RATELIMIT_VERIFY": "100000000/minute;100000000/day",
-           "BLOOM_CAPACITY": str(max(size * 2, 1_000_000)), "DATABASE_URL": "", "REDIS_URL": ""}
-    dbname = None
-    if backend == "postgres-redis":
-        from registry.infra.db import make_engine
-
-        dbname = f"bench_bulk_{os.getpid()}"
-        admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}"'))
-            c.execute(text(f'CREATE DATABASE "{dbname}"'))
-        env["DATABASE_URL"] = PG_SERVER.rsplit("/", 1)[0] + "/" + dbname
-        env["REDIS_URL"] = REDIS
-        import redis
-
-        redis.Redis.from_url(REDIS).flushdb()
-    pid = os.fork()
-    if pid == 0:  # load in a child so this process keeps no app state
-        try:
-            build_registry(env, size)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    work, env, dbname = prepare_backend(backend, size, "bulk")
     made = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "create-platform-key", "bench",
                            "--per-minute", "1000000000", "--per-day", "1000000000", "--days", "1"],
                           cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
@@ -115,13 +89,7 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        if dbname:
-            from registry.infra.db import make_engine
-
-            admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-        shutil.rmtree(work, ignore_errors=True)
+        drop_backend(work, dbname)
     ratios = sorted(m["rps"] * ITEMS / s["rps"] for s, m in zip(single, many))
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     return {

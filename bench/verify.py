@@ -87,15 +87,19 @@ def _ms(value: str | None) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
-def bench_one(backend: str, size: int, duration: int, rounds: int, headers_baseline: bool = False) -> dict:
-    work = Path(tempfile.mkdtemp(prefix=f"bench-verify-{backend}-"))
-    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench", "RATELIMIT_VERIFY": "100000000/minute;100000000/day",  # two limits, as by default
+def prepare_backend(backend: str, size: int, name: str) -> tuple[Path, dict, str | None]:
+    """A work folder and environment for ``backend`` with a registry of ``size`` numbers loaded through
+    the real registration path (in a child, so this process keeps no app state); the PostgreSQL
+    database made for it, if any (give it to :func:`drop_backend` at the end)."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-{backend}-"))
+    env = {"INSTANCE_DIR": str(work), "SECRET_KEY": "bench",
+           "RATELIMIT_VERIFY": "100000000/minute;100000000/day",  # two limits, as by default
            "BLOOM_CAPACITY": str(max(size * 2, 1_000_000)), "DATABASE_URL": "", "REDIS_URL": ""}
     dbname = None
     if backend == "postgres-redis":
         from registry.infra.db import make_engine
 
-        dbname = f"bench_verify_{os.getpid()}"
+        dbname = f"bench_{name}_{os.getpid()}"
         admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}"'))
@@ -106,12 +110,27 @@ def bench_one(backend: str, size: int, duration: int, rounds: int, headers_basel
 
         redis.Redis.from_url(REDIS).flushdb()
     pid = os.fork()
-    if pid == 0:  # load in a child so this process keeps no app state
+    if pid == 0:
         try:
             build_registry(env, size)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+    return work, env, dbname
+
+
+def drop_backend(work: Path, dbname: str | None) -> None:
+    if dbname:
+        from registry.infra.db import make_engine
+
+        admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_one(backend: str, size: int, duration: int, rounds: int, headers_baseline: bool = False) -> dict:
+    work, env, dbname = prepare_backend(backend, size, "verify")
 
     rng = random.Random(7)
     paths = work / "paths.txt"
@@ -142,13 +161,7 @@ def bench_one(backend: str, size: int, duration: int, rounds: int, headers_basel
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
-        if dbname:
-            from registry.infra.db import make_engine
-
-            admin = make_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-        shutil.rmtree(work, ignore_errors=True)
+        drop_backend(work, dbname)
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     ratios = sorted(o["rps"] / b["rps"] for b, o in zip(bare, ours))
     headers_ratio = statistics.median(o["rps"] / h["rps"] for h, o in zip(with_headers, ours)) if with_headers else None
