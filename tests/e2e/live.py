@@ -1,4 +1,5 @@
-"""The app served on a free loopback port by werkzeug in a thread, for the browser tests."""
+"""The app served on a free loopback port by werkzeug in a thread, and pages that record their
+problems, for the browser tests."""
 from __future__ import annotations
 
 import threading
@@ -20,3 +21,25 @@ def live_server(app, name: str = "e2e-server") -> Iterator[str]:
         httpd.shutdown()
         thread.join(5)
         httpd.server_close()
+
+
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1366, "height": 900}
+
+
+def new_page(browser, viewport, lang="zh"):
+    """A page in its own context (a phone's when ``viewport`` is PHONE) whose ``problems`` collects
+    script errors, page errors and failed subresources. A wrong tracking code answers 400/404 on
+    purpose and Chromium logs any 4xx document as a console error, so failed loads are judged by
+    their responses: only a failed subresource is a problem."""
+    context = browser.new_context(viewport=viewport, locale="zh-CN" if lang == "zh" else "en-US",
+                                  **({"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+                                     if viewport == PHONE else {}))
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda msg: page.problems.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type != "document" else None)
+    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+    return context, page

@@ -17,15 +17,13 @@ from sqlalchemy import select
 from registry.complaints.casework import Officer
 from registry.complaints.models import Complaint
 from registry.institutions.models import Authority
-from tests.e2e.live import live_server
+from tests.e2e.live import DESKTOP, PHONE, live_server, new_page
 from tests.functional.regulator_helpers import (  # noqa: F401
     PASSWORD, complaint, institution, make_account, rapp, rreg,
 )
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1366, "height": 900}
 SCREENS = os.environ.get("SCREENS_DIR")
 
 
@@ -33,20 +31,6 @@ SCREENS = os.environ.get("SCREENS_DIR")
 def server(rapp):
     with live_server(rapp, "e2e-phone") as url:
         yield url
-
-
-def new_page(browser, viewport, lang="zh"):
-    context = browser.new_context(viewport=viewport, locale="zh-CN" if lang == "zh" else "en-US",
-                                  **({"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-                                     if viewport == PHONE else {}))
-    page = context.new_page()
-    page.problems = []
-    page.on("console", lambda msg: page.problems.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document" else None)
-    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
-    return context, page
 
 
 def sign_in(page, server, username):

@@ -16,14 +16,12 @@ from registry.complaints.casework import Officer
 from registry.compliance.abnormal import AbnormalService
 from registry.institutions.authorities import seed_authorities
 from registry.institutions.models import Authority
-from tests.builders import make_institution, register
-from tests.e2e.live import live_server
-from tests.e2e.test_browser import accessibility_problems
+from tests.builders import register
+from tests.e2e.live import DESKTOP, PHONE, live_server, new_page
+from tests.e2e.test_browser import accessibility_problems, lab
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1366, "height": 900}
 SCREENS = os.environ.get("SCREENS_DIR")
 
 # the colours of the success banner (site.css --ok-bg, --ok)
@@ -39,14 +37,6 @@ def server(app, reg):
         yield url
 
 
-def lab(reg, **kw):
-    with reg.sessions() as session:
-        inst = make_institution(session, **kw)
-        session.expunge(inst)
-    reg.refresh()
-    return inst
-
-
 @pytest.fixture
 def world(reg):
     registrant = lab(reg, name="杭州市质量技术监督检测院", province="11", former_names=("杭州质检所",))
@@ -60,22 +50,6 @@ def world(reg):
     AbnormalService(sessions=reg.sessions, clock=lambda: listed).mark(officer, abnormal.id, "虚假报告")
     reg.refresh()
     return registrant, abnormal
-
-
-def new_page(browser, viewport, lang="zh"):
-    context = browser.new_context(viewport=viewport, locale="zh-CN" if lang == "zh" else "en-US",
-                                  **({"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-                                     if viewport == PHONE else {}))
-    page = context.new_page()
-    page.problems = []
-    # a wrong tracking code answers 400/404 on purpose; Chromium logs any 4xx document as a console
-    # error, so failed loads are judged by their responses: only a failed subresource is a problem
-    page.on("console", lambda msg: page.problems.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document" else None)
-    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
-    return context, page
 
 
 def fits(page) -> None:
