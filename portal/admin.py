@@ -1,18 +1,18 @@
 """The admin area (/admin/): accounts (create, disable/enable, reset password), the holiday
-table the working-day calendar falls back on, and the sealed admin log of all of these."""
+table the working-day calendar falls back on, platform keys, and the sealed admin log of all of these."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
 
 from registry.accounts.accounts import MIN_PASSWORD, RESET_LIFETIME, ROLES, AccountError
 from registry.complaints.holidays import HolidayService
-from registry.platforms.service import MAX_QUOTA, PlatformError
 
+from . import platform_keys
 from .auth import accounts, guard_blueprint
 from .forms import _Choice
 from .extensions import registry
@@ -38,18 +38,6 @@ class HolidayForm(FlaskForm):
     day = DateField(_l("日期"), validators=[DataRequired(_l("请填写日期。"))])
     name = StringField(_l("名称（如“春节”）"), validators=[DataRequired(_l("请填写名称。")), Length(max=100)])
     is_workday = BooleanField(_l("调休上班日（而非放假）"))
-
-
-class PlatformForm(FlaskForm):
-    name = StringField(_l("平台（机构）名称"), validators=[DataRequired(_l("请填写平台（机构）名称。")), Length(max=200)])
-    per_minute = IntegerField(_l("每分钟核验条数上限"), validators=[
-        InputRequired(_l("请填写每分钟上限（整数）。")), NumberRange(1, MAX_QUOTA, _l("配额须为正整数。"))])
-    per_day = IntegerField(_l("每日核验条数上限"), validators=[
-        InputRequired(_l("请填写每日上限（整数）。")), NumberRange(1, MAX_QUOTA, _l("配额须为正整数。"))])
-    days = IntegerField(_l("有效期（天）"), default=365, validators=[
-        InputRequired(_l("请填写有效期（天数）。")), NumberRange(1, 3650, _l("有效期须为 1 至 3650 天。"))])
-    origins = TextAreaField(_l("允许浏览器调用的来源（每行一个，如 https://example.com；可留空）"),
-                            validators=[Optional(), Length(max=4000)])
 
 
 def _holidays() -> HolidayService:
@@ -188,40 +176,19 @@ def delete_holiday(holiday_id: int):
 
 @bp.route("/platforms", methods=["GET", "POST"])
 def platforms():
-    """Platform keys for bulk verification: issue (the key is shown once, on this answer only),
-    list with their use per day and not-found rate from the query log, revoke."""
-    form = PlatformForm()
-    error, issued = None, None
-    if form.validate_on_submit():
-        try:
-            key, plaintext = registry().platforms.create(
-                name=form.name.data, per_minute=form.per_minute.data, per_day=form.per_day.data, days=form.days.data,
-                origins=(form.origins.data or "").split(), created_by=_actor())
-        except PlatformError as exc:
-            error = exc.message_en if current_language() == "en" else exc.message_zh
-        else:
-            issued = (key, plaintext)
-            form = PlatformForm(formdata=None)
-    status = 400 if (error or form.errors) else 200
-    response = current_app.make_response((render_template(
-        "admin/platforms.html", form=form, error=error, issued=issued, platforms=registry().platforms.list(),
-        action_form=FlaskForm()), status))
-    response.headers["Cache-Control"] = "no-store"  # the page may carry a key, once
-    return response
+    """Platform keys for bulk verification and the offline snapshot (portal/platform_keys.py)."""
+    return platform_keys.keys_page("admin/platforms.html", actor=_actor(), revoke_endpoint="admin.revoke_platform")
 
 
 @bp.post("/platforms/<int:platform_id>/revoke")
 def revoke_platform(platform_id: int):
-    _post_only_form()
-    if not registry().platforms.revoke(platform_id):
-        abort(404)
-    flash(_("已吊销该平台密钥。"), "ok")
-    return redirect(url_for(".platforms"), 303)
+    return platform_keys.revoke(platform_id, actor=_actor(), back_endpoint="admin.platforms")
 
 
 LOG_ACTIONS = {
     "create": _l("创建账号"), "disable": _l("停用账号"), "enable": _l("启用账号"), "reset": _l("重置密码"),
     "holiday_add": _l("添加节假日"), "holiday_delete": _l("删除节假日"),
+    "platform_issue": _l("签发平台密钥"), "platform_revoke": _l("吊销平台密钥"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The regulator console (/regulator/): complaint queue and trails, compliance, leads, abnormal list.
+"""The regulator console (/regulator/): complaint queue and trails, compliance, leads, abnormal list,
+and (SAMR only) platform keys.
 
 Access is attached to the blueprint (regulator accounts only); jurisdiction is the registry's
 rule (:class:`registry.complaints.casework.Officer`): SAMR sees everything, another authority the
@@ -27,7 +28,7 @@ from registry.compliance.service import ComplianceService
 from registry.institutions.models import Authority, Institution
 from registry.numbers.quarters import Quarter
 
-from . import exports
+from . import exports, platform_keys
 from .auth import guard_blueprint
 from .charts import Series, stacked_bars
 from .errors import error_response
@@ -627,6 +628,27 @@ def leads_export(fmt: str):
     found = compliance().leads(officer(), min_clients=_min_clients(), limit=10_000)
     rows = ([x.number, x.uscc, x.institution_name, x.clients, x.queries, x.first, x.last] for x in found)
     return _export(fmt, "leads", LEADS_HEADER, rows, sheet="leads")
+
+
+# --- platform keys (SAMR only) ------------------------------------------------------------------
+def _national_only() -> None:
+    """Platform keys are issued nationally: a provincial officer is refused (403)."""
+    if not officer().national:
+        abort(403)
+
+
+@bp.route("/platforms", methods=["GET", "POST"])
+def platforms():
+    """SAMR issues, lists (use per day, not-found rate) and revokes platform keys, as an admin does."""
+    _national_only()
+    return platform_keys.keys_page("regulator/platforms.html", actor=officer().actor,
+                                   revoke_endpoint="regulator.revoke_platform")
+
+
+@bp.post("/platforms/<int:platform_id>/revoke")
+def revoke_platform(platform_id: int):
+    _national_only()
+    return platform_keys.revoke(platform_id, actor=officer().actor, back_endpoint="regulator.platforms")
 
 
 @bp.get("/abnormal")

@@ -170,7 +170,7 @@ class Services:
         self.admin_log.install(self.sessions)
         self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
         self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
-        self.platforms = PlatformService(sessions=self.sessions, clock=clock)
+        self.platforms = PlatformService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
         # --- complaints and compliance ---
         self.holidays = HolidayService(sessions=self.sessions, admin_log=self.admin_log)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 
@@ -57,12 +58,19 @@ def hash_key(plaintext: str) -> str:
 
 
 class PlatformService:
-    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock) -> None:
+    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock, admin_log=None) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._log = admin_log  # an AdminLog (registry/accounts/adminlog.py): every issue and revoke is sealed
+
+    def _record(self, session: Session, actor: str | None, action: str, key: PlatformKey, **detail) -> None:
+        if self._log is not None and actor:
+            self._log.record(session, actor=actor, action=action, target=f"{key.prefix}… {key.name}"[:100],
+                             detail=json.dumps({"id": key.id, **detail}, ensure_ascii=False, sort_keys=True))
 
     def create(self, *, name: str, per_minute: int, per_day: int, days: int | None = 365,
                origins: list[str] | tuple[str, ...] = (), created_by: str | None = None) -> tuple[PlatformKey, str]:
+        """Issue a key; ``created_by`` (an admin, a national regulator, ``cli``) seals it in the admin log."""
         name = " ".join((name or "").split())[:200]
         if not name:
             raise PlatformError("name_required", "请填写平台（机构）名称。", "give the platform's name")
@@ -90,16 +98,22 @@ class PlatformService:
                               created_at=now, expires_at=now + dt.timedelta(days=days) if days else None,
                               per_minute=per_minute, per_day=per_day, origins=cleaned)
             session.add(key)
+            session.flush()
+            self._record(session, created_by, "platform_issue", key, per_minute=per_minute, per_day=per_day,
+                         expires_at=key.expires_at.isoformat() if key.expires_at else None, origins=cleaned)
             session.commit()
             return key, plaintext
 
-    def revoke(self, key_id: int) -> bool:
-        """Revoke a key; False when there is no such key."""
+    def revoke(self, key_id: int, *, actor: str | None = None) -> bool:
+        """Revoke a key (sealed in the admin log as done by ``actor``); False when there is no such key."""
         with self._sessions() as session:
             done = session.execute(update(PlatformKey).where(PlatformKey.id == key_id, PlatformKey.revoked_at.is_(None))
                                    .values(revoked_at=self._clock())).rowcount
+            key = session.get(PlatformKey, key_id)
+            if done and key is not None:
+                self._record(session, actor, "platform_revoke", key)
             session.commit()
-            return bool(done) or session.get(PlatformKey, key_id) is not None
+            return key is not None
 
     def authenticate(self, plaintext: str) -> Platform | None:
         """The platform of a live key (not revoked, not expired), or None: one indexed statement."""

@@ -27,7 +27,8 @@ def world(rapp, rreg):
         session.add(event)
         session.commit()
         event_id = event.id
-    return {"lab": lab, "case": case, "event_id": event_id}
+    platform, _key = rreg.platforms.create(name="矩阵平台", per_minute=10, per_day=100)
+    return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id}
 
 
 def regulator_rules(app):
@@ -42,7 +43,7 @@ def urls_for_rule(app, rule, world) -> list[str]:
     from portal.regulator import ACTIONS
 
     values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3",
-              "event_id": world["event_id"]}
+              "event_id": world["event_id"], "platform_id": world["platform_id"]}
     variants = [{}]
     if "fmt" in rule.arguments:
         variants = [{"fmt": f} for f in ("csv", "xlsx")]
@@ -53,12 +54,21 @@ def urls_for_rule(app, rule, world) -> list[str]:
                 for v in variants]
 
 
+# Routes only SAMR (the national authority) may use: platform keys are issued nationally.
+NATIONAL_ONLY = {"regulator.platforms", "regulator.revoke_platform"}
+
+
 def calls(app, world):
     for rule in regulator_rules(app):
         for url in urls_for_rule(app, rule, world):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 scoped = bool({"complaint_id", "institution_id"} & set(rule.arguments))
-                yield rule, method, url, scoped
+                yield rule, method, url, scoped or rule.endpoint in NATIONAL_ONLY
+
+
+def expected_success(rule, method) -> int:
+    """GET answers 200; a POST redirects (303), except issuing a platform key: 200 with the key shown once."""
+    return 200 if method == "GET" or rule.endpoint == "regulator.platforms" else 303
 
 
 def request(client, method, url):
@@ -66,7 +76,8 @@ def request(client, method, url):
         response = client.get(url)
     else:
         response = client.post(url, data={"csrf_token": csrf(client), "note": "矩阵测试", "reason": "矩阵测试",
-                                          "abnormal": "1"})
+                                          "abnormal": "1", "name": "矩阵平台", "per_minute": "10",
+                                          "per_day": "100", "days": "30"})
     response.get_data()
     response.close()
     return response
@@ -110,7 +121,10 @@ def test_the_handling_province_and_samr(rapp, rreg, world, code):
     client = officer_client(rapp, rreg, code)
     for rule, method, url, _ in calls(rapp, world):
         status = request(client, method, url).status_code
-        assert status == (200 if method == "GET" else 303), (method, url, status)
+        if rule.endpoint in NATIONAL_ONLY and code != "00":  # a province never issues platform keys
+            assert status == 403, (method, url, status)
+        else:
+            assert status == expected_success(rule, method), (method, url, status)
     assert "MATRIX-0001" in client.get("/regulator/complaints").get_data(as_text=True)
     assert "山东矩阵检测公司" in client.get("/regulator/compliance?quarter=2026Q3").get_data(as_text=True)
 
