@@ -40,7 +40,7 @@ from registry.numbers.quarters import Clock, system_clock
 from registry.registration.pipeline import BloomTarget
 from registry.registration.service import RegistrationService
 from registry.registration.uploads import UploadService
-from registry.verification.querylog import QueryLogBuffer
+from registry.verification.querylog import QueryLogBuffer, QueryLogDays
 from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
 
@@ -48,6 +48,7 @@ from .jobs import JobQueue, make_job_queue
 from .sandbox import Sandbox
 from .uploads import UploadSteps
 from .pending_forms import PendingForms
+from .retention import Retention
 from .withdrawals import PendingChanges
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class ServiceSettings:
     api_token_days: int = 365
     parse_memory_mb: int = 1024
     parse_seconds: int = 300
+    query_log_days: int = 180
+    complaint_contact_days: int = 1095
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -95,6 +98,8 @@ class ServiceSettings:
             api_token_days=int(values.get("API_TOKEN_DAYS") or 365),
             parse_memory_mb=int(values.get("PARSE_MEMORY_MB", 1024)),
             parse_seconds=int(values.get("PARSE_SECONDS", 300)),
+            query_log_days=int(values.get("QUERY_LOG_DAYS", 180)),
+            complaint_contact_days=int(values.get("COMPLAINT_CONTACT_DAYS", 1095)),
         )
 
 
@@ -142,7 +147,9 @@ class Services:
             logger=log,
         )
         self.directory = InstitutionDirectory()
-        self.query_log = QueryLogBuffer(engine=self.engine, secret=settings.secret_key.encode())
+        self.query_log_days = QueryLogDays(engine=self.engine)
+        self.query_log = QueryLogBuffer(engine=self.engine, secret=settings.secret_key.encode(),
+                                        days=self.query_log_days)
         self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock)
         self.registration = RegistrationService(
             sessions=self.sessions, bloom=self.bloom, clock=clock,
@@ -179,11 +186,16 @@ class Services:
         self.casework = CaseworkService(sessions=self.sessions, clock=clock, files_dir=settings.files_dir)
         self.compliance = ComplianceService(sessions=self.sessions, clock=clock)
         self.abnormal = AbnormalService(sessions=self.sessions, clock=clock)
+        self.retention = Retention(engine=self.engine, days=self.query_log_days, complaints=self.complaints,
+                                   clock=clock, query_log_days=settings.query_log_days,
+                                   complaint_contact_days=settings.complaint_contact_days,
+                                   lock_dir=settings.files_dir)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
                              hourly=[self.uploads.delete_old_files,
-                                     functools.partial(purge_kept, settings.files_dir)])
+                                     functools.partial(purge_kept, settings.files_dir)],
+                             daily=[self.retention.run])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 CATEGORIES = ("not_found", "wrong_institution", "altered", "other")
 STATUSES = ("received", "accepted", "rejected", "concluded")
+CLOSED_STATUSES = ("rejected", "concluded")
+CLOSING_KINDS = ("rejected", "concluded")  # the events that close a complaint (registry/complaints/casework.py)
 NATIONAL_TRIAGE = "00"
 MAX_DESCRIPTION = 2000
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
@@ -275,6 +277,27 @@ class ComplaintService:
                          note=reason[:4000])
             session.commit()
             return True
+
+    def erase_expired_contacts(self, *, closed_before: dt.datetime, limit: int = 500) -> int:
+        """Retention (``COMPLAINT_CONTACT_DAYS``): erase, each as a sealed redaction event, the
+        complainant's name and contact of complaints closed (rejected or concluded) before
+        ``closed_before``; at most ``limit`` per call. Returns how many were erased."""
+        closed_at = (select(ComplaintEvent.complaint_id, func.max(ComplaintEvent.at).label("at"))
+                     .where(ComplaintEvent.kind.in_(CLOSING_KINDS)).group_by(ComplaintEvent.complaint_id)
+                     .subquery())
+        with self._sessions() as session:
+            due = session.scalars(
+                select(Complaint.id).join(closed_at, closed_at.c.complaint_id == Complaint.id)
+                .where(Complaint.status.in_(CLOSED_STATUSES), closed_at.c.at < closed_before,
+                       or_(Complaint.complainant_name.is_not(None), Complaint.complainant_contact.is_not(None),
+                           Complaint.personal_salt.is_not(None)))
+                .order_by(Complaint.id).limit(limit)).all()
+        erased = 0
+        for complaint_id in due:
+            erased += self.redact_personal_data(complaint_id, "retention",
+                                                "保存期限届满，自动删除投诉人联系方式 / retention period over: "
+                                                "contact data erased")
+        return erased
 
 
 __all__ = [

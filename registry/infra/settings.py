@@ -22,6 +22,13 @@ def _int(value: str, name: str) -> int:
         raise ValueError(f"{name} must be a whole number, not {value!r}") from None
 
 
+def _positive(value: str, name: str) -> int:
+    number = _int(value, name)
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, not {value!r}")
+    return number
+
+
 def _float(value: str, name: str) -> float:
     try:
         return float(value)
@@ -86,6 +93,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PARSE_MEMORY_MB": _int(env.get("PARSE_MEMORY_MB", "1024"), "PARSE_MEMORY_MB"),
         "PARSE_SECONDS": _int(env.get("PARSE_SECONDS", "300"), "PARSE_SECONDS"),
         "RATELIMIT_UPLOAD_API": env.get("RATELIMIT_UPLOAD_API", "120/minute;20000/day"),
+        # retention of personal data (workflows/retention.py, docs/operations.md)
+        "QUERY_LOG_DAYS": _positive(env.get("QUERY_LOG_DAYS", "180"), "QUERY_LOG_DAYS"),
+        "COMPLAINT_CONTACT_DAYS": _positive(env.get("COMPLAINT_CONTACT_DAYS", "1095"), "COMPLAINT_CONTACT_DAYS"),
+        # how long the operator keeps each backup (docs/operations.md, "Retention of personal data"): said on /privacy
+        "BACKUP_KEEP_DAYS": _positive(env.get("BACKUP_KEEP_DAYS", "35"), "BACKUP_KEEP_DAYS"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
         **site_settings(env),

@@ -2,7 +2,9 @@
 
 Every few seconds: reload the institution directory when its version changed, compare the Bloom
 marker with the newest batch (start a rebuild when the index lost bits), flush the query log;
-once an hour, the hourly chores (deleting the files of uploads past their keeping period).
+once an hour, the hourly chores (deleting the files of uploads past their keeping period); once a
+day (and when the process starts), the daily chores (the query log's partitions and the retention
+of personal data, workflows/retention.py).
 While the database is unreachable the marker check runs without it
 (:meth:`registry.bloom.index.BloomIndex.check_marker_without_database`).
 Started once per process (again in a forked child); the CLI and tests call
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 
 class Upkeep:
     def __init__(self, *, sessions: sessionmaker[Session], directory: InstitutionDirectory, bloom,
-                 query_log: QueryLogBuffer, interval: float, hourly: Sequence[Callable[[], object]] = ()) -> None:
+                 query_log: QueryLogBuffer, interval: float, hourly: Sequence[Callable[[], object]] = (),
+                 daily: Sequence[Callable[[], object]] = ()) -> None:
         self._sessions = sessions
         self._directory = directory
         self._bloom = bloom
@@ -36,6 +39,8 @@ class Upkeep:
         self._interval = interval
         self._hourly = list(hourly)
         self._next_hourly = 0.0
+        self._daily = list(daily)
+        self._next_daily = 0.0
         self._background_pid: int | None = None
         self._stop = threading.Event()
         self._rebuilding = threading.Lock()
@@ -104,6 +109,7 @@ class Upkeep:
             self.refresh()
             self._query_log.flush()
             self.run_hourly()
+            self.run_daily()
             self._stop.wait(self._interval)
 
     def run_hourly(self, *, force: bool = False) -> None:
@@ -111,11 +117,22 @@ class Upkeep:
         if not force and time.monotonic() < self._next_hourly:
             return
         self._next_hourly = time.monotonic() + 3600
-        for chore in self._hourly:
+        self._run("hourly", self._hourly)
+
+    def run_daily(self, *, force: bool = False) -> None:
+        """Run the daily chores when a day has passed since they last ran (or ``force``)."""
+        if not force and time.monotonic() < self._next_daily:
+            return
+        self._next_daily = time.monotonic() + 86400
+        self._run("daily", self._daily)
+
+    @staticmethod
+    def _run(kind: str, chores: list[Callable[[], object]]) -> None:
+        for chore in chores:
             try:
                 chore()
             except Exception:  # noqa: BLE001 - a chore failing must not stop the loop
-                log.exception("hourly chore %s failed", getattr(chore, "__name__", chore))
+                log.exception("%s chore %s failed", kind, getattr(chore, "__name__", chore))
 
     def stop(self) -> None:
         self._stop.set()

@@ -73,10 +73,13 @@ def test_the_privacy_notice_says_what_why_who_and_how_long(client):
     assert "本站是演示站点，不是官方服务" in html
     # verify queries: what (numbers, institution text, keyed hash rotated every 30 days), who, how long
     assert "您查询的报告编号和填写的出具机构文字" in html and "密钥散列值" in html and "每 30 天自动更换" in html
-    # complaints: the personal data, who sees it, every view logged, kept today, settings later
+    # complaints: the personal data, who sees it, every view logged; how long, from the settings
     assert "姓名、联系方式和附件" in html and "国家市场监督管理总局" in html and "记入该投诉的处理记录" in html
-    assert "长期保存" in html and "保存期限将在后续版本中成为可设置项" in html
+    assert "查询记录保存 180 天" in html and "投诉办结或不予受理 1095 天后，删除您的姓名和联系方式" in html
+    # backups: how long, and that a restore applies the erasures again
+    assert "每份备份最多保存 35 天" in html and "从备份恢复后，系统立即重新执行上述删除" in html
     english = client.get("/privacy?lang=en").get_data(as_text=True)
     assert "a keyed hash of your network address" in english and "every 30 days" in english
-    assert "retention periods become settings in a later release" in english
+    assert "Check records are kept for 180 days" in english and "1095 days after a complaint" in english
+    assert "each backup is deleted after at most 35 days" in english and "applied again at once" in english
     assert "演示站点" not in english.replace(DEMO, "")  # the bilingual demo notice aside, no Chinese text left

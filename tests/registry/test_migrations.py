@@ -110,3 +110,37 @@ def test_admin_log_entries_get_a_nullable_key_id(tmp_path):
         assert "key_id" not in {c["name"] for c in inspect(conn).get_columns("admin_log")}
         assert conn.execute(text("SELECT count(*) FROM admin_log")).scalar_one() == 1
     engine.dispose()
+
+
+def test_postgres_query_log_becomes_daily_partitions_keeping_its_rows(postgres_server_url):
+    """0012: the rows of the unpartitioned log land in their days' partitions, ids go on from the
+    same sequence; the downgrade puts them back in one table."""
+    name = f"rnr_mig_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False))
+    try:
+        upgrade(engine, "0011")
+        with engine.begin() as conn:
+            for i, at in enumerate(("2025-03-01 10:00", "2025-03-01 23:59:59", "2025-07-09 00:00")):
+                conn.execute(text("INSERT INTO query_log (at, number, status, client) VALUES (:at, :n, 'found', 'c')"),
+                             {"at": at, "n": f"M{i}"})
+        upgrade(engine)
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT number, id, tableoid::regclass::text FROM query_log ORDER BY id")).all()
+            assert [(n, part) for n, _, part in rows] == [("M0", "query_log_20250301"), ("M1", "query_log_20250301"),
+                                                          ("M2", "query_log_20250709")]
+            new_id = conn.execute(text("INSERT INTO query_log (at, number, status, client) VALUES "
+                                       "(now() at time zone 'utc', 'M3', 'found', 'c') RETURNING id")).scalar_one()
+            assert new_id == rows[-1][1] + 1
+            assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'query_log'")).scalar() == "p"
+        downgrade(engine, "0011")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT number FROM query_log ORDER BY id")).scalars().all() == ["M0", "M1", "M2", "M3"]
+            assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'query_log'")).scalar() == "r"
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from registry.infra.db import make_engine, make_session_factory
 from registry.numbers.normalize import clean_text, has_controls
 from registry.verification.models import QueryLog
-from registry.verification.querylog import QueryLogBuffer
+from registry.verification.querylog import DEFAULT_PARTITION, QueryLogBuffer, QueryLogDays, partition_name
 
 AT = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -76,3 +76,54 @@ def test_an_unreachable_database_keeps_every_record(tmp_path):
     assert buffer.flush() == 0
     assert len(buffer) == 2 and buffer.rejected == 0
     engine.dispose()
+
+
+# --- the log's days: partitions on PostgreSQL, retention on both -----------------------------
+def partition_of(engine, number: str) -> str:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT tableoid::regclass::text FROM query_log WHERE number = %(n)s",
+                                    {"n": number}).scalar_one()
+
+
+def test_a_flush_creates_its_days_partition_and_rows_without_one_are_never_lost(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("partitions are PostgreSQL's")
+    days = QueryLogDays(engine=engine)
+    assert days.partitioned
+    without = QueryLogBuffer(engine=engine, secret=b"k")  # a buffer that makes no partitions
+    record(without, number="EARLY")
+    assert without.flush() == 1
+    assert partition_of(engine, "EARLY") == DEFAULT_PARTITION  # kept in the safety net
+
+    buffer = QueryLogBuffer(engine=engine, secret=b"k", days=days)
+    record(buffer, number="ON-TIME")
+    assert buffer.flush() == 1
+    assert partition_of(engine, "ON-TIME") == partition_name(AT.date())
+    assert partition_of(engine, "EARLY") == partition_name(AT.date())  # moved out of the default partition
+    record(buffer, number="AGAIN")
+    assert buffer.flush() == 1 and days.ensure([AT.date()]) == []  # known: nothing more made
+
+
+def test_retention_drops_whole_old_days_and_keeps_the_rest(engine):
+    days = QueryLogDays(engine=engine, batch=2)
+    buffer = QueryLogBuffer(engine=engine, secret=b"k", days=days)
+    old, kept = dt.datetime(2024, 1, 5, 23, 59, tzinfo=dt.timezone.utc), dt.datetime(2024, 4, 30, tzinfo=dt.timezone.utc)
+    for n in range(5):
+        buffer.record(at=old, number=f"OLD{n}", institution_text=None, institution_id=None, status="found",
+                      client_address="192.0.2.1")
+    assert buffer.flush() == 5
+    for n in range(3):
+        buffer.record(at=kept, number=f"NEW{n}", institution_text=None, institution_id=None, status="found",
+                      client_address="192.0.2.1")
+    assert buffer.flush() == 3
+    figures = days.maintain(today=dt.date(2024, 5, 1), keep_days=30)
+    assert sorted(n for n, _, _ in logged(engine)) == ["NEW0", "NEW1", "NEW2"]
+    if engine.dialect.name == "postgresql":
+        assert figures["dropped"] == 1 and figures["deleted"] == 0
+        present = days.days()
+        assert dt.date(2024, 1, 5) not in present
+        # made ahead: yesterday to a week on
+        assert {dt.date(2024, 4, 30) + dt.timedelta(days=n) for n in range(9)} <= set(present)
+    else:
+        assert figures == {"created": 0, "dropped": 0, "deleted": 5}  # in batches of 2: 2, 2, 1
+    assert days.maintain(today=dt.date(2024, 5, 1), keep_days=30)["deleted"] == 0

@@ -28,7 +28,8 @@ def test_environment_overrides_with_types():
     assert s["REDIS_URL"] == "redis://h:6379/0"
 
 
-@pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"}])
+@pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"},
+                                 {"QUERY_LOG_DAYS": "0"}, {"COMPLAINT_CONTACT_DAYS": "three years"}])
 def test_bad_settings_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         load_settings(env)
