@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from sqlalchemy.engine import make_url
+
 from registry.accounts.accounts import AccountService
 from registry.accounts.adminlog import AdminLog
 from registry.accounts.adminlog import REDIS_HEAD_KEY as ADMIN_LOG_HEAD_KEY
@@ -77,6 +79,8 @@ class ServiceSettings:
     parse_seconds: int = 300
     query_log_days: int = 180
     complaint_contact_days: int = 1095
+    database_replica_urls: tuple[str, ...] = ()
+    replica_max_lag_seconds: float = 2.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -100,7 +104,14 @@ class ServiceSettings:
             parse_seconds=int(values.get("PARSE_SECONDS", 300)),
             query_log_days=int(values.get("QUERY_LOG_DAYS", 180)),
             complaint_contact_days=int(values.get("COMPLAINT_CONTACT_DAYS", 1095)),
+            database_replica_urls=tuple(_url_list(values.get("DATABASE_REPLICA_URLS") or ())),
+            replica_max_lag_seconds=float(values.get("REPLICA_MAX_LAG_SECONDS", 2.0)),
         )
+
+
+def _url_list(value) -> list[str]:
+    """A list of URLs, given as one comma-separated text (a config value) or as a list."""
+    return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else list(value)
 
 
 def make_redis(url: str):
@@ -121,6 +132,11 @@ class Services:
         self.clock = clock
         # --- infrastructure ---
         self.engine = make_engine(settings.database_url)
+        # read replicas of the primary: only the verification read path uses them
+        if settings.database_replica_urls and self.engine.dialect.name != "postgresql":
+            raise ValueError("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL")
+        self.replica_engines = [(make_url(url).render_as_string(hide_password=True), make_engine(url))
+                                for url in settings.database_replica_urls]
         self.sessions = make_session_factory(self.engine)
         self.redis = make_redis(settings.redis_url) if settings.redis_url else None
         # per-thread connection for the verify hot path: the Bloom probe and the rate-limit count share its exchange
@@ -150,7 +166,9 @@ class Services:
         self.query_log_days = QueryLogDays(engine=self.engine)
         self.query_log = QueryLogBuffer(engine=self.engine, secret=settings.secret_key.encode(),
                                         days=self.query_log_days)
-        self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock)
+        self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock,
+                                            replicas=self.replica_engines,
+                                            replica_max_lag=settings.replica_max_lag_seconds)
         self.registration = RegistrationService(
             sessions=self.sessions, bloom=self.bloom, clock=clock,
             bloom_target=BloomTarget(
@@ -249,6 +267,8 @@ class Services:
             self.bloom.close()
         finally:
             self.engine.dispose()
+            for _, engine in self.replica_engines:
+                engine.dispose()
             if self.redis is not None:
                 self.redis.close()
 

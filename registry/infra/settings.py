@@ -46,6 +46,23 @@ def _base_url(value: str, name: str) -> str:
     return value.strip().rstrip("/")
 
 
+def _replica_urls(value: str) -> list[str]:
+    """``DATABASE_REPLICA_URLS``: comma-separated PostgreSQL URLs, zero or more."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    for url in urls:
+        if not url.startswith("postgresql"):
+            raise ValueError("DATABASE_REPLICA_URLS must list PostgreSQL URLs "
+                             "(postgresql+psycopg://user@host/db), comma-separated")
+    return urls
+
+
+def _positive(value: str, name: str) -> float:
+    number = _float(value, name)
+    if not number > 0:
+        raise ValueError(f"{name} must be more than 0, not {value!r}")
+    return number
+
+
 def _audit_keys(value: str) -> str:
     """``AUDIT_KEYS`` checked now (an empty entry or a repeated id is refused at start-up)."""
     if value.strip():
@@ -69,6 +86,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance),
         "DATABASE_URL": env.get("DATABASE_URL") or "",
         "REDIS_URL": env.get("REDIS_URL") or "",
+        # streaming replicas of DATABASE_URL for the positive lookups (registry/verification/replicas.py)
+        "DATABASE_REPLICA_URLS": _replica_urls(env.get("DATABASE_REPLICA_URLS") or ""),
+        "REPLICA_MAX_LAG_SECONDS": _positive(env.get("REPLICA_MAX_LAG_SECONDS", "2"), "REPLICA_MAX_LAG_SECONDS"),
         "SECRET_KEY": env.get("SECRET_KEY") or "",
         "AUDIT_KEY": env.get("AUDIT_KEY") or "",  # the complaint audit chain's key; derived from SECRET_KEY if empty
         # the chain's keys, newest first (id:secret or secret, comma-separated); replaces AUDIT_KEY

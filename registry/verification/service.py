@@ -1,7 +1,8 @@
 """Verification: the verdict on a report number (docs/contract.md, "Verification").
 
 The Bloom index answers "not registered" without SQL; the database confirms everything else in
-one statement. The institution directory resolves the institution text and fills the verdict.
+one statement (with read replicas, a replica's miss is asked again of the primary:
+registry/verification/replicas.py). The institution directory resolves the institution text and fills the verdict.
 A verification is a :class:`Query` (:meth:`VerificationService.prepare`), a Bloom answer, and
 the verdict (:meth:`VerificationService.answer`); :meth:`VerificationService.verify` does all
 three, and the verify edge (portal/edge.py) asks for the Bloom answer itself, so that its rate-limit
@@ -10,25 +11,20 @@ count and the probe share one Redis exchange.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy import Engine
 
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
-from registry.infra.forklocal import ForkLocal
 from registry.numbers.normalize import normalize_number
 from registry.numbers.quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
+from registry.verification.readers import ReadConnections, Unavailable, _Reader
+from registry.verification.replicas import Replicas
 
 
 class BloomLookup(Protocol):
     def lookup(self, number: str) -> bool | None: ...
-
-
-class Unavailable(RuntimeError):
-    """A backend the answer needs is down."""
 
 
 STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
@@ -41,34 +37,6 @@ _BY_NUMBERS = (
     "SELECT number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
     "FROM report_numbers WHERE number {}"
 )
-
-
-class _Reader:
-    """A thread's read connection. It goes with its thread: a thread that ends (a dev server's
-    request thread, a shrinking thread pool) closes it, in the process that opened it only."""
-
-    __slots__ = ("conn", "driver", "cursor", "_pid")
-
-    def __init__(self, conn, driver, cursor) -> None:
-        self.conn = conn  # sqlalchemy Connection, autocommit
-        self.driver = driver  # its driver (DBAPI) connection
-        self.cursor = cursor  # a cursor of that, reused
-        self._pid = os.getpid()
-
-    def close(self, broken: bool = False) -> None:
-        if self._pid != os.getpid():  # a forked child must not close its parent's connection
-            return
-        self._pid = None
-        steps = (self.cursor.close, self.conn.invalidate, self.conn.close) if broken else (
-            self.cursor.close, self.conn.close)
-        for step in steps:
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
-                pass
-
-    def __del__(self) -> None:
-        self.close()
 
 
 class Query(NamedTuple):
@@ -85,6 +53,15 @@ class Registration(NamedTuple):
     registered_at: dt.datetime
     withdrawn_at: dt.datetime | None
     withdraw_reason: str | None
+
+
+def _settles(rows: list[Registration], query: Query) -> bool:
+    """Do a replica's rows answer ``query`` for good? Only a registration of what was asked
+    (any, or the named institution's) does; a replica that has not replayed the newest commits
+    cannot tell "no row" from "not yet", so anything else is asked of the primary."""
+    if query.asked is not None:
+        return any(r.institution_id == query.asked.id for r in rows)
+    return bool(rows)
 
 
 def _utc(value) -> dt.datetime | None:
@@ -111,6 +88,7 @@ class Verdict:
     pending_since: dt.date | None = None
     pending_until: dt.date | None = None
     source: str = "bloom"  # bloom | database: where a negative came from
+    replica: bool = False  # a read replica gave the rows (never for a negative)
 
     def to_json(self) -> dict:
         return {
@@ -173,18 +151,31 @@ class VerificationService:
         bloom: BloomLookup,
         directory: InstitutionDirectory,
         clock: Clock = system_clock,
+        replicas: list[tuple[str, Engine]] = (),
+        replica_max_lag: float = 2.0,
     ) -> None:
+        """``replicas``: (name for the logs, engine) of each read replica of a PostgreSQL
+        ``engine``; possible hits are looked up there while it is fresh (registry/verification/replicas.py)."""
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._by_number = _BY_NUMBER.format("%s" if self._postgres else "?")
         # PostgreSQL: ``= ANY(array)`` over the partitions' primary-key indexes (the reader's
         # connection never scans report_numbers sequentially: see _reader)
         self._by_numbers = _BY_NUMBERS.format("= ANY(%s)") if self._postgres else None
-        self._local = ForkLocal()  # the per-thread read connection; a forked child makes its own
+        self._primary = ReadConnections(engine)  # the per-thread read connection; a forked child makes its own
+        self._replicas = Replicas(list(replicas), primary=self._primary, max_lag=replica_max_lag,
+                                  count=self._count) if replicas else None
         self._bloom = bloom
         self._directory = directory
         self._clock = clock
         self.lookups = 0  # statements the read path ran (the statement-counting tests read it too)
+
+    def _count(self, statements: int) -> None:
+        self.lookups += statements
+
+    def replica_status(self) -> list[dict]:
+        """Each read replica's state (none configured: an empty list)."""
+        return self._replicas.status() if self._replicas is not None else []
 
     def now(self) -> dt.datetime:
         """The verifier's clock (the ``checked_at`` of an answer without verdicts)."""
@@ -218,10 +209,11 @@ class VerificationService:
             raise Unavailable("the institution directory is not loaded yet")
         if maybe is False:
             return self._negative(query.number, "not_found", query.asked, query.resolved, now)
-        rows = self._rows(query.number)
+        rows, replica = self._rows(query, maybe)
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
         verdict = self._decide(query.number, rows, query.asked, query.resolved, now)
+        verdict.replica = replica
         if maybe is None:
             verdict.source = "database"
         return verdict
@@ -234,7 +226,7 @@ class VerificationService:
         directory = self._directory.loaded
         if not directory and any(q.resolved is not None for q in queries):
             raise Unavailable("the institution directory is not loaded yet")
-        rows = self._rows_of({q.number for q, maybe in zip(queries, maybes) if maybe is not False})
+        rows, on_replica = self._rows_many(queries, maybes)
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
         verdicts = []
@@ -246,12 +238,34 @@ class VerificationService:
                                         pending_since=since, pending_until=until))
                 continue
             verdict = self._decide(query.number, rows.get(query.number, []), query.asked, query.resolved, now)
+            verdict.replica = query.number in on_replica
             if maybe is None:
                 verdict.source = "database"
             verdicts.append(verdict)
         return verdicts
 
-    def _rows_of(self, numbers: set[str]) -> dict[str, list[Registration]]:
+    def _rows_many(self, queries: list[Query], maybes: list[bool | None]) -> tuple[dict, set[str]]:
+        """The registrations of every number the Bloom index did not rule out, and the numbers a
+        replica answered: the possible hits on a fresh replica (one statement), then whatever it
+        did not settle and the numbers the index could not judge on the primary (one statement)."""
+        wanted = {q.number for q, maybe in zip(queries, maybes) if maybe is not False}
+        hits = {q.number for q, maybe in zip(queries, maybes) if maybe is True}
+        replica = self._replicas.pick() if hits and self._replicas is not None else None
+        settled: dict[str, list[Registration]] = {}
+        if replica is not None:
+            try:
+                found = self._rows_of(hits, replica.reads)
+            except Unavailable as exc:
+                self._replicas.failed(replica, exc)
+            else:
+                unsettled = {q.number for q, maybe in zip(queries, maybes)
+                             if maybe is True and not _settles(found.get(q.number, []), q)}
+                settled = {n: found[n] for n in hits - unsettled}
+        rows = self._rows_of(wanted - settled.keys(), self._primary)
+        rows.update(settled)
+        return rows, set(settled)
+
+    def _rows_of(self, numbers: set[str], reads: ReadConnections) -> dict[str, list[Registration]]:
         """The registrations of several numbers: one statement (``= ANY(array)`` on PostgreSQL,
         ``IN (…)`` on SQLite), counted once in ``lookups``; none for no numbers."""
         if not numbers:
@@ -262,68 +276,49 @@ class VerificationService:
         else:
             statement, params = _BY_NUMBERS.format(f"IN ({', '.join('?' * len(numbers))})"), tuple(numbers)
         out: dict[str, list[Registration]] = {}
-        for r in self._fetch(statement, params):
+        self.lookups += 1
+        for r in reads.fetch(statement, params):
             out.setdefault(r[0], []).append(Registration(r[1], r[2], _utc(r[3]), _utc(r[4]), r[5]))
         return out
 
-    def _rows(self, number: str) -> list[Registration]:
-        """The registrations of ``number``: one indexed statement on this thread's own autocommit
-        connection (no pool checkout, no liveness ping, no open transaction), prepared by the
-        driver. It runs for every possible hit, so it goes straight to the driver's cursor (one
-        code path, in tests as in production): SQLAlchemy's execution and result machinery cost
-        14 µs a lookup, four times the lookup itself. Each statement is counted in ``lookups``.
-        A connection that broke since its last use is replaced once before giving up."""
-        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4]) for r in self._fetch(self._by_number, (number,))]
+    def _rows(self, query: Query, maybe: bool | None) -> tuple[list[Registration], bool]:
+        """The registrations of the query's number, and whether a replica gave them: one indexed
+        statement on this thread's own autocommit connection (no pool checkout, no liveness ping,
+        no open transaction), prepared by the driver. It runs for every possible hit, so it goes
+        straight to the driver's cursor (one code path, in tests as in production): SQLAlchemy's
+        execution and result machinery cost 14 µs a lookup, four times the lookup itself. Each
+        statement is counted in ``lookups``. A connection that broke since its last use is
+        replaced once before giving up.
 
-    def _fetch(self, statement: str, params: tuple) -> list[tuple]:
-        """Run one read statement on this thread's reader (counted in ``lookups``); its rows."""
-        dialect = self._engine.dialect
-        for attempt in (1, 2):
-            reader = self._reader()
+        A possible hit goes to a fresh replica first; its rows stand when they answer the query
+        (:func:`_settles`), else the primary is asked too (registry/verification/replicas.py)."""
+        replica = self._replicas.pick() if maybe is True and self._replicas is not None else None
+        if replica is not None:
             try:
                 self.lookups += 1
-                reader.cursor.execute(statement, params)
-                return reader.cursor.fetchall()
-            except dialect.loaded_dbapi.Error as exc:
-                dropped = dialect.is_disconnect(exc, reader.driver, reader.cursor)
-                self.close_reader(broken=True)
-                if attempt == 1 and dropped:
-                    continue
-                raise Unavailable("the registry database is unreachable") from exc
-        raise AssertionError("unreachable")
+                rows = [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4])
+                        for r in replica.reads.fetch(self._by_number, (query.number,))]
+            except Unavailable as exc:
+                self._replicas.failed(replica, exc)
+            else:
+                if _settles(rows, query):
+                    return rows, True
+        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4])
+                for r in self._fetch(self._by_number, (query.number,))], False
+
+    def _fetch(self, statement: str, params: tuple) -> list[tuple]:
+        """Run one read statement on this thread's primary reader (counted in ``lookups``); its rows."""
+        self.lookups += 1
+        return self._primary.fetch(statement, params)
 
     def _reader(self) -> _Reader:
-        slots = self._local.slots
-        reader = getattr(slots, "reader", None)
-        if reader is None:
-            try:
-                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                driver = conn.connection.driver_connection
-                if self._engine.dialect.name == "postgresql":
-                    conn.detach()  # its session setting below must not go back into the pool
-                    # The lookup runs as a prepared statement over a hash-partitioned table.
-                    # PostgreSQL judges a custom plan (pruned while planning) cheaper than the
-                    # generic one (pruned at execution) every time, and so plans each lookup
-                    # anew: half of its CPU per lookup (≈ 85 → 50 µs). The generic plan prunes
-                    # to the same one partition. (Set on the driver's connection: it is setup, not
-                    # a statement of any verification.)
-                    driver.execute("SET plan_cache_mode = force_generic_plan")
-                    # A bulk lookup (``number = ANY(array)``) on a table the planner has no
-                    # statistics for yet (just loaded) was planned as sequential scans of every
-                    # partition (0.7 s for 500 numbers); both read statements are primary-key
-                    # lookups, so this connection never scans sequentially.
-                    driver.execute("SET enable_seqscan = off")
-                reader = slots.reader = _Reader(conn, driver, driver.cursor())
-            except (OperationalError, DBAPIError) as exc:
-                raise Unavailable("the registry database is unreachable") from exc
-        return reader
+        return self._primary.reader()
 
     def close_reader(self, broken: bool = False) -> None:
-        """Give back this thread's read connection (at shutdown), or discard it (after an error)."""
-        slots = self._local.slots
-        reader, slots.reader = getattr(slots, "reader", None), None
-        if reader is not None:
-            reader.close(broken)
+        """Give back this thread's read connections (at shutdown), or discard them (after an error)."""
+        self._primary.close(broken)
+        if self._replicas is not None:
+            self._replicas.close()
 
     def _negative(self, number, status, asked, resolved, now) -> Verdict:
         since, until = pending_window(now.astimezone(SHANGHAI).date())

@@ -68,6 +68,17 @@ class PgCluster:
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
                   "--locale=C.UTF-8", timeout=120)
+        self._configure()
+
+    def init_replica_of(self, primary: "PgCluster") -> None:
+        """A streaming replica of ``primary`` (running): a base backup with ``-R`` (standby.signal,
+        primary_conninfo), on this cluster's own port. initdb's pg_hba.conf admits replication
+        connections from 127.0.0.1 (``-A trust``); wal_level is ``replica`` by default."""
+        self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                  "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync", timeout=120)
+        self._configure()
+
+    def _configure(self) -> None:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.root}'\n"
                        "fsync = off\nfull_page_writes = off\nmax_connections = 60\nshared_buffers = 32MB\n")
@@ -112,23 +123,33 @@ class PgCluster:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster():
+def new_cluster() -> PgCluster:
+    """A cluster object in a fresh temporary directory (owned by ``postgres`` when run as root),
+    not initialised yet; skips (fails with REQUIRE_BACKENDS=1) without PostgreSQL's binaries."""
     bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
     if not bindirs or not os.path.exists(f"{bindirs[-1]}/initdb"):
         _missing("PostgreSQL's initdb (/usr/lib/postgresql/*/bin)")
     root = Path(tempfile.mkdtemp(prefix="rnr-faults-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    cluster = PgCluster(bindirs[-1], root)
-    cluster.init()
-    cluster.start()
-    yield cluster
+    return PgCluster(bindirs[-1], root)
+
+
+def remove_cluster(cluster: PgCluster) -> None:
     try:
         if cluster.running():
             cluster.stop("immediate")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = new_cluster()
+    cluster.init()
+    cluster.start()
+    yield cluster
+    remove_cluster(cluster)
 
 
 # --- Redis: a server of the drills' own -------------------------------------------------------

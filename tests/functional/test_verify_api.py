@@ -220,3 +220,23 @@ def test_a_thread_that_ends_closes_its_read_connection(reg, labs):
     thread.join()
     gc.collect()
     assert drivers and drivers[0].closed
+
+
+@pytest.mark.parametrize("stack", ["postgres-redis"], indirect=True)
+def test_a_replica_url_that_is_no_replica_is_never_used(stack, labs):
+    """DATABASE_REPLICA_URLS naming a server that is not in recovery (here the primary itself):
+    its pg_last_wal_replay_lsn() is NULL, so it can never prove itself fresh; the primary answers."""
+    from portal import create_app
+
+    app = create_app({**stack, "DATABASE_REPLICA_URLS": stack["DATABASE_URL"]})
+    try:
+        assert app.extensions["registry"].wait_until_trusted()
+        verifier = app.extensions["registry"].verifier
+        for _ in range(3):
+            verdict = verifier.verify("WT2020-000123")
+            assert verdict.status == "found" and not verdict.replica
+        assert verifier.verify("国环测〔2021〕第045号").status == "withdrawn"
+        [state] = verifier.replica_status()
+        assert not state["in_use"] and "not a replica" in state["problem"]
+    finally:
+        app.extensions["registry"].close()

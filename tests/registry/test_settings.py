@@ -28,8 +28,19 @@ def test_environment_overrides_with_types():
     assert s["REDIS_URL"] == "redis://h:6379/0"
 
 
+def test_read_replicas_are_a_list_of_postgresql_urls():
+    assert load_settings({})["DATABASE_REPLICA_URLS"] == []
+    assert load_settings({})["REPLICA_MAX_LAG_SECONDS"] == 2.0
+    s = load_settings({"DATABASE_REPLICA_URLS": " postgresql+psycopg://r@a/db, ,postgresql+psycopg://r@b/db ",
+                       "REPLICA_MAX_LAG_SECONDS": "0.5"})
+    assert s["DATABASE_REPLICA_URLS"] == ["postgresql+psycopg://r@a/db", "postgresql+psycopg://r@b/db"]
+    assert s["REPLICA_MAX_LAG_SECONDS"] == 0.5
+
+
 @pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"},
-                                 {"QUERY_LOG_DAYS": "0"}, {"COMPLAINT_CONTACT_DAYS": "three years"}])
+                                 {"QUERY_LOG_DAYS": "0"}, {"COMPLAINT_CONTACT_DAYS": "three years"},
+                                 {"DATABASE_REPLICA_URLS": "sqlite:///replica.db"},
+                                 {"REPLICA_MAX_LAG_SECONDS": "0"}, {"REPLICA_MAX_LAG_SECONDS": "soon"}])
 def test_bad_settings_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         load_settings(env)
