@@ -199,6 +199,8 @@ def redis_client(redis_url):
 
 
 # --- whole stacks: SQLite + local Bloom files, PostgreSQL + Redis ---------------------------
+TLOG_TEST_KEY = "PRIVATE+KEY+registry.localhost/tlog+a1763da1+AQV38jww8jPSFE8zpITiHPpG8CfyPll5/46DC08zPzEe"  # tests only
+
 @pytest.fixture(params=["sqlite-local", "postgres-redis"])
 def stack(request, tmp_path):
     """Settings for one full stack, as `create_app(config=...)` takes them."""
@@ -222,6 +224,8 @@ def stack(request, tmp_path):
     else:
         config["DATABASE_URL"] = database_url_for("postgres", request, tmp_path)
         config["REDIS_URL"] = request.getfixturevalue("redis_url")
+        # production sets the log's signing key on its integrator (SQLite generates one in instance/)
+        config["TLOG_SIGNING_KEY"] = TLOG_TEST_KEY
     config["STACK"] = kind
     return config
 

@@ -42,6 +42,8 @@ from registry.numbers.quarters import Clock, system_clock
 from registry.registration.pipeline import BloomTarget
 from registry.registration.service import RegistrationService
 from registry.registration.uploads import UploadService
+from registry.tlog.note import parse_signer
+from registry.tlog.service import TransparencyLog
 from registry.verification.querylog import QueryLogBuffer, QueryLogDays
 from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
@@ -81,6 +83,9 @@ class ServiceSettings:
     complaint_contact_days: int = 1095
     database_replica_urls: tuple[str, ...] = ()
     replica_max_lag_seconds: float = 2.0
+    tlog_origin: str = "registry.localhost/tlog"
+    tlog_signing_key: str = ""  # only on the log's one integrator
+    tlog_interval: float = 10.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -106,6 +111,9 @@ class ServiceSettings:
             complaint_contact_days=int(values.get("COMPLAINT_CONTACT_DAYS", 1095)),
             database_replica_urls=tuple(_url_list(values.get("DATABASE_REPLICA_URLS") or ())),
             replica_max_lag_seconds=float(values.get("REPLICA_MAX_LAG_SECONDS", 2.0)),
+            tlog_origin=values.get("TLOG_ORIGIN") or "registry.localhost/tlog",
+            tlog_signing_key=values.get("TLOG_SIGNING_KEY") or "",
+            tlog_interval=float(values.get("TLOG_INTERVAL", 10)),
         )
 
 
@@ -208,12 +216,17 @@ class Services:
                                    clock=clock, query_log_days=settings.query_log_days,
                                    complaint_contact_days=settings.complaint_contact_days,
                                    lock_dir=settings.files_dir)
+        # --- the transparency log: every host serves it; the key holder integrates it ---
+        self.tlog = TransparencyLog(
+            sessions=self.sessions, origin=settings.tlog_origin, clock=clock,
+            signer=parse_signer(settings.tlog_signing_key) if settings.tlog_signing_key else None)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
                              hourly=[self.uploads.delete_old_files,
                                      functools.partial(purge_kept, settings.files_dir)],
-                             daily=[self.retention.run])
+                             daily=[self.retention.run],
+                             periodic=[(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import accounts, audit, bloom, db, institutions, numbers, platforms, retention
+from . import accounts, audit, bloom, db, institutions, numbers, platforms, retention, tlog
 
 
 def register_commands(app: Flask) -> None:
@@ -19,3 +19,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(bloom.bloom)
     app.cli.add_command(audit.audit)
     app.cli.add_command(retention.retention)
+    app.cli.add_command(tlog.tlog)

@@ -73,6 +73,28 @@ def _audit_keys(value: str) -> str:
 
 
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TLOG_ORIGIN = "registry.localhost/tlog"
+
+
+def _tlog_origin(value: str) -> str:
+    from registry.tlog.note import valid_name
+
+    if not valid_name(value.strip()):
+        raise ValueError(f"TLOG_ORIGIN is the log's name: no spaces and no '+', not {value!r}")
+    return value.strip()
+
+
+def _tlog_signing_key(value: str, origin: str) -> str:
+    """``TLOG_SIGNING_KEY`` checked now: a signing key in the sumdb/note format named ``origin``."""
+    from registry.tlog.note import KeyFormatError, parse_signer
+
+    try:
+        signer = parse_signer(value)
+    except KeyFormatError as exc:
+        raise ValueError(f"TLOG_SIGNING_KEY: {exc}") from None
+    if signer.name != origin:
+        raise ValueError(f"TLOG_SIGNING_KEY is named {signer.name!r} but TLOG_ORIGIN is {origin!r}: they must agree")
+    return value.strip()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -120,6 +142,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "BACKUP_KEEP_DAYS": _positive(env.get("BACKUP_KEEP_DAYS", "35"), "BACKUP_KEEP_DAYS"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
+        # the transparency log (docs/transparency.md): its origin (= its key's name) and, on the one
+        # integrator only, its signing key; the embedded default keeps a generated key in instance/
+        "TLOG_ORIGIN": _tlog_origin(env.get("TLOG_ORIGIN") or DEFAULT_TLOG_ORIGIN),
+        "TLOG_SIGNING_KEY": (env.get("TLOG_SIGNING_KEY") or "").strip(),
+        "TLOG_INTERVAL": _float(env.get("TLOG_INTERVAL", "10"), "TLOG_INTERVAL"),
         **site_settings(env),
     }
 
@@ -166,6 +193,12 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     _private_folders(instance, Path(config["FILES_DIR"]))
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance)
+    origin = config.setdefault("TLOG_ORIGIN", DEFAULT_TLOG_ORIGIN)
+    if config.get("TLOG_SIGNING_KEY"):
+        config["TLOG_SIGNING_KEY"] = _tlog_signing_key(config["TLOG_SIGNING_KEY"], origin)
+    elif config["DATABASE_URL"].startswith("sqlite"):
+        # the embedded default is one host: it integrates the log itself with a key of its own
+        config["TLOG_SIGNING_KEY"] = _tlog_signing_key(_instance_tlog_key(instance, origin), origin)
     return config
 
 
@@ -193,4 +226,25 @@ def _instance_secret(instance: Path) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _instance_tlog_key(instance: Path, origin: str) -> str:
+    """The embedded default's log signing key, generated once into the instance folder (0600).
+    Never in the database: whoever holds it can sign checkpoints (docs/transparency.md, escrow)."""
+    from registry.tlog.note import Signer
+
+    import tempfile
+
+    path = instance / f"tlog_signing_key.{origin.replace('/', '_')}"
+    if not path.exists():
+        fd, draft = tempfile.mkstemp(dir=instance, prefix=".tlog-key-")  # 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(Signer.generate(origin).text() + "\n")
+        try:
+            os.link(draft, path)  # whole or not at all; another process of this host may win
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()

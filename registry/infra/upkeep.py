@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 class Upkeep:
     def __init__(self, *, sessions: sessionmaker[Session], directory: InstitutionDirectory, bloom,
                  query_log: QueryLogBuffer, interval: float, hourly: Sequence[Callable[[], object]] = (),
-                 daily: Sequence[Callable[[], object]] = ()) -> None:
+                 daily: Sequence[Callable[[], object]] = (),
+                 periodic: Sequence[tuple[float, Callable[[], object]]] = ()) -> None:
         self._sessions = sessions
         self._directory = directory
         self._bloom = bloom
@@ -41,6 +42,8 @@ class Upkeep:
         self._next_hourly = 0.0
         self._daily = list(daily)
         self._next_daily = 0.0
+        # (every so many seconds, chore): the transparency log's integration on its key holder
+        self._periodic = [[seconds, chore, 0.0] for seconds, chore in periodic]
         self._background_pid: int | None = None
         self._stop = threading.Event()
         self._rebuilding = threading.Lock()
@@ -110,6 +113,7 @@ class Upkeep:
             self._query_log.flush()
             self.run_hourly()
             self.run_daily()
+            self.run_periodic()
             self._stop.wait(self._interval)
 
     def run_hourly(self, *, force: bool = False) -> None:
@@ -133,6 +137,15 @@ class Upkeep:
                 chore()
             except Exception:  # noqa: BLE001 - a chore failing must not stop the loop
                 log.exception("%s chore %s failed", kind, getattr(chore, "__name__", chore))
+
+    def run_periodic(self) -> None:
+        """Run each periodic chore whose period has passed since it last ran."""
+        for slot in self._periodic:
+            seconds, chore, due = slot
+            if time.monotonic() < due:
+                continue
+            slot[2] = time.monotonic() + seconds
+            self._run("periodic", [chore])
 
     def stop(self) -> None:
         self._stop.set()

@@ -37,8 +37,13 @@ class _Tally:
         return LoadCounts(self.staged, self.inserted, self.staged - self.distinct, self.distinct - self.inserted)
 
 
+# 16 random bytes from PostgreSQL's CSPRNG without an extension: two random UUIDs (244 random
+# bits) through SHA-256. Each registration's salt for the transparency log (registry/tlog).
+PG_SALT = "substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) from 1 for 16)"
+
 # One chunk, one statement. The chunk's distinct numbers go straight into report_numbers, "do
-# nothing on conflict". Only the numbers that clashed (few, usually none) are looked at again:
+# nothing on conflict", each with a fresh salt, and each new row's transparency-log entry
+# waits in tlog_pending (same statement, same transaction). Only the numbers that clashed (few, usually none) are looked at again:
 # a clash with a row of an earlier batch is a number already registered, counted once per file
 # through stage_seen; a clash with a row of this batch is a duplicate within the file. (Every
 # part of the statement reads the table as it was before the statement, so rows it inserts
@@ -46,9 +51,11 @@ class _Tally:
 # numbers only, so its plan does not depend on how big the registry is.
 _PG_LOAD = """
 WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
-     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at)
-             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s FROM d
-             ON CONFLICT DO NOTHING RETURNING number),
+     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt)
+             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt} FROM d
+             ON CONFLICT DO NOTHING RETURNING number, salt),
+     logged AS (INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt)
+                SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt FROM ins),
      clash AS MATERIALIZED (SELECT number FROM d EXCEPT SELECT number FROM ins),
      old AS (INSERT INTO stage_seen (number)
              SELECT r.number FROM report_numbers r
@@ -56,7 +63,7 @@ WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
                AND r.institution_id = %(iid)s AND r.batch_id <> %(batch)s
              ON CONFLICT DO NOTHING RETURNING 1)
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
-"""
+""".replace("{salt}", PG_SALT)
 
 
 class PostgresLoader(_Tally):
@@ -112,13 +119,19 @@ class SQLiteLoader(_Tally):
         before = self._raw.total_changes
         cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM stage_numbers")
         fresh = self._raw.total_changes - before
-        before = self._raw.total_changes
+        # each new row with its salt (randomblob: SQLite's CSPRNG) and its pending log entry
         cur.execute(
-            "INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, registered_at) "
-            "SELECT DISTINCT s.number, ?, ?, ?, ? FROM stage_numbers s",
+            "INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt) "
+            "SELECT DISTINCT s.number, ?, ?, ?, ?, randomblob(16) FROM stage_numbers s RETURNING number, salt",
             self._params,
         )
-        inserted = self._raw.total_changes - before
+        fresh_rows = cur.fetchall()
+        inserted = len(fresh_rows)
+        iid, quarter, batch, at = self._params
+        cur.executemany(
+            "INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
+            "VALUES ('register', ?, ?, ?, ?, ?, ?)",
+            ((number, iid, batch, quarter, at, salt) for number, salt in fresh_rows))
         cur.close()
         self.staged += len(numbers)
         self.distinct += fresh

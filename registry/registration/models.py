@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.infra.base import Base, BigId, UTCDateTime, utcnow
@@ -47,6 +47,9 @@ class ReportNumber(Base):
     registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     withdraw_reason: Mapped[str | None] = mapped_column(String(500))
+    # 16 random bytes of the registration's commitment in the transparency log (registry/tlog),
+    # reused by its withdrawal and restore entries
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 REPORT_NUMBER_PARTITIONS = 16

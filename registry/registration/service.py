@@ -16,6 +16,7 @@ from registry.institutions.models import Institution
 from registry.registration.models import Batch, NumberEvent, ReportNumber
 from registry.numbers.normalize import clean_text, normalize_number
 from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
+from registry.tlog.models import PendingEntry
 
 CHUNK = 50_000
 COUNT_CHUNK = 5_000  # numbers per query when counting those already registered
@@ -301,13 +302,18 @@ class RegistrationService:
                     update(ReportNumber)
                     .where(ReportNumber.number == number, ReportNumber.institution_id == institution_id, state)
                     .values(**values)
+                    .returning(ReportNumber.batch_id, ReportNumber.quarter, ReportNumber.salt)
                     .execution_options(synchronize_session=False)
-                ).rowcount
+                ).first()
                 if done:
                     changed += 1
                     session.add(NumberEvent(number=number, institution_id=institution_id,
                                             kind="withdrawn" if withdraw else "restored", reason=reason,
                                             actor=_actor(actor), source=source, at=when))
+                    # the transparency log's entry, with the registration's salt (registry/tlog)
+                    session.add(PendingEntry(action="withdraw" if withdraw else "restore", number=number,
+                                             institution_id=institution_id, batch_id=done.batch_id,
+                                             quarter=done.quarter, at=when, salt=done.salt))
                 elif self._registered(session, institution_id, number):
                     unchanged += 1
                 else:
