@@ -91,6 +91,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     from . import admin, auth, institution, upload_api
+    from . import statistics  # noqa: F401 - adds its routes to the institution and regulator blueprints
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(institution.bp)

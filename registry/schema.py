@@ -9,6 +9,7 @@ from registry.institutions import models as _institutions  # noqa: F401
 from registry.registration import models as _registration  # noqa: F401
 from registry.platforms import models as _platforms  # noqa: F401
 from registry.tlog import models as _tlog  # noqa: F401
+from registry.statistics import models as _statistics  # noqa: F401
 from registry.verification import models as _verification  # noqa: F401
 
 metadata = Base.metadata

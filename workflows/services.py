@@ -44,6 +44,10 @@ from registry.registration.service import RegistrationService
 from registry.registration.uploads import UploadService
 from registry.tlog.note import parse_signer
 from registry.tlog.service import TransparencyLog
+from registry.statistics.checks import Thresholds
+from registry.statistics.service import StatisticsService
+from registry.statistics.trail import REDIS_HEAD_KEY as STATISTICS_HEAD_KEY
+from registry.statistics.trail import StatisticsTrail
 from registry.verification.querylog import QueryLogBuffer, QueryLogDays
 from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
@@ -86,6 +90,7 @@ class ServiceSettings:
     tlog_origin: str = "registry.localhost/tlog"
     tlog_signing_key: str = ""  # only on the log's one integrator
     tlog_interval: float = 10.0
+    stats_thresholds: Thresholds = Thresholds()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -114,6 +119,11 @@ class ServiceSettings:
             tlog_origin=values.get("TLOG_ORIGIN") or "registry.localhost/tlog",
             tlog_signing_key=values.get("TLOG_SIGNING_KEY") or "",
             tlog_interval=float(values.get("TLOG_INTERVAL", 10)),
+            stats_thresholds=Thresholds(
+                reports_tolerance=float(values.get("STATS_REPORTS_TOLERANCE", 0.05)),
+                yoy=float(values.get("STATS_YOY_THRESHOLD", 0.5)),
+                median_factor=float(values.get("STATS_MEDIAN_FACTOR", 5)),
+                min_peers=int(values.get("STATS_MIN_PEERS", 5))),
         )
 
 
@@ -220,6 +230,16 @@ class Services:
         self.tlog = TransparencyLog(
             sessions=self.sessions, origin=settings.tlog_origin, clock=clock,
             signer=parse_signer(settings.tlog_signing_key) if settings.tlog_signing_key else None)
+        # --- annual statistics: filings sealed into their own sibling chain of the admin log ---
+        statistics_head = (RedisChainHead(self.redis, STATISTICS_HEAD_KEY) if self.redis is not None
+                           else FileChainHead(settings.files_dir / "statistics-log"))
+        self.statistics_trail = StatisticsTrail(keys=keyring(secret_key=settings.secret_key,
+                                                             audit_key=settings.audit_key,
+                                                             audit_keys=settings.audit_keys),
+                                                head=statistics_head, clock=clock)
+        self.statistics_trail.install(self.sessions)
+        self.statistics = StatisticsService(sessions=self.sessions, trail=self.statistics_trail, clock=clock,
+                                            thresholds=settings.stats_thresholds)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import accounts, audit, bloom, db, institutions, numbers, platforms, retention, tlog
+from . import accounts, audit, bloom, db, institutions, numbers, platforms, retention, statistics, tlog
 
 
 def register_commands(app: Flask) -> None:
-    for module in (db, numbers, institutions, accounts, platforms):
+    for module in (db, numbers, institutions, accounts, platforms, statistics):
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(bloom.bloom)

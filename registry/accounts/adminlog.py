@@ -44,9 +44,10 @@ GENESIS = ""
 _HEAD_INFO = "admin_log_head"
 
 
-def admin_log_key(chain_key: bytes) -> bytes:
-    """The admin log's key: a subkey of the audit chain key."""
-    return hmac.new(chain_key, b"admin-log:v1", hashlib.sha256).digest()
+def admin_log_key(chain_key: bytes, label: bytes = b"admin-log:v1") -> bytes:
+    """The admin log's key (or, with another ``label``, a sibling log's): a subkey of the audit
+    chain key used for nothing else."""
+    return hmac.new(chain_key, label, hashlib.sha256).digest()
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -95,14 +96,22 @@ class LogPage:
 class AdminLog:
     """Seals admin actions (:meth:`record`) and checks them (:meth:`verify`).
 
+    A sibling log (the statistics filings' trail, registry/statistics/trail.py) is the same class
+    with its own entry model (the same sealed columns), counter row, subkey label and head.
+
     ``keys`` is the audit key ring, newest first (:func:`registry.complaints.audit.keyring`): the
     log seals with the admin-log subkey of the first and verifies with the subkey of the key an
     entry names. ``key`` is a single admin-log key, used as it is (its id a digest of it)."""
 
+    model: type = AdminLogEntry  # the entry table (seq, at, actor, action, target, detail, mac, key_id)
+    counter: str = ADMIN_LOG_SEQ  # its counter row in registry_state
+    label: bytes = b"admin-log:v1"  # the subkey of each audit key it seals with
+    head_info: str = _HEAD_INFO
+
     def __init__(self, *, key: bytes | None = None, keys: Sequence[AuditKey] | None = None, head,
                  clock=None) -> None:
         if keys:
-            ring = [(k.id, admin_log_key(k.secret)) for k in keys]
+            ring = [(k.id, admin_log_key(k.secret, self.label)) for k in keys]
         elif key is not None:
             ring = [(key_id_for(key), key)]
         else:
@@ -118,22 +127,24 @@ class AdminLog:
         event.listen(sessions, "after_rollback", self._after_rollback)
 
     def record(self, session: Session, *, actor: str, action: str, target: str,
-               detail: str | None = None) -> AdminLogEntry:
-        """Seal one entry into ``session``'s transaction (committed with the action it records)."""
-        seq = _bump_counter(session)
-        prev = session.scalar(select(AdminLogEntry.mac).where(AdminLogEntry.seq == seq - 1)) if seq > 1 else None
+               detail: str | None = None, **columns) -> AdminLogEntry:
+        """Seal one entry into ``session``'s transaction (committed with the action it records);
+        ``columns`` are a sibling model's own (unsealed) columns, such as the filing it is about."""
+        seq = _bump_counter(session, self.counter)
+        model = self.model
+        prev = session.scalar(select(model.mac).where(model.seq == seq - 1)) if seq > 1 else None
         at = self._clock()
         kid, key = self._ring[0]
-        entry = AdminLogEntry(seq=seq, at=at, actor=actor[:64], action=action[:32], target=target[:100],
+        entry = model(**columns, seq=seq, at=at, actor=actor[:64], action=action[:32], target=target[:100],
                               detail=detail, key_id=kid)
         entry.mac = entry_mac(key, seq=seq, at=at, actor=entry.actor, action=entry.action,
                               target=entry.target, detail=detail, prev_mac=prev or GENESIS, key_id=kid)
         session.add(entry)
-        session.info[_HEAD_INFO] = (seq, entry.mac)
+        session.info[self.head_info] = (seq, entry.mac)
         return entry
 
     def _after_commit(self, session: Session) -> None:
-        head = session.info.pop(_HEAD_INFO, None)
+        head = session.info.pop(self.head_info, None)
         if head is None:
             return
         try:
@@ -141,9 +152,8 @@ class AdminLog:
         except Exception:  # the log in the database is sealed; a lagging head only weakens truncation checks
             log.exception("could not advance the admin log head to seq %s", head[0])
 
-    @staticmethod
-    def _after_rollback(session: Session) -> None:
-        session.info.pop(_HEAD_INFO, None)
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(self.head_info, None)
 
     @property
     def key_id(self) -> str:
@@ -166,17 +176,18 @@ class AdminLog:
 
     def page(self, session: Session, page: int = 1, per_page: int = 50) -> LogPage:
         """Newest first."""
-        total = int(session.scalar(select(func.count()).select_from(AdminLogEntry)) or 0)
+        model = self.model
+        total = int(session.scalar(select(func.count()).select_from(model)) or 0)
         pages = max(1, -(-total // per_page))
         page = min(max(1, page), pages)
-        entries = list(session.scalars(select(AdminLogEntry).order_by(AdminLogEntry.seq.desc())
+        entries = list(session.scalars(select(model).order_by(model.seq.desc())
                                        .offset((page - 1) * per_page).limit(per_page)))
         return LogPage(entries, page, pages, total)
 
     def verify(self, session: Session, *, batch: int = 1000) -> LogCheck:
         result = LogCheck(head=self.head.read())
         expected, prev, last_id = 1, GENESIS, None
-        rows = session.execute(select(AdminLogEntry).order_by(AdminLogEntry.seq)
+        rows = session.execute(select(self.model).order_by(self.model.seq)
                                .execution_options(yield_per=batch)).scalars()
         for entry in rows:
             result.checked += 1
@@ -211,18 +222,18 @@ class AdminLog:
             result.problems.append(LogProblem(last_id, head[0], f"entries after seq {result.last_seq} up to "
                                               f"seq {head[0]} were deleted (truncated log)"))
         else:
-            at_head = session.scalar(select(AdminLogEntry.mac).where(AdminLogEntry.seq == head[0]))
+            at_head = session.scalar(select(self.model.mac).where(self.model.seq == head[0]))
             if at_head is not None and not hmac.compare_digest(at_head, head[1]):
                 result.problems.append(LogProblem(None, head[0], f"the entry at seq {head[0]} is not the one "
                                                   "the head recorded"))
         return result
 
 
-def _bump_counter(session: Session) -> int:
+def _bump_counter(session: Session, counter: str = ADMIN_LOG_SEQ) -> int:
     """Add one to the log's counter row and return its new value (the row stays locked)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(RegistryState).values(key=ADMIN_LOG_SEQ, value=1)
+    stmt = insert(RegistryState).values(key=counter, value=1)
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": RegistryState.value + 1})
     session.execute(stmt)
-    return int(session.scalar(select(RegistryState.value).where(RegistryState.key == ADMIN_LOG_SEQ)))
+    return int(session.scalar(select(RegistryState.value).where(RegistryState.key == counter)))

@@ -140,6 +140,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "COMPLAINT_CONTACT_DAYS": _positive(env.get("COMPLAINT_CONTACT_DAYS", "1095"), "COMPLAINT_CONTACT_DAYS"),
         # how long the operator keeps each backup (docs/operations.md, "Retention of personal data"): said on /privacy
         "BACKUP_KEEP_DAYS": _positive(env.get("BACKUP_KEEP_DAYS", "35"), "BACKUP_KEEP_DAYS"),
+        # annual statistics quality checks (registry/statistics/checks.py)
+        "STATS_REPORTS_TOLERANCE": _float(env.get("STATS_REPORTS_TOLERANCE", "0.05"), "STATS_REPORTS_TOLERANCE"),
+        "STATS_YOY_THRESHOLD": _float(env.get("STATS_YOY_THRESHOLD", "0.5"), "STATS_YOY_THRESHOLD"),
+        "STATS_MEDIAN_FACTOR": _float(env.get("STATS_MEDIAN_FACTOR", "5"), "STATS_MEDIAN_FACTOR"),
+        "STATS_MIN_PEERS": _int(env.get("STATS_MIN_PEERS", "5"), "STATS_MIN_PEERS"),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
         # the transparency log (docs/transparency.md): its origin (= its key's name) and, on the one

@@ -64,6 +64,8 @@ def world(portal_app, preg):
     spare_token, _ = tokens.create(institution_id=owner_inst.id, name="spare", created_by="t")
     holiday = HolidayService(sessions=preg.sessions).add(day=__import__("datetime").date(2027, 2, 6), name="春节")
     platform, _ = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
+    preg.statistics.open_year(2026, actor="t")
+    filing = preg.statistics.filing_for(owner_inst.id, 2026, actor="t").filing
     ids = {
         "batch_id": int(batch_url.rsplit("/", 1)[1]),
         "upload_id": int(upload_url.rsplit("/", 1)[1]),
@@ -71,6 +73,8 @@ def world(portal_app, preg):
         "account_id": spare.id,
         "holiday_id": holiday.id,
         "platform_id": platform.id,
+        "year": 2026,
+        "filing_id": filing.id,
     }
     return clients, ids, owner_token
 
@@ -121,7 +125,7 @@ def test_access_matrix(portal_app, world):
             response.close()
             if role != allowed:
                 assert response.status_code == 403, (where, actor, response.status_code)
-            elif actor == "other" and set(rule.arguments) & {"batch_id", "upload_id", "token_id"}:
+            elif actor == "other" and set(rule.arguments) & {"batch_id", "upload_id", "token_id", "filing_id"}:
                 assert response.status_code == 404, (where, actor, response.status_code)
             else:
                 assert _succeeded(response) and response.status_code < 500, (where, actor, response.status_code)

@@ -27,8 +27,16 @@ def world(rapp, rreg):
         session.add(event)
         session.commit()
         event_id = event.id
+    rreg.statistics.open_year(2026, actor="t")
+    rreg.statistics.filing_for(lab.id, 2026, actor="t")
+    answers = {"institution_type": "enterprise", "private": "1", "legal_form": "legal_entity", "province": "15",
+               "city": "济南", "fields": ["food"], "revenue": "500", "staff": "20", "instruments": "90",
+               "instrument_value": "600", "lab_area": "500", "reports": "0", "cnas": "0", "national_center": "0",
+               "specialised": "0", "certificates": "X", "sites": "济南"}
+    rreg.statistics.save(lab.id, 2026, answers, actor="t")
+    filing = rreg.statistics.submit(lab.id, 2026, actor="t").filing
     platform, _key = rreg.platforms.create(name="矩阵平台", per_minute=10, per_day=100)
-    return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id}
+    return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id, "filing_id": filing.id}
 
 
 def regulator_rules(app):
@@ -43,12 +51,14 @@ def urls_for_rule(app, rule, world) -> list[str]:
     from portal.regulator import ACTIONS
 
     values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3",
-              "event_id": world["event_id"], "platform_id": world["platform_id"]}
+              "event_id": world["event_id"], "platform_id": world["platform_id"], "filing_id": world["filing_id"]}
     variants = [{}]
     if "fmt" in rule.arguments:
         variants = [{"fmt": f} for f in ("csv", "xlsx")]
     if "action" in rule.arguments:
         variants = [{"action": a} for a in sorted(ACTIONS)]
+    if "step" in rule.arguments:  # a statistics filing's review steps, in the order of the work
+        variants = [{"step": s} for s in ("return", "approve", "reopen")]
     with app.test_request_context():
         return [url_for(rule.endpoint, **{k: values[k] for k in rule.arguments if k in values}, **v)
                 for v in variants]
@@ -62,7 +72,7 @@ def calls(app, world):
     for rule in regulator_rules(app):
         for url in urls_for_rule(app, rule, world):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                scoped = bool({"complaint_id", "institution_id"} & set(rule.arguments))
+                scoped = bool({"complaint_id", "institution_id", "filing_id"} & set(rule.arguments))
                 yield rule, method, url, scoped or rule.endpoint in NATIONAL_ONLY
 
 
@@ -111,7 +121,8 @@ def test_another_provinces_regulator(rapp, rreg, world):
             assert status in (200, 303), (method, url, status)
     # its own lists do not show the other province's complaint or institution
     for url in ("/regulator/complaints?status=all", "/regulator/complaints.csv?status=all", "/regulator/",
-                "/regulator/compliance?quarter=2026Q3", "/regulator/institutions?q=山东矩阵"):
+                "/regulator/compliance?quarter=2026Q3", "/regulator/institutions?q=山东矩阵",
+                "/regulator/statistics", "/regulator/statistics.csv"):
         body = client.get(url).get_data(as_text=True)
         assert "MATRIX-0001" not in body and "山东矩阵检测公司" not in body, url
 
@@ -127,6 +138,7 @@ def test_the_handling_province_and_samr(rapp, rreg, world, code):
             assert status == expected_success(rule, method), (method, url, status)
     assert "MATRIX-0001" in client.get("/regulator/complaints").get_data(as_text=True)
     assert "山东矩阵检测公司" in client.get("/regulator/compliance?quarter=2026Q3").get_data(as_text=True)
+    assert "山东矩阵检测公司" in client.get("/regulator/statistics").get_data(as_text=True)
 
 
 def test_a_regulator_account_without_an_authority_is_forbidden(rapp, rreg, world):

@@ -1,0 +1,68 @@
+"""The statistics year, each legal entity's filing for it, and the filings' sealed trail."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry.infra.base import Base, UTCDateTime, utcnow
+from registry.institutions.models import Authority, Institution
+
+
+class StatisticsYear(Base):
+    """A survey year opened for filing (the notice published in December), with the schema
+    version of its survey form and the deadlines the admin set for it."""
+
+    __tablename__ = "statistics_years"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    schema_version: Mapped[str] = mapped_column(String(16))
+    file_by: Mapped[dt.date] = mapped_column(Date)  # institutions file (January)
+    review_by: Mapped[dt.date] = mapped_column(Date)  # reviewers review (February)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    opened_by: Mapped[str] = mapped_column(String(100))
+
+
+class Filing(Base):
+    """One legal entity's (one USCC's) filing for one year. ``reviewer`` decides its jurisdiction
+    (who may see and review it); ``data`` holds the survey's answers as typed (a draft may hold
+    invalid ones; a submission never does); ``comments`` the reviewer's per-field comments of the
+    last return."""
+
+    __tablename__ = "statistics_filings"
+    __table_args__ = (UniqueConstraint("year", "institution_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    year: Mapped[int] = mapped_column(ForeignKey("statistics_years.year"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    comments: Mapped[dict] = mapped_column(JSON, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)  # the reviewer's general comment or reopening reason
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first submission
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    institution: Mapped[Institution] = relationship(lazy="joined")
+    reviewer: Mapped[Authority] = relationship(lazy="joined")
+
+
+class FilingEvent(Base):
+    """One transition of a filing, sealed into the statistics trail (registry/statistics/trail.py:
+    the admin log's chain machinery with its own counter, subkey and head). Append-only."""
+
+    __tablename__ = "statistics_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filing_id: Mapped[int] = mapped_column(ForeignKey("statistics_filings.id"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
+    mac: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32))
