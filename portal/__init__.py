@@ -90,6 +90,10 @@ def _register_blueprints(app: Flask) -> None:
     site.init_app(app)  # the operator in every footer, /privacy
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
+    from . import log
+
+    app.register_blueprint(log.bp)
+    csrf.exempt(log.bp)
     from . import admin, auth, institution, upload_api
     from . import statistics  # noqa: F401 - adds its routes to the institution and regulator blueprints
 

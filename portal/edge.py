@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from registry.numbers.normalize import InvalidValue, clean_text
 from registry.numbers.quarters import iso_local
@@ -98,7 +99,26 @@ class VerifyEdge:
             institution_id=verdict.institution.id if verdict.institution else None,
             status=verdict.status, client_address=client,
         )
-        return 200, orjson.dumps(verdict.to_json()), decision.headers()
+        proof = args.get("proof")
+        if proof is None:
+            return 200, orjson.dumps(verdict.to_json()), decision.headers()
+        return self.with_log(verdict, proof, decision)
+
+    def with_log(self, verdict, proof: str, decision: Decision) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The answer with ``proof=1``: its ``log`` key holds the newest checkpoint and the
+        transparency log's entries of the registrations the answer names, with their inclusion
+        proofs (docs/transparency.md); ``proof=0`` is the plain answer."""
+        if proof not in ("0", "1"):
+            return 400, self._error_body("invalid_request", "the query parameter 'proof' is 1 or 0"), decision.headers()
+        answer = verdict.to_json()
+        if proof == "1":
+            try:
+                answer["log"] = self.services.tlog.evidence(named_registrations(verdict))
+            except SQLAlchemyError:
+                log.exception("the transparency log's evidence could not be read")
+                return 503, self._error_body("unavailable", "the transparency log cannot be read now"), \
+                    decision.headers()
+        return 200, orjson.dumps(answer), decision.headers()
 
     def count_and_probe(self, client: str, number: str) -> tuple[Decision, bool | None]:
         """The one Redis exchange of a verification: the limiter's counting commands and the Bloom
@@ -242,6 +262,17 @@ class BulkEdge(VerifyEdge):
         decision = self.quota.decide(platform, items, replies[:len(commands)])
         answers = iter(replies[len(commands):])
         return decision, [p.answer(next(answers)) if p.command is not None else p.result for p in probes]
+
+
+def named_registrations(verdict) -> list[tuple[str, int, str]]:
+    """(number, institution id, USCC) of each registration an answer names: the registrant of a
+    found or withdrawn number, each candidate of an ambiguous one — never the registrant of a
+    mismatch, whom the answer does not name."""
+    if verdict.status in ("found", "withdrawn") and verdict.institution is not None:
+        return [(verdict.number, verdict.institution.id, verdict.institution.uscc)]
+    if verdict.status == "ambiguous":
+        return [(verdict.number, c.id, c.uscc) for c in verdict.candidates]
+    return []
 
 
 def read_bulk_body(environ):

@@ -38,7 +38,7 @@ MESSAGES = {
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/log/"))
 
 
 def api_error(status: int, code: str, message: str, **extra):

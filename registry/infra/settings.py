@@ -119,6 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
         "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),
         "RATELIMIT_SUGGEST": env.get("RATELIMIT_SUGGEST", "60/minute;2000/day"),
+        "RATELIMIT_LOG": env.get("RATELIMIT_LOG", "120/minute;20000/day"),  # the transparency log's routes, one budget per client for all of them
         "RATELIMIT_TRACK": env.get("RATELIMIT_TRACK", "10/minute;50/day"),  # misses only
         "BLOOM_ERROR_RATE": error_rate,
         "BLOOM_CAPACITY": _int(env.get("BLOOM_CAPACITY", "10000000"), "BLOOM_CAPACITY"),

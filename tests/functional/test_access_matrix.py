@@ -16,7 +16,7 @@ from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)
 
 # Blueprints anyone may use; every other blueprint must be guarded (guard_blueprint).
-PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth", "site"}
+PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth", "site", "log"}
 TOKEN_BLUEPRINTS = {"upload_api"}
 
 
@@ -166,7 +166,8 @@ def test_every_route_of_the_site_blueprint_is_open_to_everyone(portal_app, world
 
 # The public API routes (docs/contract.md; described in docs/openapi.json): no login, no token.
 PUBLIC_API_ROUTES = {"/api/v1/openapi.json", "/api/v1/institutions/suggest?q=x", "/api/v1/verify?number=A-1",
-                     "/healthz", "/readyz"}
+                     "/api/v1/verify?number=A-1&proof=1", "/healthz", "/readyz", "/log/checkpoint", "/log/key",
+                     "/log/proof?index=0&size=1", "/log/consistency?from=1&to=1", "/log/entries?start=0&end=1"}
 
 
 def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
@@ -174,6 +175,9 @@ def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
     api_rules = {r.rule for r in portal_app.url_map.iter_rules()
                  if r.rule.startswith("/api/") and not r.endpoint.startswith("upload_api.")}
     assert api_rules == {"/api/v1/openapi.json", "/api/v1/institutions/suggest"}, api_rules  # a new one: list it
+    log_rules = {r.rule for r in portal_app.url_map.iter_rules() if r.endpoint.startswith("log.")}
+    assert log_rules == {"/log/checkpoint", "/log/key", "/log/proof", "/log/consistency", "/log/entries"}, log_rules
+    portal_app.extensions["registry"].tlog.integrate()
     for path in PUBLIC_API_ROUTES:
         for actor, client in clients.items():
             response = client.get(path)

@@ -46,7 +46,7 @@ def test_every_public_and_integration_route_is_described(portal_app):
     """A new /api/ route (or health route) cannot escape the document."""
     paths = set(json.loads(DOCUMENT.read_text(encoding="utf-8"))["paths"])
     routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) for rule in portal_app.url_map.iter_rules()
-              if rule.rule.startswith("/api/") or rule.endpoint.startswith("health.")}
+              if rule.rule.startswith(("/api/", "/log/")) or rule.endpoint.startswith("health.")}
     routes.add("/api/v1/verify")  # the verify edge, in front of Flask
     assert routes <= paths, routes - paths
     for path, item in json.loads(DOCUMENT.read_text(encoding="utf-8"))["paths"].items():
@@ -102,6 +102,28 @@ def test_mismatch_matches_the_document(portal_app, world, spec):
     response = portal_app.test_client().get("/api/v1/verify", query_string={
         "number": "WT2020-000123", "institution": world["b"].uscc})
     assert check(spec, response, 200).get_json()["status"] == "mismatch"
+
+
+def test_transparency_log_answers_match_the_document(portal_app, world, spec, preg):
+    client = portal_app.test_client()
+    check(spec, client.get("/log/checkpoint"), 404)
+    preg.tlog.integrate()
+    assert check(spec, client.get("/log/checkpoint"), 200).headers["Content-Type"] == "text/plain; charset=utf-8"
+    check(spec, client.get("/log/key"), 200)
+    check(spec, client.get("/log/proof?index=0&size=5"), 200)
+    check(spec, client.get("/log/proof?index=5&size=5"), 400)
+    check(spec, client.get("/log/proof?index=0&size=6"), 404)
+    check(spec, client.get("/log/consistency?from=2&to=5"), 200)
+    check(spec, client.get("/log/consistency?from=0&to=5"), 400)
+    check(spec, client.get("/log/entries?start=0&end=5"), 200)
+    check(spec, client.get("/log/entries?start=0&end=9"), 404)
+    for number in ("WT2020-000123", "WT2020-000777", "2020-0001", "WT2026-999999"):
+        body = check(spec, client.get("/api/v1/verify", query_string={"number": number, "proof": 1}), 200).get_json()
+        assert "log" in body
+    register(preg, preg.directory.get(world["a"].id), ["WT2020-000999"])
+    pending = check(spec, client.get("/api/v1/verify?number=WT2020-000999&proof=1"), 200).get_json()
+    assert pending["log"]["entries"][0]["pending"] is True
+    check(spec, client.get("/api/v1/verify?number=WT2020-000999&proof=2"), 400)
 
 
 def test_suggestions_match_the_document(portal_app, world, spec):
