@@ -17,7 +17,8 @@ hit (429) therefore never reaches the database or the query log.
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
+import codecs
+from urllib.parse import parse_qsl, quote
 
 import orjson
 from redis import RedisError
@@ -306,6 +307,14 @@ def _bulk_refusal(status: int, code: str, message: str):
     return status, VerifyEdge._error_body(code, message), []
 
 
+def _requote(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Percent-escapes that are not UTF-8 stay as they were sent (``%F0``), as Werkzeug keeps them."""
+    return quote(error.object[error.start:error.end], safe=""), error.end
+
+
+codecs.register_error("registry.url_requote", _requote)
+
+
 def query_args(query_string: str) -> dict[str, str]:
     """The query's arguments, the first value of each name (as ``request.args.get`` answers).
 
@@ -313,8 +322,12 @@ def query_args(query_string: str) -> dict[str, str]:
     that send Chinese unescaped send UTF-8, so it is re-read as UTF-8 first, as Werkzeug does."""
     if not query_string.isascii():
         query_string = query_string.encode("latin-1", "replace").decode("utf-8", "replace")
+    elif "%" not in query_string and "+" not in query_string and "&" not in query_string:
+        # one plain argument (``number=…``, most verifications): what parse_qsl gives, 4 µs sooner
+        name, has_value, value = query_string.partition("=")
+        return {name: value} if name or has_value else {}
     args: dict[str, str] = {}
-    for name, value in parse_qsl(query_string, keep_blank_values=True):
+    for name, value in parse_qsl(query_string, keep_blank_values=True, errors="registry.url_requote"):
         args.setdefault(name, value)
     return args
 

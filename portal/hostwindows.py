@@ -71,14 +71,22 @@ class HostWindows:
         """Count ``amount`` hits on each (key hash, window seconds); (count, window end) for each."""
         now = time.time()
         out = []
-        with self._locked() as mm:
-            for key, seconds in keys_and_windows:
-                offset, end, count = self._find(mm, key, now)
-                if end <= now:
-                    end, count = now + seconds, 0
-                count += amount
-                _SLOT.pack_into(mm, offset, key, end, count)
-                out.append((count, end))
+        # the lock taken inline, not through _locked(): this runs on every verification (1.5 µs)
+        if self._pid != os.getpid():
+            self._open()
+        mm, fd = self._map, self._fd
+        with self._lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                for key, seconds in keys_and_windows:
+                    offset, end, count = self._find(mm, key, now)
+                    if end <= now:
+                        end, count = now + seconds, 0
+                    count += amount
+                    _SLOT.pack_into(mm, offset, key, end, count)
+                    out.append((count, end))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         return out
 
     def take(self, keys_and_windows: list[tuple[int, float, int]], amount: int) -> tuple[bool, list[tuple[int, float]]]:

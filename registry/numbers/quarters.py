@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -19,13 +20,41 @@ def system_clock() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+_ISO_TEXTS: dict[int, str] = {}  # epoch second -> its text (answers repeat "now" and a batch's time)
+_ISO_KEPT = 4096
+
+
 def iso_local(moment: dt.datetime | None) -> str | None:
-    """ISO-8601 with the +08:00 offset, seconds precision."""
+    """ISO-8601 with the +08:00 offset, seconds precision.
+
+    The text depends only on the second the moment falls in, so it is made once per second
+    (a verification's ``checked_at``: 3 µs of a 40 µs answer) and kept for the next ones."""
     if moment is None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(SHANGHAI).isoformat(timespec="seconds")
+    second = math.floor(moment.timestamp())
+    text = _ISO_TEXTS.get(second)
+    if text is None:
+        if len(_ISO_TEXTS) >= _ISO_KEPT:
+            _ISO_TEXTS.clear()
+        text = _ISO_TEXTS[second] = moment.astimezone(SHANGHAI).isoformat(timespec="seconds")
+    return text
+
+
+def local_date(moment: dt.datetime) -> dt.date:
+    """The Asia/Shanghai date of an aware moment, made once per hour (the zone's day starts on a
+    whole hour, so every moment of one UTC hour has the same local date)."""
+    hour = math.floor(moment.timestamp()) // 3600
+    found = _LOCAL_DATES.get(hour)
+    if found is None:
+        if len(_LOCAL_DATES) >= _ISO_KEPT:
+            _LOCAL_DATES.clear()
+        found = _LOCAL_DATES[hour] = moment.astimezone(SHANGHAI).date()
+    return found
+
+
+_LOCAL_DATES: dict[int, dt.date] = {}
 
 
 _QUARTER = re.compile(r"^(\d{4})\s*[Qq]([1-4])$")

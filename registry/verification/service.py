@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
 from registry.numbers.normalize import normalize_number
-from registry.numbers.quarters import Clock, iso_local, pending_window, SHANGHAI, system_clock
+from registry.numbers.quarters import Clock, iso_local, local_date, pending_window, system_clock
 from registry.verification.readers import ReadConnections, Unavailable, _Reader
 from registry.verification.replicas import Replicas
 
@@ -230,7 +230,7 @@ class VerificationService:
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
         verdicts = []
-        since, until = pending_window(now.astimezone(SHANGHAI).date())
+        since, until = pending_window(local_date(now))
         for query, maybe in zip(queries, maybes):
             if maybe is False:
                 verdicts.append(Verdict(number=query.number, status="not_found", institution=query.asked,
@@ -321,7 +321,7 @@ class VerificationService:
             self._replicas.close()
 
     def _negative(self, number, status, asked, resolved, now) -> Verdict:
-        since, until = pending_window(now.astimezone(SHANGHAI).date())
+        since, until = pending_window(local_date(now))
         return Verdict(
             number=number,
             status=status,

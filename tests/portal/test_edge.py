@@ -133,3 +133,39 @@ def test_a_query_sent_as_raw_utf8_reads_as_werkzeug_reads_it(app):
     answers = [client.get("/api/v1/verify", environ_overrides={"QUERY_STRING": q}).get_json() for q in (raw, escaped)]
     assert answers[0]["number"] == answers[1]["number"] == "(2020)沪检字第0123号"
     assert answers[0]["status"] == answers[1]["status"] == "not_found"
+
+
+QUERY_STRINGS = ["", "=", "number", "number=", "number=A-1", "number=A-1&number=B-2", "number=a=b", "&number=X",
+                 "number=%E6%A3%80-1", "number=A+1", "institution=%20lab&number=X", "number=X&institution=",
+                 "a;b=c", "number=\u00e6\u00a3\u0080"]
+
+
+@pytest.mark.parametrize("query", QUERY_STRINGS)
+def test_query_args_are_the_first_values_werkzeug_reads(query):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from portal.edge import query_args
+
+    environ = EnvironBuilder().get_environ()
+    environ["QUERY_STRING"] = query
+    werkzeug_args = Request(environ).args
+    assert query_args(query) == {name: werkzeug_args.get(name) for name in werkzeug_args}
+
+
+def test_query_args_agree_with_werkzeug_on_any_ascii_query():
+    from hypothesis import given, settings, strategies as st
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from portal.edge import query_args
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet="ab=&%+;2F0", max_size=12))
+    def agree(query):
+        environ = EnvironBuilder().get_environ()
+        environ["QUERY_STRING"] = query
+        werkzeug_args = Request(environ).args
+        assert query_args(query) == {name: werkzeug_args.get(name) for name in werkzeug_args}
+
+    agree()

@@ -37,3 +37,24 @@ def test_bad_quarters(bad):
 def test_iso_local_has_offset():
     moment = dt.datetime(2026, 11, 23, 12, 15, 3, tzinfo=dt.timezone.utc)
     assert iso_local(moment) == "2026-11-23T20:15:03+08:00"
+
+
+def test_local_texts_and_dates_made_once_per_second_equal_the_direct_ones():
+    import datetime as dt
+    import random
+
+    from registry.numbers.quarters import SHANGHAI, iso_local, local_date
+
+    rng = random.Random(3)
+    utc = dt.timezone.utc
+    moments = [dt.datetime(2026, 12, 31, 15, 59, 59, 999_999, tzinfo=utc),  # 23:59:59 in Shanghai
+               dt.datetime(2026, 12, 31, 16, 0, 0, tzinfo=utc),  # the next local day
+               dt.datetime(1990, 6, 1, 0, 30, tzinfo=utc),  # when China kept summer time
+               dt.datetime(2026, 3, 1, 2, 3, 4, 500, tzinfo=dt.timezone(dt.timedelta(hours=-5)))]
+    moments += [dt.datetime(2020, 1, 1, tzinfo=utc) + dt.timedelta(seconds=rng.randrange(10**9), microseconds=rng.randrange(10**6))
+                for _ in range(2000)]
+    for moment in moments * 2:  # the second time from the kept texts
+        assert iso_local(moment) == moment.astimezone(SHANGHAI).isoformat(timespec="seconds")
+        assert local_date(moment) == moment.astimezone(SHANGHAI).date()
+    naive = dt.datetime(2026, 5, 5, 1, 2, 3)
+    assert iso_local(naive) == "2026-05-05T09:02:03+08:00"
