@@ -1,7 +1,6 @@
 """The web portal: ``create_app`` reads top to bottom as the steps that build the app."""
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Mapping, NoReturn
@@ -9,6 +8,7 @@ from typing import Any, Mapping, NoReturn
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from registry.infra.logs import configure_logging
 from registry.infra.settings import ROOT, TEMPLATES_DIR, finish_settings, load_settings
 
 
@@ -42,7 +42,7 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         RATELIMIT_SWALLOW_ERRORS=True,
         JSON_AS_ASCII=False,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings["LOG_FORMAT"])
 
 
 def _register_extensions(app: Flask) -> None:
@@ -107,6 +107,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(regulator.bp)
     from . import forms
 
+    from . import metrics
+
+    metrics.init_app(app)  # /metrics, the request id, counting every route's answers
     forms.init_app(app)  # last: it guards the blueprints registered above
 
 
@@ -130,10 +133,11 @@ def _mount_verify_edge(app: Flask) -> None:
     from .ratelimit import PlatformQuota
 
     services = app.extensions["registry"]
-    edge = VerifyEdge(services=services, limiter=app.extensions["verify_limiter"])
+    json_logs = app.config["LOG_FORMAT"] == "json"
+    edge = VerifyEdge(services=services, limiter=app.extensions["verify_limiter"], json_logs=json_logs)
     quota = app.extensions["platform_quota"] = PlatformQuota(
         redis=services.hot_redis, windows=HostWindows(Path(app.config["INSTANCE_DIR"]) / "quota-platforms.bin"))
-    bulk = BulkEdge(services=services, quota=quota)
+    bulk = BulkEdge(services=services, quota=quota, json_logs=json_logs)
     # the single verify is tested first: it keeps its one comparison before the edge
     app.wsgi_app = mount(edge, at=VerifyEdge.PATH, before=mount(bulk, at=BulkEdge.PATH, before=app.wsgi_app))
     if app.config["TRUSTED_PROXIES"] > 0:

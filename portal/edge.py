@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import codecs
+from time import perf_counter
 from urllib.parse import parse_qsl, quote
 
 import orjson
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from registry.infra.logs import new_request_id, request_id
 from registry.numbers.normalize import InvalidValue, clean_text
 from registry.numbers.quarters import iso_local
 from registry.verification.service import Unavailable, to_json_many
@@ -54,22 +56,42 @@ class VerifyEdge:
 
     PATH = "/api/v1/verify"
 
-    def __init__(self, *, services, limiter: VerifyLimiter) -> None:
+    def __init__(self, *, services, limiter: VerifyLimiter, json_logs: bool = False) -> None:
         self.services = services  # the app's composition root: verifier, bloom, query log, Redis
         self.limiter = limiter
+        self.json_logs = json_logs  # give each request an id for the JSON log lines (LOG_FORMAT=json)
+        # this process's plain counters (registry/infra/metrics.py): a dict increment each, so
+        # that counting costs the edge well under a microsecond (bench/edge_metrics.py)
+        self.counts = services.metrics.requests
+        self.refusals = services.metrics.refusals
+        self.verdicts = services.metrics.verdicts
+        self.observe = services.metrics.observe_verify
 
     def __call__(self, environ, start_response):
+        started = perf_counter()
+        status, body = self.respond(environ, start_response)
+        self.counts[(self.PATH, status)] += 1
+        if status == 429:
+            self.refusals[self.PATH] += 1
+        self.observe(perf_counter() - started)
+        return body
+
+    def respond(self, environ, start_response) -> tuple[int, list[bytes]]:
+        """Answer the request: (its status, the body to return), uncounted."""
+        if self.json_logs:
+            request_id.set(new_request_id(environ.get("HTTP_X_REQUEST_ID")))
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "OPTIONS":
-            return self._send(start_response, method, 200, b"", base=_PREFLIGHT_HEADERS)
+            return 200, self._send(start_response, method, 200, b"", base=_PREFLIGHT_HEADERS)
         if method not in ("GET", "HEAD"):
-            return self._send(start_response, method, 405, self._error(405), [("Allow", _ALLOW)], base=_VERIFY_HEADERS)
+            return 405, self._send(start_response, method, 405, self._error(405), [("Allow", _ALLOW)],
+                                   base=_VERIFY_HEADERS)
         try:
             status, body, headers = self.verify(environ)
         except Exception:  # never a trace: log it, answer the contract's JSON
             log.exception("unhandled error on GET /api/v1/verify")
             status, body, headers = 500, self._error(500), []
-        return self._send(start_response, method, status, body, headers, base=_VERIFY_HEADERS)
+        return status, self._send(start_response, method, status, body, headers, base=_VERIFY_HEADERS)
 
     def verify(self, environ) -> tuple[int, bytes, list[tuple[str, str]]]:
         """Parse, count, verify, log: (status, JSON body, extra headers)."""
@@ -100,6 +122,7 @@ class VerifyEdge:
             institution_id=verdict.institution.id if verdict.institution else None,
             status=verdict.status, client_address=client,
         )
+        self.verdicts[verdict.status] += 1
         proof = args.get("proof")
         if proof is None:
             return 200, orjson.dumps(verdict.to_json()), decision.headers()
@@ -171,11 +194,24 @@ class BulkEdge(VerifyEdge):
 
     PATH = "/api/v1/verify/bulk"
 
-    def __init__(self, *, services, quota: PlatformQuota) -> None:
+    def __init__(self, *, services, quota: PlatformQuota, json_logs: bool = False) -> None:
         self.services = services
         self.quota = quota
+        self.json_logs = json_logs
+        self.counts = services.metrics.requests
+        self.refusals = services.metrics.refusals
+        self.verdicts = services.metrics.verdicts
 
     def __call__(self, environ, start_response):
+        status, body = self.respond(environ, start_response)
+        self.counts[(self.PATH, status)] += 1
+        if status == 429:
+            self.refusals[self.PATH] += 1
+        return body
+
+    def respond(self, environ, start_response) -> tuple[int, list[bytes]]:
+        if self.json_logs:
+            request_id.set(new_request_id(environ.get("HTTP_X_REQUEST_ID")))
         method = environ.get("REQUEST_METHOD", "GET")
         origin = environ.get("HTTP_ORIGIN")
         if method == "OPTIONS":  # a preflight carries no key: an origin some live key registered
@@ -184,10 +220,10 @@ class BulkEdge(VerifyEdge):
             except Exception:  # noqa: BLE001 - the database is down: no CORS grant, never a trace
                 log.exception("preflight of POST /api/v1/verify/bulk")
                 preflight = cors.bulk_headers(origin, ())
-            return self._send(start_response, method, 200, b"", [("Allow", _BULK_ALLOW), *preflight])
+            return 200, self._send(start_response, method, 200, b"", [("Allow", _BULK_ALLOW), *preflight])
         if method != "POST":
-            return self._send(start_response, method, 405, self._error(405),
-                              [("Allow", _BULK_ALLOW), *cors.bulk_headers(origin, ())])
+            return 405, self._send(start_response, method, 405, self._error(405),
+                                   [("Allow", _BULK_ALLOW), *cors.bulk_headers(origin, ())])
         platform = None
         try:
             platform = self.authenticate(environ)
@@ -197,7 +233,8 @@ class BulkEdge(VerifyEdge):
             status, body, headers = 500, self._error(500), []
         # the answer is readable by a page only of an origin registered on this key (portal/cors.py)
         allowed = platform.origins if platform is not None else ()
-        return self._send(start_response, method, status, body, [*headers, *cors.bulk_headers(origin, allowed)])
+        return status, self._send(start_response, method, status, body,
+                                  [*headers, *cors.bulk_headers(origin, allowed)])
 
     def authenticate(self, environ):
         """The platform of the request's ``Authorization: Bearer`` key, or None."""
@@ -244,6 +281,8 @@ class BulkEdge(VerifyEdge):
         asked = [institution for entry, institution in zip(prepared, institutions) if not isinstance(entry, dict)]
         services.query_log.record_many(at=checked_at, client_address=client, platform_id=platform.id, entries=[
             (v.number, text, v.institution.id if v.institution else None, v.status) for v, text in zip(verdicts, asked)])
+        for verdict in verdicts:
+            self.verdicts[verdict.status] += 1
         body = orjson.dumps({"results": results, "checked_at": iso_local(checked_at)})
         return 200, body, decision.headers()
 

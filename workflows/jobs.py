@@ -4,16 +4,18 @@ On an RQ queue when Redis is configured (``rq worker rnr-imports``; any host's w
 it), otherwise on a thread of the web process. A job acts only on an upload in the state it
 expects (the steps' guarded transitions), so a job queued twice, or retried while the first
 still runs, registers the file once. A job carries ids only — its kind, the upload
-and when the uploader confirmed; the worker builds its own services from its environment
+and when the uploader confirmed (and the id of the request that queued it, for the logs); the worker builds its own services from its environment
 (:func:`workflows.services.services_from_environment`), once per worker process.
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from registry.infra.logs import request_id
 from registry.numbers.quarters import Clock
 from registry.registration.service import RegistrationRefused
 
@@ -55,6 +57,9 @@ class QueueUnavailable(Exception):
 class JobQueue(Protocol):
     def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None: ...
 
+    def lengths(self) -> list[tuple[str, str, int]]:
+        """(queue, state, jobs) for /metrics."""
+
 
 class ThreadQueue:
     """Embedded mode: the job runs on a daemon thread of this process, on this process's services."""
@@ -64,10 +69,15 @@ class ThreadQueue:
         self.threads: list[threading.Thread] = []
 
     def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None:
-        thread = threading.Thread(target=run_upload_job, args=(self._services, kind, upload_id, confirmed_at),
+        # in the request's context: its log lines carry the request's id (registry/infra/logs.py)
+        thread = threading.Thread(target=contextvars.copy_context().run,
+                                  args=(run_upload_job, self._services, kind, upload_id, confirmed_at),
                                   name=f"upload-{kind}-{upload_id}", daemon=True)
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
+
+    def lengths(self) -> list[tuple[str, str, int]]:
+        return [(QUEUE_NAME, "started", sum(t.is_alive() for t in self.threads))]
 
 
 class RQQueue:
@@ -84,16 +94,29 @@ class RQQueue:
 
         try:
             self.queue.enqueue(rq_upload_job, kind, upload_id, confirmed_at.isoformat(),
-                               job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL)
+                               job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL,
+                               meta={"request_id": request_id.get()})
         except (redis.RedisError, OSError) as exc:
             log.warning("could not queue the %s job of upload %s: %s", kind, upload_id, exc.__class__.__name__)
             raise QueueUnavailable(str(exc)) from exc
 
+    def lengths(self) -> list[tuple[str, str, int]]:
+        """Waiting, running and failed jobs (RQ's own registries; a Redis error propagates)."""
+        from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+        return [(QUEUE_NAME, "queued", self.queue.count),
+                (QUEUE_NAME, "started", StartedJobRegistry(queue=self.queue).count),
+                (QUEUE_NAME, "failed", FailedJobRegistry(queue=self.queue).count)]
+
 
 def rq_upload_job(kind: str, upload_id: int, confirmed_at: str) -> None:
     """The RQ entry point: this worker process's services, built from its environment."""
+    import rq
+
     from .services import services_from_environment
 
+    job = rq.get_current_job()
+    request_id.set((job.meta.get("request_id") if job is not None else None) or f"job-{upload_id}")
     run_upload_job(services_from_environment(), kind, upload_id, dt.datetime.fromisoformat(confirmed_at))
 
 

@@ -34,6 +34,7 @@ from registry.complaints.service import ComplaintService
 from registry.compliance.abnormal import AbnormalService
 from registry.compliance.service import ComplianceService
 from registry.infra.db import make_engine, make_session_factory
+from registry.infra.metrics import ProcessMetrics
 from registry.infra.redisdirect import DirectRedis
 from registry.infra.settings import finish_settings, load_settings
 from registry.infra.upkeep import Upkeep
@@ -84,6 +85,7 @@ class ServiceSettings:
     parse_memory_mb: int = 1024
     parse_seconds: int = 300
     query_log_days: int = 180
+    metrics_dir: Path | None = None
     complaint_contact_days: int = 1095
     database_replica_urls: tuple[str, ...] = ()
     replica_max_lag_seconds: float = 2.0
@@ -124,6 +126,7 @@ class ServiceSettings:
                 yoy=float(values.get("STATS_YOY_THRESHOLD", 0.5)),
                 median_factor=float(values.get("STATS_MEDIAN_FACTOR", 5)),
                 min_peers=int(values.get("STATS_MIN_PEERS", 5))),
+            metrics_dir=Path(values["PROMETHEUS_MULTIPROC_DIR"]) if values.get("PROMETHEUS_MULTIPROC_DIR") else None,
         )
 
 
@@ -240,13 +243,17 @@ class Services:
         self.statistics_trail.install(self.sessions)
         self.statistics = StatisticsService(sessions=self.sessions, trail=self.statistics_trail, clock=clock,
                                             thresholds=settings.stats_thresholds)
+        # --- this process's figures for /metrics (registry/infra/metrics.py) ---
+        self.metrics = ProcessMetrics(settings.metrics_dir)
+        self.metrics.read_from(query_log=self.query_log, verifier=self.verifier)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
                              hourly=[self.uploads.delete_old_files,
                                      functools.partial(purge_kept, settings.files_dir)],
                              daily=[self.retention.run],
-                             periodic=[(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])
+                             periodic=[(settings.background_interval, self.metrics.write),
+                                       *([(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
         self._closed = False
@@ -295,6 +302,7 @@ class Services:
         self._closed = True
         self.upkeep.stop()
         self.query_log.flush()
+        self.metrics.write()
         self.verifier.close_reader()
         try:
             self.bloom.close()

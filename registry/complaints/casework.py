@@ -204,6 +204,25 @@ class CaseworkService:
         items.sort(key=lambda i: (i.deadline.due is None, i.deadline.due or far, i.created_at))
         return items
 
+    def deadline_counts(self, *, within_workdays: int = 2) -> tuple[int, int]:
+        """Open complaints everywhere whose deadline is at most ``within_workdays`` working days
+        away (due, not yet overdue), and those past it (overdue) — for /metrics."""
+        with self._sessions() as session:
+            rows = session.execute(select(Complaint.id, Complaint.status, Complaint.created_at)
+                                   .where(Complaint.status.in_(OPEN_STATUSES))).all()
+            facts = _clock_facts(session, [r.id for r in rows])
+            calendar = WorkdayCalendar.from_session(session)
+        today, due, overdue = self.today(), 0, 0
+        for cid, status, created_at in rows:
+            f = facts.get(cid, _Facts())
+            deadline = deadline_for(calendar, status=status, received=f.received or created_at,
+                                    accepted=f.accepted, extended=f.extended, today=today)
+            if deadline.overdue:
+                overdue += 1
+            elif deadline.workdays_left is not None and deadline.workdays_left <= within_workdays:
+                due += 1
+        return due, overdue
+
     def trail(self, officer: Officer, complaint_id: int) -> Trail:
         with self._sessions() as session:
             complaint = self._get(session, officer, complaint_id)

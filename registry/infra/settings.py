@@ -29,6 +29,26 @@ def _positive(value: str, name: str) -> int:
     return number
 
 
+def _networks(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated networks (``10.0.0.0/8``, ``::1/128``; a bare address is one host)."""
+    import ipaddress
+
+    out = []
+    for part in value.split(","):
+        if part.strip():
+            try:
+                out.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{name} must list networks like 127.0.0.1/32,10.0.0.0/8, not {part.strip()!r}") from None
+    return tuple(out)
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value.strip().lower() not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value.strip().lower()
+
+
 def _float(value: str, name: str) -> float:
     try:
         return float(value)
@@ -146,6 +166,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STATS_YOY_THRESHOLD": _float(env.get("STATS_YOY_THRESHOLD", "0.5"), "STATS_YOY_THRESHOLD"),
         "STATS_MEDIAN_FACTOR": _float(env.get("STATS_MEDIAN_FACTOR", "5"), "STATS_MEDIAN_FACTOR"),
         "STATS_MIN_PEERS": _int(env.get("STATS_MIN_PEERS", "5"), "STATS_MIN_PEERS"),
+        # /metrics (portal/metrics.py, docs/operations.md "Metrics and logs"): who may scrape, and
+        # where each process leaves its figures for the others (empty: INSTANCE_DIR/metrics)
+        "METRICS_ALLOW": _networks(env.get("METRICS_ALLOW", "127.0.0.1/32,::1/128"), "METRICS_ALLOW"),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or "",
+        "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or "",
+        "LOG_FORMAT": _choice(env.get("LOG_FORMAT") or "text", "LOG_FORMAT", ("text", "json")),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
         # the transparency log (docs/transparency.md): its origin (= its key's name) and, on the one
@@ -195,6 +221,8 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     if not config.get("FILES_DIR"):
         config["FILES_DIR"] = str(instance / "files")
     config.setdefault("BLOOM_DIR", str(instance / "bloom"))
+    if not config.get("PROMETHEUS_MULTIPROC_DIR"):
+        config["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")
     config["PUBLIC_BASE_URL"] = _base_url(config.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL")
     _private_folders(instance, Path(config["FILES_DIR"]))
     if not config.get("SECRET_KEY"):

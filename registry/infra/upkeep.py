@@ -1,8 +1,8 @@
 """The per-process background loop: keep this process's view of the registry current.
 
 Every few seconds: reload the institution directory when its version changed, compare the Bloom
-marker with the newest batch (start a rebuild when the index lost bits), flush the query log;
-once an hour, the hourly chores (deleting the files of uploads past their keeping period); once a
+marker with the newest batch (start a rebuild when the index lost bits), flush the query log, write this
+process's figures for /metrics; once an hour, the hourly chores (deleting the files of uploads past their keeping period); once a
 day (and when the process starts), the daily chores (the query log's partitions and the retention
 of personal data, workflows/retention.py).
 While the database is unreachable the marker check runs without it

@@ -139,6 +139,16 @@ class RegistrationService:
         return RegistrationService(sessions=self._sessions, bloom=self._bloom, clock=clock,
                                    bloom_target=self._bloom_target)
 
+    def imported_figures(self, *, since: dt.timedelta) -> tuple[int, int]:
+        """Numbers registered by every batch so far, and by the batches of the last ``since``
+        (for /metrics: a total that only grows, and the recent rate)."""
+        start = self._clock() - since
+        with self._sessions() as session:
+            total, recent = session.execute(select(
+                func.coalesce(func.sum(Batch.accepted), 0),
+                func.coalesce(func.sum(Batch.accepted).filter(Batch.created_at >= start), 0))).one()
+        return int(total), int(recent)
+
     def check_quarter(self, quarter: Quarter) -> bool:
         """Refuse a quarter that has not started; return whether an upload now is late."""
         today = self._clock().astimezone(SHANGHAI).date()

@@ -169,6 +169,7 @@ class VerificationService:
         self._directory = directory
         self._clock = clock
         self.lookups = 0  # statements the read path ran (the statement-counting tests read it too)
+        self.false_positives = 0  # the Bloom index said "maybe" and the database had no row (/metrics)
 
     def _count(self, statements: int) -> None:
         self.lookups += statements
@@ -212,6 +213,8 @@ class VerificationService:
         rows, replica = self._rows(query, maybe)
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
+        if maybe and not rows:
+            self.false_positives += 1
         verdict = self._decide(query.number, rows, query.asked, query.resolved, now)
         verdict.replica = replica
         if maybe is None:
@@ -229,6 +232,7 @@ class VerificationService:
         rows, on_replica = self._rows_many(queries, maybes)
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
+        self.false_positives += len({q.number for q, maybe in zip(queries, maybes) if maybe and q.number not in rows})
         verdicts = []
         since, until = pending_window(local_date(now))
         for query, maybe in zip(queries, maybes):

@@ -18,6 +18,8 @@ from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
 # Blueprints anyone may use; every other blueprint must be guarded (guard_blueprint).
 PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth", "site", "log"}
 TOKEN_BLUEPRINTS = {"upload_api"}
+# Guarded by the caller's network or a bearer token (METRICS_ALLOW, METRICS_TOKEN), not by a role.
+NETWORK_BLUEPRINTS = {"metrics"}
 
 
 def _guarded_rules(app):
@@ -32,7 +34,7 @@ def _guarded_rules(app):
 
 def test_every_non_public_blueprint_is_guarded(portal_app):
     for name, blueprint in portal_app.blueprints.items():
-        if name in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS:
+        if name in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS | NETWORK_BLUEPRINTS:
             continue
         assert getattr(blueprint, "guarded_roles", None), f"blueprint {name!r} has no guard_blueprint(...)"
     assert portal_app.blueprints["institution"].guarded_roles == {"institution"}
@@ -183,3 +185,16 @@ def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
             response = client.get(path)
             response.close()
             assert response.status_code == 200, (path, actor)
+
+
+def test_every_route_of_the_metrics_blueprint_is_refused_to_outside_addresses(portal_app, world):
+    """Signed in or not, any role: from outside METRICS_ALLOW, /metrics answers 403 and shows nothing."""
+    clients, _ids, _token = world
+    rules = [r for r in portal_app.url_map.iter_rules() if r.endpoint.startswith("metrics.")]
+    assert {r.rule for r in rules} == {"/metrics"}
+    for rule in rules:
+        for actor, client in clients.items():
+            outside = client.get(rule.rule, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+            assert outside.status_code == 403 and b"rnr_" not in outside.data, (rule.rule, actor)
+            inside = client.get(rule.rule)  # the test client's 127.0.0.1 is in the default METRICS_ALLOW
+            assert inside.status_code == 200 and b"rnr_http_requests_total" in inside.data, (rule.rule, actor)
