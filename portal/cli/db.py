@@ -49,6 +49,12 @@ def demo_data(institutions: int, numbers_per_quarter: int):
         click.echo("demo data already present; nothing changed")
         return
     click.echo(f"demo data: {summary.institutions} institutions, {summary.numbers:,} numbers in {summary.batches} batches")
+    from workflows.demo_statistics import load_demo_statistics
+
+    stats = load_demo_statistics(reg.statistics, reg.sessions, reg.registration, today=reg.clock().astimezone().date(),
+                                 numbers_per_quarter=numbers_per_quarter)
+    if stats.years:
+        click.echo(f"demo statistics: {stats.filings} filings over the years {', '.join(map(str, stats.years))}")
     for username, role, binding in _demo_accounts(reg):
         click.echo(f"demo account {username} ({role}{', ' + binding if binding else ''}), password {DEMO_PASSWORD}")
 

@@ -1,0 +1,118 @@
+"""End to end in Debian's Chromium: an institution files its annual statistics on a phone with an
+error, sees the message, corrects and submits; the provincial reviewer returns it with a comment on
+one field; the institution corrects and resubmits; the reviewer approves it and it appears in the
+national tables. Screenshots at phone and desktop width go to tests/artifacts/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.live import DESKTOP, PHONE, live_server, new_page
+from tests.e2e.test_regulator_flow import sign_in
+from tests.functional.regulator_helpers import institution, make_account, rapp, rreg  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture
+def server(rapp, rreg):
+    with live_server(rapp, "e2e-statistics") as url:
+        yield url
+
+
+def shot(page, name: str, stack: str, *, at: str | None = None):
+    """The whole page, and (``at``: a selector scrolled into view) the screen a person sees there."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"statistics-{stack}-{name}.png"), full_page=True)
+    if at:
+        page.locator(at).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"statistics-{stack}-{name}-screen.png"))
+
+
+def fits(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def fill_survey(page, revenue: str):
+    page.select_option("#f-institution_type", "enterprise")
+    page.select_option("#f-private", "1")
+    page.select_option("#f-legal_form", "legal_entity")
+    page.select_option("#f-province", "15")
+    page.fill("#f-city", "济南")
+    page.check("input[name=fields][value=environment]")
+    page.fill("#f-revenue", revenue)
+    page.fill("#f-staff", "28")
+    page.fill("#f-instruments", "160")
+    page.fill("#f-instrument_value", "980")
+    page.fill("#f-lab_area", "850")
+    page.fill("#f-reports", "0")
+    page.select_option("#f-cnas", "1")
+    page.select_option("#f-national_center", "0")
+    page.select_option("#f-specialised", "0")
+    page.fill("#f-sites", "济南市历下区经十路 100 号")
+
+
+def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, stack):
+    name = stack["STACK"]
+    lab = institution(rreg, province="15", name="山东统计端到端检测有限公司")
+    make_account(rreg, "institution", institution=lab, username="sd-lab")
+    make_account(rreg, "regulator", authority="15", username="sd-reviewer")
+    rreg.statistics.open_year(2026, actor="e2e")
+
+    # the institution fills the form on a phone, with an error
+    context, phone = new_page(browser, PHONE)
+    sign_in(phone, server, "sd-lab")
+    phone.goto(f"{server}/institution/statistics")
+    phone.click("text=填报或查看")
+    fill_survey(phone, revenue="七百万")
+    phone.click("#submit-filing")
+    phone.wait_for_selector("#error-summary")
+    assert "请填写数字" in phone.inner_text("#error-summary")
+    assert "请填写数字" in phone.inner_text("#field-revenue")
+    assert phone.input_value("#f-staff") == "28"  # the other answers are kept
+    assert fits(phone)
+    shot(phone, "phone-1-error", name, at="#error-summary")
+    phone.fill("#f-revenue", "700")
+    phone.click("#submit-filing")
+    phone.wait_for_load_state()
+    assert phone.inner_text("#filing-status") == "已提交"
+
+    # the provincial reviewer, at a desk, returns it with a comment on one field
+    desk_context, desk = new_page(browser, DESKTOP)
+    sign_in(desk, server, "sd-reviewer")
+    desk.goto(f"{server}/regulator/statistics")
+    shot(desk, "desktop-2-queue", name)
+    desk.click("text=山东统计端到端检测有限公司")
+    desk.fill("#c-revenue", "营业收入与审计报告不符，请按审计报告填写。")
+    desk.click("#return-filing")
+    desk.wait_for_load_state()
+    assert desk.inner_text("#filing-status") == "已退回修改"
+
+    # the institution sees the comment, corrects the field and resubmits
+    phone.goto(f"{server}/institution/statistics/2026")
+    assert "营业收入与审计报告不符" in phone.inner_text("#comment-revenue")
+    shot(phone, "phone-3-returned", name, at="#field-revenue")
+    phone.fill("#f-revenue", "735.5")
+    phone.click("#submit-filing")
+    phone.wait_for_load_state()
+    assert phone.inner_text("#filing-status") == "已重新提交"
+
+    # approved, and counted in the national tables
+    desk.reload()
+    desk.click("#approve-filing")
+    desk.wait_for_load_state()
+    assert desk.inner_text("#filing-status") == "已审核通过"
+    shot(desk, "desktop-4-approved", name)
+    desk.goto(f"{server}/regulator/statistics/tables?year=2026")
+    assert "已计入 1 份" in desk.inner_text("#tables-count")
+    assert "736" in desk.inner_text("#tables-total")
+    shot(desk, "desktop-5-tables", name)
+    phone.goto(f"{server}/institution/statistics")
+    assert "已审核通过" in phone.inner_text("#statistics-years")
+    shot(phone, "phone-5-approved", name)
+    assert phone.problems == [] and desk.problems == []
+    context.close()
+    desk_context.close()
