@@ -189,3 +189,20 @@ def test_cli_exit_codes(rapp, rreg, lab, tmp_path):
     assert runner.invoke(args=["statistics", "export", "2026", "--out", str(tmp_path / "no" / "t.xlsx")]).exit_code == 2
     assert runner.invoke(args=["statistics", "export", "2031", "--out", str(out)]).exit_code == 2
     assert runner.invoke(args=["statistics", "export", "x", "--out", str(out)]).exit_code == 2
+
+
+def test_demo_data_shows_every_case(rapp, rreg):
+    """Three years of demo filings: approved, returned, resubmitted, awaiting review, late, missing, and
+    declared reports that disagree with the numbers registered in both directions."""
+    result = rapp.test_cli_runner().invoke(args=["demo-data", "--institutions", "20", "--numbers-per-quarter", "5"])
+    assert result.exit_code == 0 and "demo statistics:" in result.output, result.output
+    years = [y.year for y in rreg.statistics.years()]
+    assert years == [2025, 2024, 2023]  # the clock: 2026-10-15, before the 2026 filing opens in December
+    with rreg.sessions() as session:
+        samr = officer(session, "00")
+    rows = rreg.statistics.queue(samr, 2024)
+    assert {"approved", "returned", "resubmitted", "submitted", "not_started"} <= {r.status for r in rows}
+    assert any(r.late for r in rows) and any(r.missing for r in rows)
+    rules = {f.rule for r in rows if r.filing_id for f in rreg.statistics.view(samr, r.filing_id).findings}
+    assert {"numbers_missing", "numbers_undeclared", "late_filing", "certificate_not_own"} <= rules
+    assert rreg.statistics.tables(2024).approved == sum(r.status == "approved" for r in rows)
