@@ -94,10 +94,11 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(log.bp)
     csrf.exempt(log.bp)
-    from . import admin, auth, institution, upload_api
+    from . import account, admin, auth, institution, upload_api
     from . import statistics  # noqa: F401 - adds its routes to the institution and regulator blueprints
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(institution.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(upload_api.bp)

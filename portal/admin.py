@@ -11,9 +11,10 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from registry.accounts.accounts import MIN_PASSWORD, RESET_LIFETIME, ROLES, AccountError
 from registry.complaints.holidays import HolidayService
+from registry.notifications.outbox import mask_address
 
 from . import platform_keys
-from .auth import accounts, guard_blueprint
+from .auth import accounts, guard_blueprint, reset_link
 from .forms import _Choice
 from .extensions import registry
 from .i18n import current_language
@@ -93,12 +94,13 @@ def reset_check(account_id: int):
     return _check_page(account_id, "reset")
 
 
-def _check_page(account_id: int, what: str):
+def _check_page(account_id: int, what: str, status: int = 200):
     account = accounts().get(account_id)
     if account is None:
         abort(404)
     return render_template("admin/check.html", account=account, what=what, role_labels=ROLE_LABELS,
-                           action_form=FlaskForm(), hours=int(RESET_LIFETIME.total_seconds() // 3600))
+                           action_form=FlaskForm(), hours=int(RESET_LIFETIME.total_seconds() // 3600),
+                           masked_email=account.verified_email and mask_address(account.verified_email)), status
 
 
 @bp.get("/accounts/<int:account_id>")
@@ -133,18 +135,19 @@ def _set_active(account_id: int, active: bool):
 
 @bp.post("/accounts/<int:account_id>/reset")
 def reset(account_id: int):
+    """Lock the account and e-mail its owner a single-use link (the admin never sees it)."""
     _post_only_form()
+    hours = int(RESET_LIFETIME.total_seconds() // 3600)
     try:
-        token = accounts().reset_password(account_id, actor=_actor())
-    except AccountError:
+        account, token = accounts().reset_password(account_id, actor=_actor())
+    except AccountError as exc:
+        if exc.code == "no_verified_email":
+            return _check_page(account_id, "reset", 400)
         abort(404)
-    account = accounts().get(account_id)
-    link = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for("auth.reset_password", token=token)
-    response = current_app.make_response(
-        render_template("admin/reset.html", account=account, link=link,
-                        hours=int(RESET_LIFETIME.total_seconds() // 3600)))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    registry().notifier.send("password_reset", account.verified_email, account_id=account.id, secret=True,
+                             username=account.username, by_admin=True, hours=hours, link=reset_link(token))
+    return render_template("admin/reset.html", account=account, hours=hours,
+                           masked_email=mask_address(account.verified_email))
 
 
 @bp.route("/holidays", methods=["GET", "POST"])
@@ -190,6 +193,19 @@ LOG_ACTIONS = {
     "holiday_add": _l("添加节假日"), "holiday_delete": _l("删除节假日"),
     "platform_issue": _l("签发平台密钥"), "platform_revoke": _l("吊销平台密钥"),
 }
+
+
+OUTBOX_STATES = {"pending": _l("待发送"), "sending": _l("发送中"), "sent": _l("已发送"), "failed": _l("发送失败")}
+
+
+@bp.get("/outbox")
+def outbox():
+    """The e-mail outbox, newest first: kind, masked recipient, subject, state — never a body (a
+    tracking code or a link) nor a complainant's address."""
+    page = int_arg("page", high=1_000_000) or 1
+    listing = registry().outbox.page(page)
+    return render_template("admin/outbox.html", listing=listing, mask=mask_address, states=OUTBOX_STATES,
+                           mail_server=bool(current_app.config.get("MAIL_SERVER")))
 
 
 @bp.get("/log")

@@ -1,11 +1,14 @@
-"""Signing in and out, password change, and the per-blueprint access guard.
+"""Signing in (password, then a TOTP or recovery code when two-factor sign-in is on) and out,
+password change and reset by link, e-mail verification, and the per-blueprint access guard.
 
 ``guard_blueprint(bp, *roles)`` is how every non-public blueprint is protected: it attaches a
 ``before_request`` that lets through only a signed-in, active account with one of ``roles``
-(anonymous: redirect to the login page, or 401 JSON under /api/; wrong role: 403).
+(anonymous: redirect to the login page, or 401 JSON under /api/; wrong role: 403). With
+``REQUIRE_2FA`` on, a regulator or admin without two-factor sign-in is sent to set it up first.
 """
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -16,8 +19,10 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from registry.accounts.accounts import MIN_PASSWORD, AccountError, AccountService
+from registry.accounts.accounts import (MIN_PASSWORD, OWNER_RESET_LIFETIME, TWO_FACTOR_ROLES, VERIFY_LIFETIME,
+                                       AccountError, AccountService)
 from registry.accounts.models import Account
+from registry.numbers.quarters import SHANGHAI
 
 from .errors import error_response
 from .extensions import client_address, limiter, login_manager, registry
@@ -26,6 +31,8 @@ from .i18n import current_language, local_time
 bp = Blueprint("auth", __name__)
 
 LOGIN_LIMIT = "20/minute"
+FORGOT_LIMIT = "5/hour;20/day"  # per client address: each request may send an e-mail
+PENDING_SECONDS = 300  # between the password and the code
 
 
 class User(UserMixin):
@@ -74,12 +81,20 @@ def current_account() -> User | None:
     return current_user if current_user.is_authenticated else None
 
 
-def guard_blueprint(bp: Blueprint, *roles: str) -> Blueprint:
+def needs_2fa_setup(user: User) -> bool:
+    """A regulator or admin without two-factor sign-in while REQUIRE_2FA is on."""
+    return (user.role in TWO_FACTOR_ROLES and bool(current_app.config.get("REQUIRE_2FA"))
+            and not user.account.has_2fa)
+
+
+def guard_blueprint(bp: Blueprint, *roles: str, enforce_2fa: bool = True) -> Blueprint:
     """Require a signed-in, active account with one of ``roles`` on every route of ``bp``.
 
-    Anonymous: a redirect to /login?next=… (401 JSON on /api/ paths); another role: 403.
-    Call it once where the blueprint is defined; returns ``bp``. ``bp.guarded_roles`` records
-    the roles so the access-matrix test can find every guarded blueprint.
+    Anonymous: a redirect to /login?next=… (401 JSON on /api/ paths); another role: 403; an
+    account that must set up two-factor sign-in first: a redirect to that page (unless
+    ``enforce_2fa`` is off: the account pages themselves). Call it once where the blueprint is
+    defined; returns ``bp``. ``bp.guarded_roles`` records the roles so the access-matrix test can
+    find every guarded blueprint.
     """
     allowed = frozenset(roles)
     if not allowed:
@@ -94,6 +109,11 @@ def guard_blueprint(bp: Blueprint, *roles: str) -> Blueprint:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         if user.role not in allowed:
             return error_response(403)
+        if enforce_2fa and needs_2fa_setup(user):
+            if request.path.startswith("/api/"):
+                return error_response(403)
+            flash(_("您的账号必须先开启两步验证。"), "warn")
+            return redirect(url_for("account.two_factor"))
         g.account = user
         return None
 
@@ -151,15 +171,99 @@ def login():
         result = accounts().authenticate(form.username.data, form.password.data, client=client_address())
         if result.account is not None:
             session.clear()  # a fresh session on sign-in (no fixation)
-            sign_in(result.account)
-            notice = accounts().take_reset_notice(result.account.id)
-            if notice is not None:
-                flash(_("您的密码曾由管理员 %(by)s 于 %(at)s 重置。如有疑问，请联系管理员。",
-                        by=notice.by, at=local_time(notice.at)), "warn")
-            return redirect(_safe_next(request.args.get("next")) or home_url(current_user))
+            if result.account.has_2fa:  # the password was right; the code comes next
+                session["pending_2fa"] = [result.account.id, int(time.time()),
+                                          _safe_next(request.args.get("next")) or ""]
+                return redirect(url_for("auth.login_code"), 303)
+            return _signed_in(result.account, _safe_next(request.args.get("next")))
         error = str(SIGN_IN_REFUSED[result.reason])
     status = 200 if error is None and not form.errors else 400
     return render_template("auth/login.html", form=form, error=error), status
+
+
+def _signed_in(account: Account, next_url: str | None):
+    sign_in(account)
+    notice = accounts().take_reset_notice(account.id)
+    if notice is not None:
+        flash(_("您的密码曾由管理员 %(by)s 于 %(at)s 重置。如有疑问，请联系管理员。",
+                by=notice.by, at=local_time(notice.at)), "warn")
+    return redirect(next_url or home_url(current_user))
+
+
+class CodeForm(FlaskForm):
+    code = StringField(_l("验证码或恢复码"), validators=[DataRequired(_l("请填写验证码。")), Length(max=40)])
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+def login_code():
+    """The second step of signing in: a code from the authenticator app, or a recovery code."""
+    pending = session.get("pending_2fa")
+    if not (isinstance(pending, list) and len(pending) == 3 and time.time() - pending[1] < PENDING_SECONDS):
+        session.pop("pending_2fa", None)
+        flash(_("请重新输入用户名和密码。"), "warn")
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    error = None
+    if form.validate_on_submit():
+        account = accounts().second_factor(int(pending[0]), form.code.data, client=client_address())
+        if account is not None:
+            session.clear()
+            return _signed_in(account, _safe_next(pending[2]))
+        error = _("验证码不正确或已使用。多次失败后须稍候再试。")
+    status = 200 if error is None and not form.errors else 400
+    return render_template("auth/code.html", form=form, error=error), status
+
+
+class ForgotForm(FlaskForm):
+    who = StringField(_l("用户名或已验证的电子邮件地址"), validators=[
+        DataRequired(_l("请填写用户名或电子邮件地址。")), Length(max=254)])
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(FORGOT_LIMIT, methods=["POST"])
+def forgot_password():
+    """Ask for a reset link: the same answer whether or not the account exists or has a
+    verified address; the link goes only to that address."""
+    form = ForgotForm()
+    if form.validate_on_submit():
+        found = accounts().request_reset(form.who.data)
+        if found is not None:
+            account, token = found
+            registry().notifier.send(
+                "password_reset", account.verified_email, account_id=account.id, secret=True,
+                username=account.username, by_admin=False, hours=int(OWNER_RESET_LIFETIME.total_seconds() // 3600),
+                link=reset_link(token))
+        return render_template("auth/forgot.html", form=None, sent=True)
+    status = 400 if form.errors else 200
+    return render_template("auth/forgot.html", form=form, sent=False), status
+
+
+def reset_link(token: str) -> str:
+    return registry().notifier.link(url_for("auth.reset_password", token=token))
+
+
+def send_verification(account: Account, token: str) -> None:
+    registry().notifier.send("email_verify", account.email, account_id=account.id, secret=True,
+                             username=account.username, hours=int(VERIFY_LIFETIME.total_seconds() // 3600),
+                             link=registry().notifier.link(url_for("auth.verify_email", token=token)))
+
+
+def tell_password_changed(account: Account) -> None:
+    registry().notifier.send("password_changed", account.verified_email, account_id=account.id,
+                             username=account.username,
+                             when=registry().clock().astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"))
+
+
+@bp.get("/account/email/verify/<token>")
+def verify_email(token: str):
+    """The link in a verification e-mail (it works in any browser, signed in or not)."""
+    account = accounts().verify_email(token)
+    response = current_app.make_response(
+        (render_template("auth/verified.html", account=account), 200 if account is not None else 404))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/logout")
@@ -187,6 +291,7 @@ def change_password():
             error = exc.message_zh if _lang() == "zh" else exc.message_en
         else:
             sign_in(account)  # every session ended; this browser gets a new one
+            tell_password_changed(account)
             flash(_("密码已修改。"), "ok")
             return redirect(home_url(current_user))
     status = 200 if error is None and not form.errors else 400
@@ -203,7 +308,7 @@ class ResetForm(FlaskForm):
 @bp.route("/account/reset/<token>", methods=["GET", "POST"])
 @limiter.limit(LOGIN_LIMIT, methods=["POST"])
 def reset_password(token: str):
-    """The owner sets a new password through the single-use link an admin's reset gave."""
+    """The owner sets a new password through the single-use link e-mailed to the verified address."""
     account = accounts().reset_account(token)
     if account is None:
         response = current_app.make_response(
@@ -214,10 +319,11 @@ def reset_password(token: str):
     error = None
     if form.validate_on_submit():
         try:
-            accounts().complete_reset(token, form.new.data)
+            changed = accounts().complete_reset(token, form.new.data)
         except AccountError as exc:
             error = exc.message_zh if _lang() == "zh" else exc.message_en
         else:
+            tell_password_changed(changed)
             logout_user()
             session.clear()
             flash(_("新密码已设置，请登录。"), "ok")

@@ -7,6 +7,7 @@ from registry.compliance import models as _compliance  # noqa: F401
 from registry.infra.base import Base
 from registry.institutions import models as _institutions  # noqa: F401
 from registry.registration import models as _registration  # noqa: F401
+from registry.notifications import models as _notifications  # noqa: F401
 from registry.platforms import models as _platforms  # noqa: F401
 from registry.tlog import models as _tlog  # noqa: F401
 from registry.statistics import models as _statistics  # noqa: F401

@@ -217,6 +217,9 @@ def stack(request, tmp_path):
         # high enough never to trip in functional tests; rate-limit tests set their own
         "RATELIMIT_VERIFY": "100000/minute",
         "RATELIMIT_COMPLAINT": "100000/minute",
+        # the demo's setting, so the existing tests sign regulators and admins in with a password;
+        # the two-factor tests turn it on
+        "REQUIRE_2FA": False,
     }
     if kind == "sqlite-local":
         config["DATABASE_URL"] = database_url_for("sqlite", request, tmp_path)
@@ -228,6 +231,21 @@ def stack(request, tmp_path):
         config["TLOG_SIGNING_KEY"] = TLOG_TEST_KEY
     config["STACK"] = kind
     return config
+
+
+# --- e-mail ---------------------------------------------------------------------------------
+@pytest.fixture
+def mailbox():
+    """A real SMTP server on a free loopback port; ``mail_config(mailbox)`` points an app at it."""
+    from tests.mailbox import start_smtp
+
+    controller, box = start_smtp()
+    yield box
+    controller.stop()
+
+
+def mail_config(box) -> dict:
+    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": box.port, "MAIL_FROM": "registry@test.example"}
 
 
 # --- browser --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Background jobs: checking and importing big portal uploads.
+"""Background jobs: checking and importing big portal uploads; sending e-mails from the outbox.
 
 On an RQ queue when Redis is configured (``rq worker rnr-imports``; any host's worker may run
 it), otherwise on a thread of the web process. A job acts only on an upload in the state it
@@ -50,12 +50,22 @@ def run_upload_job(services: Services, kind: str, upload_id: int, confirmed_at: 
         services.uploads.mark_failed(upload_id, exc.__class__.__name__)
 
 
+def run_mail_job(services: Services, message_id: int) -> None:
+    """Send one outbox message (the outbox's guarded claim makes a repeated job harmless)."""
+    try:
+        services.outbox.deliver(message_id)
+    except Exception:  # noqa: BLE001 - the message stays pending; the minutely sweep retries it
+        log.exception("e-mail job %s failed", message_id)
+
+
 class QueueUnavailable(Exception):
     """The job could not be queued (Redis unreachable); nothing was queued."""
 
 
 class JobQueue(Protocol):
     def enqueue(self, kind: str, upload_id: int, *, confirmed_at: dt.datetime) -> None: ...
+
+    def enqueue_mail(self, message_id: int) -> None: ...
 
     def lengths(self) -> list[tuple[str, str, int]]:
         """(queue, state, jobs) for /metrics."""
@@ -73,6 +83,13 @@ class ThreadQueue:
         thread = threading.Thread(target=contextvars.copy_context().run,
                                   args=(run_upload_job, self._services, kind, upload_id, confirmed_at),
                                   name=f"upload-{kind}-{upload_id}", daemon=True)
+        self._start(thread)
+
+    def enqueue_mail(self, message_id: int) -> None:
+        self._start(threading.Thread(target=run_mail_job, args=(self._services, message_id),
+                                     name=f"mail-{message_id}", daemon=True))
+
+    def _start(self, thread: threading.Thread) -> None:
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -107,6 +124,21 @@ class RQQueue:
         return [(QUEUE_NAME, "queued", self.queue.count),
                 (QUEUE_NAME, "started", StartedJobRegistry(queue=self.queue).count),
                 (QUEUE_NAME, "failed", FailedJobRegistry(queue=self.queue).count)]
+
+    def enqueue_mail(self, message_id: int) -> None:
+        import redis
+
+        try:
+            self.queue.enqueue(rq_mail_job, message_id, job_timeout=300, failure_ttl=FAILURE_TTL)
+        except (redis.RedisError, OSError) as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+
+def rq_mail_job(message_id: int) -> None:
+    """The RQ entry point for one e-mail."""
+    from .services import services_from_environment
+
+    run_mail_job(services_from_environment(), message_id)
 
 
 def rq_upload_job(kind: str, upload_id: int, confirmed_at: str) -> None:

@@ -35,6 +35,9 @@ from registry.compliance.abnormal import AbnormalService
 from registry.compliance.service import ComplianceService
 from registry.infra.db import make_engine, make_session_factory
 from registry.infra.metrics import ProcessMetrics
+from registry.infra.sealing import Sealer
+from registry.notifications.mailer import MailSettings, make_mailer
+from registry.notifications.outbox import Outbox
 from registry.infra.redisdirect import DirectRedis
 from registry.infra.settings import finish_settings, load_settings
 from registry.infra.upkeep import Upkeep
@@ -54,6 +57,7 @@ from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
 
 from .jobs import JobQueue, make_job_queue
+from .notify import Notifier
 from .sandbox import Sandbox
 from .uploads import UploadSteps
 from .pending_forms import PendingForms
@@ -93,6 +97,9 @@ class ServiceSettings:
     tlog_signing_key: str = ""  # only on the log's one integrator
     tlog_interval: float = 10.0
     stats_thresholds: Thresholds = Thresholds()
+    encryption_keys: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    mail: MailSettings = MailSettings()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -127,6 +134,12 @@ class ServiceSettings:
                 median_factor=float(values.get("STATS_MEDIAN_FACTOR", 5)),
                 min_peers=int(values.get("STATS_MIN_PEERS", 5))),
             metrics_dir=Path(values["PROMETHEUS_MULTIPROC_DIR"]) if values.get("PROMETHEUS_MULTIPROC_DIR") else None,
+            encryption_keys=values.get("ENCRYPTION_KEYS") or "",
+            public_base_url=values.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000",
+            mail=MailSettings(server=values.get("MAIL_SERVER") or "", port=int(values.get("MAIL_PORT") or 25),
+                              use_tls=bool(values.get("MAIL_USE_TLS")), username=values.get("MAIL_USERNAME") or "",
+                              password=values.get("MAIL_PASSWORD") or "",
+                              sender=values.get("MAIL_FROM") or "registry@localhost"),
         )
 
 
@@ -214,7 +227,15 @@ class Services:
                                                audit_keys=settings.audit_keys),
                                   head=admin_head, clock=clock)
         self.admin_log.install(self.sessions)
-        self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
+        # the outbox's secrets and TOTP secrets, encrypted (ENCRYPTION_KEYS, else derived from SECRET_KEY)
+        self.sealer = Sealer(keys=settings.encryption_keys, secret_key=settings.secret_key)
+        self.accounts = AccountService(sessions=self.sessions, clock=clock, admin_log=self.admin_log,
+                                       sealer=self.sealer)
+        # --- e-mail: the outbox, sent by jobs (RQ, or a thread) and swept every minute ---
+        self.outbox = Outbox(sessions=self.sessions, sealer=self.sealer, mailer=make_mailer(settings.mail),
+                             sender=settings.mail.sender, clock=clock)
+        self.notifier = Notifier(sessions=self.sessions, outbox=self.outbox, base_url=settings.public_base_url,
+                                 enqueue=lambda message_id: self.jobs.enqueue_mail(message_id))
         self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
         self.platforms = PlatformService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
@@ -252,7 +273,7 @@ class Services:
                              hourly=[self.uploads.delete_old_files,
                                      functools.partial(purge_kept, settings.files_dir)],
                              daily=[self.retention.run],
-                             periodic=[(settings.background_interval, self.metrics.write),
+                             periodic=[(settings.background_interval, self.metrics.write), (60.0, self.sweep_outbox),
                                        *([(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()
@@ -270,6 +291,13 @@ class Services:
             if self._jobs is None:
                 self._jobs = make_job_queue(self)
             return self._jobs
+
+    def sweep_outbox(self) -> None:
+        """Every minute: queue a job for each e-mail whose time has come (retries, and any
+        whose job was lost); the loop itself never waits for a mail server."""
+        self.outbox.abandon_stale()
+        for message_id in self.outbox.due():
+            self.jobs.enqueue_mail(message_id)
 
     # --- the per-process background loop (registry/infra/upkeep.py) ---------------------------
     def refresh(self, *, auto_rebuild: bool = True) -> None:

@@ -1,8 +1,15 @@
 """Portal accounts, sign-in, server-side sessions and password-reset links (Flask-free).
 
-Passwords are werkzeug scrypt hashes. The service takes its session factory and clock through
-the constructor, and, when given one, seals every admin action into the admin log
+Passwords are werkzeug scrypt hashes, at least MIN_PASSWORD characters and none of the 10,000
+most common passwords (``common_passwords.txt``). The service takes its session factory and clock
+through the constructor, and, when given one, seals every admin action into the admin log
 (``registry/accounts/adminlog.py``) in the same transaction as the action.
+
+Two-factor sign-in is TOTP (RFC 6238, ``pyotp``): the secret is kept encrypted (a ``Sealer``,
+registry/infra/sealing.py), a code is accepted once (the last used time step is kept), and ten
+single-use recovery codes (only their SHA-256 kept) stand in for a lost phone. Code failures are
+throttled like password failures. A password reset is a single-use, expiring link for the
+owner's verified address only, whether the owner asked for it or an admin started it.
 
 Sign-in failures are throttled per (username, client address), never per account: another
 address cannot lock the owner out. Every failure — unknown name, wrong password, a throttled
@@ -12,18 +19,24 @@ no account or no usable password).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
+
+import pyotp
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from registry.accounts.models import Account, ApiToken, LoginSession, LoginThrottle, PasswordReset
+from registry.accounts.models import (Account, ApiToken, EmailVerification, LoginSession, LoginThrottle,
+                                      PasswordReset, RecoveryCode)
+from registry.infra.sealing import Sealer
 from registry.institutions.models import Authority, Institution
 from registry.numbers.normalize import InvalidValue, normalize_uscc
 from registry.numbers.quarters import Clock, system_clock
@@ -38,6 +51,13 @@ THROTTLE_FORGET = dt.timedelta(hours=24)
 SESSION_LIFETIME = dt.timedelta(days=31)
 SESSION_TOUCH = dt.timedelta(minutes=1)  # last_seen is written at most once a minute per session
 RESET_LIFETIME = dt.timedelta(hours=24)
+OWNER_RESET_LIFETIME = dt.timedelta(hours=1)  # a link the owner asked for (forgot password)
+OWNER_RESETS_PER_DAY = 5  # links sent to one account a day on request (the rest silently not)
+VERIFY_LIFETIME = dt.timedelta(hours=48)
+TWO_FACTOR_ROLES = ("regulator", "admin")  # required for these when REQUIRE_2FA is on
+RECOVERY_CODES = 10
+TOTP_ISSUER = "报告编号登记 Report Number Registry"
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 # A hash to compare against when the username is unknown, so both paths cost one scrypt.
 _DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
@@ -59,10 +79,36 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
-def check_password_strength(password: str) -> None:
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    text = (Path(__file__).with_name("common_passwords.txt")).read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def _is_common(password: str) -> bool:
+    """In the list as it is, or once the digits and signs people add at the end are taken off
+    (``password2026!``), or made of one repeated character."""
+    lowered = password.lower()
+    stem = lowered.rstrip("0123456789!@#$%^&*.?-_ ")
+    return (lowered in common_passwords() or (len(stem) >= 4 and stem in common_passwords())
+            or len(set(lowered)) <= 2)
+
+
+def check_password_strength(password: str, *, username: str = "") -> None:
     if len(password or "") < MIN_PASSWORD:
         raise AccountError("weak_password", f"密码至少需要 {MIN_PASSWORD} 个字符",
                            f"the password needs at least {MIN_PASSWORD} characters")
+    if _is_common(password) or (username and username.lower() in password.lower()):
+        raise AccountError("common_password", "该密码过于常见或包含用户名，容易被猜中，请换一个",
+                           "this password is too common (or contains the username) and easy to guess; choose another")
+
+
+def normalize_email(value: str) -> str:
+    address = " ".join((value or "").split())
+    if len(address) > 254 or not _EMAIL.match(address):
+        raise AccountError("bad_email", "电子邮件地址格式不正确", "this is not a valid e-mail address")
+    local, _, domain = address.partition("@")
+    return f"{local}@{domain.lower()}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +120,17 @@ class SignIn:
 
 
 @dataclass(frozen=True)
+class SessionInfo:
+    """One live sign-in, as the account page lists it."""
+
+    id: int
+    created_at: dt.datetime
+    last_seen: dt.datetime
+    user_agent: str | None
+    current: bool
+
+
+@dataclass(frozen=True)
 class ResetNotice:
     """Who reset an account's password, and when (told to the owner at the next sign-in)."""
 
@@ -82,10 +139,12 @@ class ResetNotice:
 
 
 class AccountService:
-    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock, admin_log=None) -> None:
+    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock, admin_log=None,
+                 sealer: Sealer | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self._log = admin_log  # an AdminLog, or None (no sealing, e.g. in unit tests)
+        self._sealer = sealer  # encrypts TOTP secrets; without one, two-factor enrolment is refused
 
     def _record(self, session: Session, actor: str | None, action: str, target: str, **detail) -> None:
         if self._log is not None and actor:
@@ -94,7 +153,8 @@ class AccountService:
 
     # --- administration ----------------------------------------------------------------------
     def create(self, *, username: str, password: str, role: str, institution_uscc: str | None = None,
-               authority_code: str | None = None, actor: str | None = None) -> Account:
+               authority_code: str | None = None, actor: str | None = None, email: str | None = None,
+               email_verified: bool = False) -> Account:
         """Create an account; the role decides which binding (institution or authority) it needs.
         ``actor`` (the admin's username) seals the creation in the admin log."""
         username = (username or "").strip()
@@ -104,10 +164,12 @@ class AccountService:
         if role not in ROLES:
             raise AccountError("bad_role", "角色应为 institution、regulator 或 admin",
                                "the role must be institution, regulator or admin")
-        check_password_strength(password)
+        check_password_strength(password, username=username)
+        address = normalize_email(email) if email else None
         with self._sessions() as session:
             account = Account(username=username, password_hash=hash_password(password), role=role,
-                              active=True, failed_logins=0, session_version=1, created_at=self._clock())
+                              active=True, failed_logins=0, session_version=1, created_at=self._clock(),
+                              email=address, email_verified_at=self._clock() if address and email_verified else None)
             if institution_uscc and role != "institution":
                 raise AccountError("bad_binding", "只有机构账号绑定机构", "only institution accounts have an institution")
             if authority_code and role != "regulator":
@@ -196,25 +258,69 @@ class AccountService:
             session.commit()
             return account
 
-    def reset_password(self, account_id: int, *, actor: str) -> str:
-        """Lock the account until its owner sets a new password through a single-use link:
-        the password becomes unusable, every session ends, and the returned token (shown once;
-        only its hash is kept) is good for RESET_LIFETIME. Sealed in the admin log."""
+    def reset_password(self, account_id: int, *, actor: str) -> tuple[Account, str]:
+        """An admin's reset: lock the account until its owner sets a new password through a
+        single-use link sent to the owner's verified address (the caller sends it): the password
+        becomes unusable, every session ends, and the returned token (never shown to the admin;
+        only its hash is kept) is good for RESET_LIFETIME. Sealed in the admin log. Refused for an
+        account without a verified address (the link would have nowhere to go)."""
         token = secrets.token_urlsafe(32)
         now = self._clock()
         with self._sessions() as session:
             account = self._require(session, account_id)
+            if account.verified_email is None:
+                raise AccountError("no_verified_email", "该账号没有已验证的电子邮件地址，无法发送重置链接",
+                                   "this account has no verified e-mail address to send a reset link to")
             account.password_hash = hash_password(secrets.token_urlsafe(32))  # nobody knows it
             account.failed_logins, account.failed_since, account.locked_until = 0, None, None
             account.session_version += 1
             self._revoke_sessions(session, account.id, now)
-            session.execute(update(PasswordReset).where(PasswordReset.account_id == account.id,
-                                                        PasswordReset.used_at.is_(None)).values(expires_at=now))
-            session.add(PasswordReset(account_id=account.id, token_hash=_sha256(token), created_by=actor,
-                                      created_at=now, expires_at=now + RESET_LIFETIME))
-            self._record(session, actor, "reset", account.username, expires_at=(now + RESET_LIFETIME).isoformat())
+            self._new_reset(session, account, token, created_by=actor, lifetime=RESET_LIFETIME)
+            self._record(session, actor, "reset", account.username, expires_at=(now + RESET_LIFETIME).isoformat(),
+                         sent_to="verified e-mail")
             session.commit()
-        return token
+            return account, token
+
+    def request_reset(self, name_or_email: str) -> tuple[Account, str] | None:
+        """The owner forgot the password: a link (good for OWNER_RESET_LIFETIME) for the account
+        named by its username or verified address, to be sent to that address. None — and the
+        caller answers exactly as when it is not — for no such account, no verified address, a
+        disabled account, or more than OWNER_RESETS_PER_DAY requests today. The password keeps
+        working until the link is used (a stranger's request locks nobody out)."""
+        text = " ".join((name_or_email or "").split())
+        if not text or len(text) > 254:
+            return None
+        now = self._clock()
+        with self._sessions() as session:
+            where = Account.username == text
+            if "@" in text:
+                try:
+                    where = (Account.email == normalize_email(text)) & Account.email_verified_at.is_not(None)
+                except AccountError:
+                    return None
+            account = session.scalars(select(Account).where(where).order_by(Account.id).limit(1)).first()
+            if account is None or account.verified_email is None or not account.active:
+                return None
+            recent = session.scalar(select(func.count()).select_from(PasswordReset).where(
+                PasswordReset.account_id == account.id, PasswordReset.by_owner.is_(True),
+                PasswordReset.created_at > now - dt.timedelta(days=1)))
+            if recent >= OWNER_RESETS_PER_DAY:
+                return None
+            token = secrets.token_urlsafe(32)
+            self._new_reset(session, account, token, created_by=account.username, lifetime=OWNER_RESET_LIFETIME,
+                            by_owner=True)
+            session.commit()
+            return account, token
+
+    def _new_reset(self, session: Session, account: Account, token: str, *, created_by: str,
+                   lifetime: dt.timedelta, by_owner: bool = False) -> None:
+        """Earlier live links of the account die; only the newest works."""
+        now = self._clock()
+        session.execute(update(PasswordReset).where(PasswordReset.account_id == account.id,
+                                                    PasswordReset.used_at.is_(None),
+                                                    PasswordReset.expires_at > now).values(expires_at=now))
+        session.add(PasswordReset(account_id=account.id, token_hash=_sha256(token), created_by=created_by[:64],
+                                  created_at=now, expires_at=now + lifetime, by_owner=by_owner))
 
     def reset_account(self, token: str) -> Account | None:
         """The account a live reset link is for, or None (unknown, used or expired)."""
@@ -224,15 +330,17 @@ class AccountService:
 
     def complete_reset(self, token: str, new_password: str) -> Account:
         """Set the new password through a reset link; the link is used up."""
-        check_password_strength(new_password)
         with self._sessions() as session:
             reset = self._live_reset(session, token)
             if reset is None:
-                raise AccountError("bad_reset_link", "该重置链接无效、已使用或已过期，请联系管理员重新重置",
-                                   "this reset link is invalid, used or expired; ask an admin for a new one")
+                raise AccountError("bad_reset_link", "该重置链接无效、已使用或已过期，请重新申请",
+                                   "this reset link is invalid, used or expired; ask for a new one")
             now = self._clock()
-            reset.used_at = now
             account = session.get(Account, reset.account_id)
+            check_password_strength(new_password, username=account.username)
+            reset.used_at = now
+            if reset.by_owner:
+                reset.notified_at = now  # the owner did it: nothing to tell at the next sign-in
             account.password_hash = hash_password(new_password)
             account.session_version += 1
             self._revoke_sessions(session, account.id, now)
@@ -319,12 +427,180 @@ class AccountService:
             account = self._require(session, account_id)
             if not check_password_hash(account.password_hash, current or ""):
                 raise AccountError("wrong_password", "当前密码不正确", "the current password is wrong")
-            check_password_strength(new)
+            check_password_strength(new, username=account.username)
             if new == current:
                 raise AccountError("same_password", "新密码不能与当前密码相同", "the new password must differ from the current one")
             account.password_hash = hash_password(new)
             account.session_version += 1
             self._revoke_sessions(session, account.id, self._clock())
+            session.commit()
+            return account
+
+    # --- two-factor sign-in (TOTP) ------------------------------------------------------------
+    def begin_2fa(self, account_id: int) -> str:
+        """A new TOTP secret for the account, kept (encrypted) until the owner confirms a code
+        from it; two-factor sign-in is not on before that. Returns the secret (base32)."""
+        if self._sealer is None:
+            raise AccountError("no_sealer", "未配置加密密钥", "two-factor sign-in needs the encryption key")
+        secret = pyotp.random_base32()
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            if account.has_2fa:
+                raise AccountError("2fa_on", "两步验证已开启", "two-factor sign-in is already on")
+            account.totp_secret = self._sealer.seal(secret)
+            session.commit()
+        return secret
+
+    def pending_2fa_secret(self, account_id: int) -> str | None:
+        """The secret being enrolled (shown again until confirmed), or None."""
+        account = self.get(account_id)
+        if account is None or account.has_2fa or not account.totp_secret or self._sealer is None:
+            return None
+        return self._sealer.open(account.totp_secret)
+
+    @staticmethod
+    def provisioning_uri(account: Account, secret: str) -> str:
+        return pyotp.TOTP(secret).provisioning_uri(name=account.username, issuer_name=TOTP_ISSUER)
+
+    def confirm_2fa(self, account_id: int, code: str) -> list[str]:
+        """Turn two-factor sign-in on with a code from the enrolled secret; returns the recovery
+        codes (shown once; only their hashes are kept). Other sessions end."""
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            if account.has_2fa or not account.totp_secret:
+                raise AccountError("no_enrolment", "请重新开始设置两步验证", "start the two-factor set-up again")
+            step = self._totp_step(account, code)
+            if step is None:
+                raise AccountError("bad_code", "验证码不正确或已过期", "the code is wrong or has expired")
+            now = self._clock()
+            account.totp_enabled_at, account.totp_last_step = now, step
+            codes = self._replace_recovery_codes(session, account.id)
+            account.session_version += 1
+            session.commit()
+            return codes
+
+    def new_recovery_codes(self, account_id: int) -> list[str]:
+        """A fresh set of recovery codes; the old ones stop working."""
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            if not account.has_2fa:
+                raise AccountError("2fa_off", "两步验证未开启", "two-factor sign-in is not on")
+            codes = self._replace_recovery_codes(session, account.id)
+            session.commit()
+            return codes
+
+    def disable_2fa(self, account_id: int, password: str, *, required: bool) -> None:
+        """Turn two-factor sign-in off (with the password), unless the role requires it."""
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            if required:
+                raise AccountError("2fa_required", "您的角色必须使用两步验证", "your role requires two-factor sign-in")
+            if not check_password_hash(account.password_hash, password or ""):
+                raise AccountError("wrong_password", "当前密码不正确", "the current password is wrong")
+            account.totp_secret, account.totp_enabled_at, account.totp_last_step = None, None, None
+            session.execute(update(RecoveryCode).where(RecoveryCode.account_id == account.id,
+                                                       RecoveryCode.used_at.is_(None)).values(used_at=self._clock()))
+            session.commit()
+
+    def recovery_codes_left(self, account_id: int) -> int:
+        with self._sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(RecoveryCode).where(
+                RecoveryCode.account_id == account_id, RecoveryCode.used_at.is_(None))) or 0)
+
+    def second_factor(self, account_id: int, code: str, *, client: str = "") -> Account | None:
+        """The second step of signing in: a current TOTP code (each accepted once) or an unused
+        recovery code (used up). Failures are throttled per (account, client address) like
+        password failures; a waiting pair is refused even the right code. None on any failure."""
+        now = self._clock()
+        key = _sha256(f"2fa\0{account_id}\0{client}")
+        with self._sessions() as session:
+            account = session.get(Account, account_id)
+            throttle = session.get(LoginThrottle, key)
+            if throttle is not None and now - throttle.last_failure_at > THROTTLE_FORGET:
+                throttle.failures, throttle.blocked_until = 0, None
+            if throttle is not None and throttle.blocked_until is not None and throttle.blocked_until > now:
+                session.commit()
+                return None
+            if account is None or not account.active or not account.has_2fa:
+                self._count_failure(session, key, throttle, now)
+                return None
+            cleaned = "".join((code or "").split()).replace("-", "")
+            if cleaned.isdigit() and len(cleaned) == 6:
+                step = self._totp_step(account, cleaned)
+                ok = step is not None and step > (account.totp_last_step or 0)
+                if ok:
+                    account.totp_last_step = step
+            else:
+                ok = session.execute(
+                    update(RecoveryCode).where(RecoveryCode.account_id == account.id,
+                                               RecoveryCode.code_hash == _sha256(cleaned.lower()),
+                                               RecoveryCode.used_at.is_(None))
+                    .values(used_at=now).execution_options(synchronize_session=False)).rowcount == 1
+            if not ok:
+                self._count_failure(session, key, throttle, now)
+                return None
+            if throttle is not None:
+                session.delete(throttle)
+            account.last_login_at = now
+            session.commit()
+            return account
+
+    def _totp_step(self, account: Account, code: str) -> int | None:
+        """The time step whose code ``code`` is (this one or one either side), or None."""
+        cleaned = "".join((code or "").split())
+        if self._sealer is None or not account.totp_secret or not (cleaned.isdigit() and len(cleaned) == 6):
+            return None
+        totp = pyotp.TOTP(self._sealer.open(account.totp_secret))
+        now = self._clock()
+        for offset in (0, -1, 1):
+            moment = now + dt.timedelta(seconds=offset * totp.interval)
+            if secrets.compare_digest(totp.at(moment), cleaned):
+                return totp.timecode(moment)
+        return None
+
+    def _replace_recovery_codes(self, session: Session, account_id: int) -> list[str]:
+        now = self._clock()
+        session.execute(update(RecoveryCode).where(RecoveryCode.account_id == account_id,
+                                                   RecoveryCode.used_at.is_(None)).values(used_at=now))
+        codes = [f"{secrets.token_hex(5)[:5]}-{secrets.token_hex(5)[:5]}" for _ in range(RECOVERY_CODES)]
+        for code in codes:
+            session.add(RecoveryCode(account_id=account_id, code_hash=_sha256(code.replace("-", "")), created_at=now))
+        return codes
+
+    # --- e-mail address ------------------------------------------------------------------------
+    def set_email(self, account_id: int, email: str) -> tuple[Account, str]:
+        """Record a new address, unverified until the link (the returned token) sent to it is
+        followed; earlier links die."""
+        address = normalize_email(email)
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            if account.email != address:
+                account.email, account.email_verified_at = address, None
+            session.execute(update(EmailVerification).where(EmailVerification.account_id == account.id,
+                                                            EmailVerification.used_at.is_(None))
+                            .values(expires_at=now))
+            session.add(EmailVerification(account_id=account.id, email=address, token_hash=_sha256(token),
+                                          created_at=now, expires_at=now + VERIFY_LIFETIME))
+            session.commit()
+            return account, token
+
+    def verify_email(self, token: str) -> Account | None:
+        """Follow a verification link: the address is verified if it is still the account's."""
+        if not token or len(token) > 200:
+            return None
+        now = self._clock()
+        with self._sessions() as session:
+            link = session.scalar(select(EmailVerification).where(EmailVerification.token_hash == _sha256(token)))
+            if link is None or link.used_at is not None or link.expires_at <= now:
+                return None
+            account = session.get(Account, link.account_id)
+            link.used_at = now
+            if account.email != link.email:
+                session.commit()
+                return None
+            account.email_verified_at = now
             session.commit()
             return account
 
@@ -365,6 +641,25 @@ class AccountService:
             session.execute(update(LoginSession).where(LoginSession.token_hash == _sha256(token),
                                                        LoginSession.revoked_at.is_(None))
                             .values(revoked_at=self._clock()))
+            session.commit()
+
+    def live_sessions(self, account_id: int, *, current: str = "") -> list[SessionInfo]:
+        """The account's signed-in browsers, most recently seen first."""
+        now = self._clock()
+        with self._sessions() as session:
+            rows = session.scalars(select(LoginSession).where(
+                LoginSession.account_id == account_id, LoginSession.revoked_at.is_(None),
+                LoginSession.created_at > now - SESSION_LIFETIME).order_by(LoginSession.last_seen.desc()))
+            mine = _sha256(current) if current else None
+            return [SessionInfo(row.id, row.created_at, row.last_seen, row.user_agent, row.token_hash == mine)
+                    for row in rows]
+
+    def end_all_sessions(self, account_id: int) -> None:
+        """Sign out everywhere: every session of the account ends, this browser's too."""
+        with self._sessions() as session:
+            account = self._require(session, account_id)
+            account.session_version += 1
+            self._revoke_sessions(session, account.id, self._clock())
             session.commit()
 
     @staticmethod

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.infra.base import Base, BigId, UTCDateTime, utcnow
@@ -29,6 +29,22 @@ class Account(Base):
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # the owner's address, usable for resets and notices only once verified by link
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # TOTP (RFC 6238): the shared secret encrypted with the settings' key (registry/infra/sealing.py);
+    # enabled once the owner confirmed a code; the last accepted time step (no code used twice)
+    totp_secret: Mapped[str | None] = mapped_column(String(300))
+    totp_enabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigId)
+
+    @property
+    def verified_email(self) -> str | None:
+        return self.email if self.email and self.email_verified_at is not None else None
+
+    @property
+    def has_2fa(self) -> bool:
+        return self.totp_enabled_at is not None
 
     institution: Mapped[Institution | None] = relationship(lazy="joined")
     authority: Mapped[Authority | None] = relationship(lazy="joined")
@@ -98,8 +114,9 @@ class LoginThrottle(Base):
 
 
 class PasswordReset(Base):
-    """An admin's password reset: a single-use link (only its SHA-256 kept) with which the owner
-    sets a new password; ``notified_at`` is when the owner was told who reset it."""
+    """A password reset, started by an admin (``created_by``) or by the owner (``by_owner``): a
+    single-use, expiring link (only its SHA-256 kept) sent to the owner's verified address, with
+    which the owner sets a new password; ``notified_at`` is when the owner was told who reset it."""
 
     __tablename__ = "password_resets"
 
@@ -111,6 +128,33 @@ class PasswordReset(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    by_owner: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code for a two-factor account (only its SHA-256 kept)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class EmailVerification(Base):
+    """A link that proves the owner reads ``email`` (only its SHA-256 kept; single use, expiring)."""
+
+    __tablename__ = "email_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class AdminLogEntry(Base):

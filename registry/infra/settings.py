@@ -117,6 +117,39 @@ def _tlog_signing_key(value: str, origin: str) -> str:
     return value.strip()
 
 
+def _flag(value: str, name: str) -> bool:
+    lowered = (value or "").strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {value!r}")
+
+
+def _encryption_keys(value: str) -> str:
+    if value.strip():
+        from registry.infra.sealing import parse_keys
+
+        parse_keys(value)
+    return value.strip()
+
+
+def mail_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Outgoing e-mail. Without MAIL_SERVER messages are written to the log (and listed on the
+    admins' outbox page) instead of being sent."""
+    port = _int(env.get("MAIL_PORT") or "25", "MAIL_PORT")
+    if not 0 < port < 65536:
+        raise ValueError("MAIL_PORT must be a port number (1-65535)")
+    return {
+        "MAIL_SERVER": (env.get("MAIL_SERVER") or "").strip(),
+        "MAIL_PORT": port,
+        "MAIL_USE_TLS": _flag(env.get("MAIL_USE_TLS", "0"), "MAIL_USE_TLS"),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or "",
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or "",
+        "MAIL_FROM": (env.get("MAIL_FROM") or "registry@localhost").strip(),
+    }
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Typed settings from ``environ`` (default ``os.environ``) with the embedded defaults."""
     env = os.environ if environ is None else environ
@@ -179,6 +212,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TLOG_ORIGIN": _tlog_origin(env.get("TLOG_ORIGIN") or DEFAULT_TLOG_ORIGIN),
         "TLOG_SIGNING_KEY": (env.get("TLOG_SIGNING_KEY") or "").strip(),
         "TLOG_INTERVAL": _float(env.get("TLOG_INTERVAL", "10"), "TLOG_INTERVAL"),
+        # regulator and admin accounts must use two-factor sign-in (`make run`'s demo turns it off)
+        "REQUIRE_2FA": _flag(env.get("REQUIRE_2FA", "1"), "REQUIRE_2FA"),
+        # Fernet keys, newest first, for the outbox's secrets and TOTP secrets; derived from SECRET_KEY if empty
+        "ENCRYPTION_KEYS": _encryption_keys(env.get("ENCRYPTION_KEYS") or ""),
+        **mail_settings(env),
         **site_settings(env),
     }
 

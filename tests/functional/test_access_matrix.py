@@ -198,3 +198,59 @@ def test_every_route_of_the_metrics_blueprint_is_refused_to_outside_addresses(po
             assert outside.status_code == 403 and b"rnr_" not in outside.data, (rule.rule, actor)
             inside = client.get(rule.rule)  # the test client's 127.0.0.1 is in the default METRICS_ALLOW
             assert inside.status_code == 200 and b"rnr_http_requests_total" in inside.data, (rule.rule, actor)
+
+
+def test_account_pages_open_to_every_signed_in_role_and_nobody_else(portal_app, preg):
+    """/account/ (e-mail, two-factor set-up, sessions, notification choices): each role its own
+    account; anonymous → the login page ("sign out everywhere", which ends the caller's session,
+    last)."""
+    with preg.sessions() as session:
+        inst = make_institution(session)
+    users = {"institution": make_account(preg, institution=inst), "regulator": make_account(preg, "regulator", authority="11"),
+             "admin": make_account(preg, "admin")}
+    rules = [(rule, method) for rule in portal_app.url_map.iter_rules() if rule.endpoint.startswith("account.")
+             for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    rules.sort(key=lambda pair: pair[0].rule == "/account/sessions/end")
+    clients = {}
+    for role, account in users.items():
+        clients[role] = portal_app.test_client()
+        assert login(clients[role], account.username).status_code == 302
+    assert {r.rule for r, _ in rules} == {"/account/", "/account/sessions/end", "/account/2fa", "/account/2fa/recovery",
+                                          "/account/2fa/disable", "/account/notifications"}, rules  # a new one: list it
+    for rule, method in rules:
+        anonymous = portal_app.test_client()
+        response = anonymous.open(rule.rule, method=method, data={"csrf_token": csrf_token(anonymous, "/login")})
+        assert response.status_code == 302 and "/login?next=" in response.headers["Location"], (method, rule.rule)
+        for role, client in clients.items():
+            token = csrf_token(client, "/account/")
+            response = client.open(rule.rule, method=method, data={"csrf_token": token, "email": "a@b.example.cn",
+                                                                   "code": "123456", "password": "x"})
+            signed_out = rule.rule == "/account/sessions/end" and response.headers.get("Location", "").endswith("/login")
+            assert (_succeeded(response) or signed_out) and response.status_code < 500, \
+                (method, rule.rule, role, response.status_code)
+            if method == "POST":  # without the CSRF token: refused, nothing changed
+                assert client.post(rule.rule).status_code == 400 or rule.rule == "/account/sessions/end", rule.rule
+
+
+def test_two_factor_is_required_of_regulators_and_admins_when_require_2fa_is_on(stack, mailbox):
+    from portal import create_app
+
+    app = create_app({**stack, "REQUIRE_2FA": True})
+    reg = app.extensions["registry"]
+    try:
+        with reg.sessions() as session:
+            inst = make_institution(session)
+        for role, kwargs, home in (("regulator", {"authority": "11"}, "/regulator/"), ("admin", {}, "/admin/")):
+            account = make_account(reg, role, **kwargs)
+            client = app.test_client()
+            assert login(client, account.username).status_code == 302
+            refused = client.get(home)
+            assert refused.status_code == 302 and refused.headers["Location"].endswith("/account/2fa"), role
+            assert client.get("/account/2fa").status_code == 200  # where they set it up
+            assert client.get("/account/").status_code == 200
+        lab = make_account(reg, institution=inst)
+        client = app.test_client()
+        assert login(client, lab.username).status_code == 302
+        assert client.get("/institution/").status_code == 200  # optional for institutions
+    finally:
+        reg.close()

@@ -8,6 +8,7 @@ from registry.accounts.models import Account
 
 from registry.complaints.models import Holiday
 from tests.builders import make_institution
+from tests.mailbox import link_in, text_of
 from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     PASSWORD, csrf_token, login, make_account, portal_app, preg)
 
@@ -19,7 +20,18 @@ def _admin_client(portal_app, preg):
     return client
 
 
-def test_admin_creates_disables_and_resets_accounts(portal_app, preg):
+def verify_address(client, mailbox, address: str) -> None:
+    """The signed-in owner gives ``address`` and follows the link e-mailed to it."""
+    token = csrf_token(client, "/account/")
+    assert client.post("/account/", data={"csrf_token": token, "email": address}).status_code == 303
+    mail = mailbox.wait_for(address)[-1]
+    assert "请验证电子邮件地址" in mail["Subject"]
+    link = link_in(mail, "/account/email/verify/")
+    assert client.get(link[link.index("/account/"):]).status_code == 200
+    assert "已验证" in client.get("/account/").get_data(as_text=True)
+
+
+def test_admin_creates_disables_and_resets_accounts(portal_app, preg, mailbox):
     with preg.sessions() as session:
         inst = make_institution(session)
     client = _admin_client(portal_app, preg)
@@ -41,10 +53,19 @@ def test_admin_creates_disables_and_resets_accounts(portal_app, preg):
     assert "已停用" in login(user, "lab-manager").get_data(as_text=True)
     client.post(f"/admin/accounts/{account.id}/enable", data={"csrf_token": token})
 
-    # a reset gives the admin a link, never a password; the owner sets one through the link
+    # without a verified address there is nowhere to send a reset link: refused, nothing changed
+    refused = client.post(f"/admin/accounts/{account.id}/reset", data={"csrf_token": token})
+    assert refused.status_code == 400 and 'id="no-email"' in refused.get_data(as_text=True)
+    assert login(user, "lab-manager").status_code == 302  # the password still works
+    verify_address(user, mailbox, "lab.manager@lab.example.cn")
+
+    # a reset sends the owner a link (the admin sees neither it nor a password); the owner sets one
     response = client.post(f"/admin/accounts/{account.id}/reset", data={"csrf_token": token})
-    assert response.headers["Cache-Control"] == "no-store"
-    link = re.search(r'<p class="mono token">([^<]+)</p>', response.get_data(as_text=True)).group(1)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "l***@l***.cn" in page and "/account/reset/" not in page
+    mail = mailbox.wait_for("lab.manager@lab.example.cn", 2)[-1]
+    assert "管理员已重置" in text_of(mail) and "An administrator has reset" in text_of(mail)
+    link = link_in(mail, "/account/reset/")
     path = link[link.index("/account/reset/"):]
     assert login(user, "lab-manager", PASSWORD).status_code == 400  # the old password is dead
     owner = portal_app.test_client()
@@ -56,6 +77,8 @@ def test_admin_creates_disables_and_resets_accounts(portal_app, preg):
                                   "confirm": "the owner's own secret"})
     assert done.status_code == 303 and done.headers["Location"].endswith("/login")
     assert owner.get(path).status_code == 404  # single use
+    changed = mailbox.wait_for("lab.manager@lab.example.cn", 3)[-1]  # the owner is told
+    assert "密码已更改" in changed["Subject"] and "/account/reset/" not in text_of(changed)
     signed_in = login(owner, "lab-manager", "the owner's own secret")
     assert signed_in.status_code == 302
     told = owner.get(signed_in.headers["Location"]).get_data(as_text=True)

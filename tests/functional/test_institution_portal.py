@@ -22,13 +22,16 @@ def fixed_clock(moment: dt.datetime = NOW):
 
 
 @pytest.fixture
-def portal_app(stack):
-    """The app with a fixed clock (quarters and lateness are deterministic)."""
+def portal_app(stack, mailbox):
+    """The app with a fixed clock (quarters and lateness are deterministic), sending its e-mail
+    to a real SMTP server of the test's own (``mailbox``)."""
     from portal import create_app
+    from tests.conftest import mail_config
 
-    app = create_app({**stack, "CLOCK": fixed_clock()})
+    app = create_app({**stack, **mail_config(mailbox), "CLOCK": fixed_clock()})
     reg = app.extensions["registry"]
     assert reg.wait_until_trusted()
+    mailbox.drain = reg.outbox.deliver_due
     yield app
     reg.close()
 

@@ -10,6 +10,7 @@ from registry.accounts.idempotency import IdempotencyStore
 from registry.accounts.tokens import TokenService
 from registry.complaints.holidays import HolidayService
 from registry.infra.db import make_session_factory
+from registry.infra.sealing import Sealer
 from tests.builders import make_institution
 
 PASSWORD = "correct horse battery"
@@ -30,7 +31,7 @@ def clock():
 
 @pytest.fixture
 def accounts(engine, clock):
-    return AccountService(sessions=make_session_factory(engine), clock=clock)
+    return AccountService(sessions=make_session_factory(engine), clock=clock, sealer=Sealer(secret_key="test"))
 
 
 def test_passwords_are_scrypt_hashes(accounts):
@@ -119,7 +120,8 @@ def test_disable_and_change_bump_the_session_version(accounts):
 
 def test_sessions_end_on_sign_out_disable_reset_and_password_change(accounts):
     """Issue 13 item 7: a session id lives in the database; ending it makes the cookie worthless."""
-    account = accounts.create(username="lab4", password=PASSWORD, role="admin")
+    account = accounts.create(username="lab4", password=PASSWORD, role="admin", email="lab4@lab.example.cn",
+                              email_verified=True)
     first = accounts.start_session(account.id, user_agent="Mozilla/5.0 " + "x" * 300)
     second = accounts.start_session(account.id)
     assert accounts.session_account(first).id == account.id
@@ -148,8 +150,9 @@ def test_sessions_expire_after_31_days(accounts, clock):
 
 def test_reset_locks_the_account_until_the_owner_uses_the_single_use_link(accounts, clock):
     """Issue 13 item 10: the admin never gets a usable password."""
-    account = accounts.create(username="lab6", password=PASSWORD, role="admin")
-    link = accounts.reset_password(account.id, actor="root")
+    account = accounts.create(username="lab6", password=PASSWORD, role="admin", email="lab6@lab.example.cn",
+                              email_verified=True)
+    _, link = accounts.reset_password(account.id, actor="root")
     assert accounts.authenticate("lab6", PASSWORD).account is None  # the old password is dead
     assert accounts.reset_account(link).id == account.id and accounts.reset_account(link + "x") is None
     with pytest.raises(AccountError):
@@ -162,11 +165,11 @@ def test_reset_locks_the_account_until_the_owner_uses_the_single_use_link(accoun
     notice = accounts.take_reset_notice(account.id)
     assert notice.by == "root" and notice.at == clock.now
     assert accounts.take_reset_notice(account.id) is None  # told once
-    late = accounts.reset_password(account.id, actor="root")
+    _, late = accounts.reset_password(account.id, actor="root")
     clock.now += dt.timedelta(hours=24, seconds=1)
     assert accounts.reset_account(late) is None  # expired
-    newer = accounts.reset_password(account.id, actor="root")
-    older = accounts.reset_password(account.id, actor="root")
+    _, newer = accounts.reset_password(account.id, actor="root")
+    _, older = accounts.reset_password(account.id, actor="root")
     assert accounts.reset_account(newer) is None and accounts.reset_account(older) is not None  # a new reset voids the old link
 
 
@@ -219,7 +222,8 @@ def test_admin_log_seals_admin_actions(engine, session, clock, tmp_path):
     log.install(sessions)
     accounts = AccountService(sessions=sessions, clock=clock, admin_log=log)
     holidays = HolidayService(sessions=sessions, admin_log=log)
-    account = accounts.create(username="lab8", password=PASSWORD, role="admin", actor="root")
+    account = accounts.create(username="lab8", password=PASSWORD, role="admin", actor="root",
+                              email="lab8@lab.example.cn", email_verified=True)
     accounts.set_active(account.id, False, actor="root")
     accounts.set_active(account.id, True, actor="root")
     accounts.reset_password(account.id, actor="root")
@@ -339,3 +343,92 @@ def test_holidays(engine):
     with pytest.raises(AccountError):
         holidays.add(day=dt.date(2027, 2, 6), name="again")
     assert [(h.day.day, h.is_workday) for h in holidays.list()] == [(6, False), (14, True)]
+
+
+# --- issue 18: accounts that hold -------------------------------------------------------------
+def test_common_passwords_are_refused_whatever_their_length(accounts):
+    for weak in ("password1234", "1qaz2wsx3edc", "Password2026!", "aaaaaaaaaaaa", "qwertyuiop12", "lab10-is-my-name"):
+        with pytest.raises(AccountError) as refused:
+            accounts.create(username="lab10", password=weak, role="admin")
+        assert refused.value.code == "common_password", weak
+    assert accounts.create(username="lab10", password=PASSWORD, role="admin").username == "lab10"
+    with pytest.raises(AccountError):
+        accounts.change_password(accounts.authenticate("lab10", PASSWORD).account.id, PASSWORD, "iloveyou2026")
+
+
+def test_totp_enrolment_codes_once_and_recovery_codes_once(accounts, clock):
+    import pyotp
+
+    account = accounts.create(username="lab11", password=PASSWORD, role="regulator", authority_code="11")
+    secret = accounts.begin_2fa(account.id)
+    assert accounts.get(account.id).totp_secret != secret  # kept encrypted
+    assert accounts.pending_2fa_secret(account.id) == secret
+    totp = pyotp.TOTP(secret)
+    with pytest.raises(AccountError):
+        accounts.confirm_2fa(account.id, "000000" if totp.at(clock.now) != "000000" else "111111")
+    codes = accounts.confirm_2fa(account.id, totp.at(clock.now))
+    assert len(codes) == 10 and len(set(codes)) == 10 and accounts.get(account.id).has_2fa
+    # the code that confirmed cannot sign in again; the next one can, once
+    assert accounts.second_factor(account.id, totp.at(clock.now), client="a") is None
+    clock.now += dt.timedelta(seconds=30)
+    assert accounts.second_factor(account.id, totp.at(clock.now), client="a") is not None
+    assert accounts.second_factor(account.id, totp.at(clock.now), client="a") is None
+    # a recovery code works once, with or without its dash, in any case
+    assert accounts.second_factor(account.id, codes[0].upper().replace("-", ""), client="a") is not None
+    assert accounts.second_factor(account.id, codes[0], client="a") is None
+    assert accounts.recovery_codes_left(account.id) == 9
+    fresh = accounts.new_recovery_codes(account.id)
+    assert accounts.second_factor(account.id, codes[1], client="a") is None  # the old set is void
+    assert accounts.second_factor(account.id, fresh[0], client="a") is not None
+    with pytest.raises(AccountError):
+        accounts.disable_2fa(account.id, PASSWORD, required=True)
+    accounts.disable_2fa(account.id, PASSWORD, required=False)
+    assert not accounts.get(account.id).has_2fa
+
+
+def test_code_failures_are_throttled_like_passwords(accounts, clock):
+    import pyotp
+
+    account = accounts.create(username="lab12", password=PASSWORD, role="admin")
+    totp = pyotp.TOTP(accounts.begin_2fa(account.id))
+    accounts.confirm_2fa(account.id, totp.at(clock.now))
+    for _ in range(5):  # five free, then the pair waits
+        assert accounts.second_factor(account.id, "abcdefghij", client="x") is None
+    following = totp.at(clock.now + dt.timedelta(seconds=30))  # the next step's code (one step ahead is accepted)
+    assert accounts.second_factor(account.id, following, client="x") is None  # waiting: even the right code
+    assert accounts.second_factor(account.id, following, client="y") is not None  # the owner elsewhere
+
+
+def test_owner_reset_only_to_a_verified_address_and_never_locks_the_owner_out(accounts, clock):
+    account = accounts.create(username="lab13", password=PASSWORD, role="admin")
+    assert accounts.request_reset("lab13") is None  # no address
+    changed, token = accounts.set_email(account.id, "Lab13@LAB.example.CN")
+    assert changed.email == "Lab13@lab.example.cn" and changed.email_verified_at is None
+    assert accounts.request_reset("lab13") is None  # not verified yet
+    assert accounts.verify_email(token).email_verified_at is not None
+    assert accounts.verify_email(token) is None  # single use
+    found = accounts.request_reset("Lab13@lab.example.cn")
+    assert found is not None and found[0].id == account.id
+    assert accounts.authenticate("lab13", PASSWORD).account is not None  # the password still works
+    assert accounts.request_reset("nobody") is None and accounts.request_reset("x" * 300) is None
+    _, second = accounts.request_reset("lab13")
+    assert accounts.reset_account(found[1]) is None and accounts.reset_account(second) is not None  # newest only
+    clock.now += dt.timedelta(hours=1, seconds=1)
+    assert accounts.reset_account(second) is None  # an owner's link lives an hour
+    for _ in range(3):
+        assert accounts.request_reset("lab13") is not None
+    assert accounts.request_reset("lab13") is None  # five a day
+    _, last = accounts.set_email(account.id, "other@lab.example.cn")
+    assert accounts.get(account.id).email_verified_at is None  # a new address is unverified until its link
+
+
+def test_sessions_listed_and_ended_everywhere(accounts, clock):
+    account = accounts.create(username="lab14", password=PASSWORD, role="admin")
+    first = accounts.start_session(account.id, user_agent="Firefox")
+    clock.now += dt.timedelta(minutes=5)
+    second = accounts.start_session(account.id, user_agent="Chromium")
+    listed = accounts.live_sessions(account.id, current=second)
+    assert [(s.user_agent, s.current) for s in listed] == [("Chromium", True), ("Firefox", False)]
+    accounts.end_all_sessions(account.id)
+    assert accounts.session_account(first) is None and accounts.session_account(second) is None
+    assert accounts.live_sessions(account.id) == []
