@@ -133,6 +133,11 @@ class TransparencyLog:
     def _newest(session: Session) -> StoredCheckpoint | None:
         return session.scalar(select(StoredCheckpoint).order_by(StoredCheckpoint.size.desc()).limit(1))
 
+    def verify(self, verifiers: Sequence) -> LogCheck:
+        """The whole log checked (``tlog verify``): see :func:`check_log`."""
+        with self._sessions() as session:
+            return check_log(session, verifiers)
+
     def pending_count(self) -> int:
         with self._sessions() as session:
             return session.scalar(select(func.count()).select_from(PendingEntry))
@@ -213,3 +218,162 @@ def text_of(row: LogEntry) -> str:
     """The entry text of a stored entry (its commitment as stored)."""
     return fast_entry_text(action=row.action, at=row.at, batch=row.batch_id, commitment=row.commitment,
                            quarter=row.quarter)
+
+
+# --- checking the whole log (``tlog verify``) ------------------------------------------------------
+VERIFY_CHUNK = 10_000
+
+
+@dataclass(order=True)
+class Problem:
+    index: int
+    message: str = field(compare=False)
+
+
+@dataclass
+class LogCheck:
+    entries: int = 0
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return min(self.problems) if self.problems else None
+
+
+def check_log(session: Session, verifiers: Sequence, *, chunk: int = VERIFY_CHUNK) -> LogCheck:
+    """Every stored entry against its registration, the stored tree and the signed checkpoints;
+    every registration against the log. Streams the entries in leaf order in constant memory
+    (beyond the registrations withdrawn or restored)."""
+    from registry.registration.models import ReportNumber
+
+    from .merkle import CompactRange
+    from .note import NoteError, open_checkpoint
+
+    check = LogCheck()
+    checkpoints = session.scalars(select(StoredCheckpoint).order_by(StoredCheckpoint.size)).all()
+    check.checkpoints = len(checkpoints)
+    newest = checkpoints[-1].size if checkpoints else 0
+    for cp in checkpoints:
+        opened = None
+        for verifier in verifiers:
+            try:
+                opened = open_checkpoint(cp.note, verifier)
+                break
+            except NoteError:
+                continue
+        if opened is None or opened.size != cp.size or opened.root != cp.root:
+            check.problems.append(Problem(min(cp.size, newest), f"checkpoint {cp.size} is not signed by a trusted key "
+                                          "or does not say what is stored beside it"))
+    roots = {cp.size: cp.root for cp in checkpoints}
+    usccs = dict(session.execute(select(Institution.id, Institution.uscc)).all())
+    reader = TileReader(session)
+    edge = CompactRange()
+    if 0 in roots and roots[0] != edge.root():
+        check.problems.append(Problem(0, "checkpoint 0 is not the empty tree"))
+    last_change: dict[tuple[str, int], tuple[str, dt.datetime, int]] = {}
+    withdrawn_rows: dict[tuple[str, int], int] = {}  # registration withdrawn in the table → its register entry
+    bad_leaves: list[int] = []
+    expected = 0
+    while True:
+        rows = session.execute(select(LogEntry).where(LogEntry.leaf_index >= expected)
+                               .order_by(LogEntry.leaf_index).limit(chunk)).scalars().all()
+        if not rows:
+            break
+        numbers = {row.number for row in rows}
+        registered = {(r.number, r.institution_id): r for r in session.execute(
+            select(ReportNumber.number, ReportNumber.institution_id, ReportNumber.batch_id, ReportNumber.quarter,
+                   ReportNumber.registered_at, ReportNumber.withdrawn_at, ReportNumber.salt)
+            .where(ReportNumber.number.in_(numbers)))}
+        for row in rows:
+            i = row.leaf_index
+            if i != expected:
+                check.problems.append(Problem(expected, f"entries {expected}…{i - 1} are missing from the log's storage"))
+                return check  # the tree cannot be followed past a gap
+            expected += 1
+            key = (row.number, row.institution_id)
+            uscc = usccs.get(row.institution_id)
+            if uscc is None or commitment(uscc, row.number, row.salt) != row.commitment:
+                check.problems.append(Problem(i, f"entry {i}'s commitment does not match its registration data"))
+            leaf = leaf_hash(text_of(row).encode())
+            try:
+                stored_leaf = reader.hashes(0, i, 1)[0]
+            except LookupError:
+                stored_leaf = None
+            if stored_leaf != leaf:
+                check.problems.append(Problem(i, f"entry {i} does not hash to the leaf stored in the tree"))
+                bad_leaves.append(i)
+            # the stored tree is checked as stored: its upper hashes and checkpoints against its leaves
+            for start, size, node in edge.append(stored_leaf or leaf):
+                if size >= 256 and size & 0xFF == 0 and (size.bit_length() - 1) % 8 == 0:
+                    level = (size.bit_length() - 1) // 8
+                    try:
+                        stored = reader.hashes(level, start // size, 1)[0]
+                    except LookupError:
+                        stored = None
+                    if stored != node and not any(start <= b < start + size for b in bad_leaves):
+                        check.problems.append(Problem(start, f"the stored tree's hash of entries {start}…"
+                                                             f"{start + size - 1} does not match the entries"))
+            if edge.size in roots and roots[edge.size] != edge.root():
+                check.problems.append(Problem(i, f"checkpoint {edge.size} does not match the entries before it"))
+            if i >= newest:
+                check.problems.append(Problem(i, f"entry {i} lies beyond the newest checkpoint ({newest})"))
+            reg = registered.get(key)
+            if reg is None:
+                check.problems.append(Problem(i, f"entry {i} ({row.action}) names a registration that "
+                                                 "report_numbers no longer holds"))
+                continue
+            if reg.salt != row.salt or reg.batch_id != row.batch_id or reg.quarter != row.quarter:
+                check.problems.append(Problem(i, f"entry {i}'s registration has changed (batch, quarter or salt)"))
+            if row.action == "register":
+                if reg.registered_at != row.at:
+                    check.problems.append(Problem(i, f"entry {i}: the registration's time was changed "
+                                                     f"(logged {row.at.isoformat()}, now {reg.registered_at.isoformat()})"))
+                if reg.withdrawn_at is not None:
+                    withdrawn_rows[key] = i
+            else:
+                last_change[key] = (row.action, row.at, i)
+        check.entries = expected
+    for cp_size in roots:
+        if cp_size > expected:
+            check.problems.append(Problem(expected, f"checkpoint {cp_size} covers more entries than the log holds "
+                                                    f"({expected})"))
+    for key, register_index in withdrawn_rows.items():
+        action = last_change.get(key)
+        if action is None or action[0] != "withdraw":
+            check.problems.append(Problem(register_index, f"entry {register_index}'s registration is withdrawn, "
+                                                          "but the log never recorded that withdrawal"))
+    if last_change:
+        keys = list(last_change)
+        for part in range(0, len(keys), 1000):
+            batch = keys[part:part + 1000]
+            states = {(r.number, r.institution_id): r.withdrawn_at for r in session.execute(
+                select(ReportNumber.number, ReportNumber.institution_id, ReportNumber.withdrawn_at)
+                .where(ReportNumber.number.in_({k[0] for k in batch})))}
+            for key in batch:
+                action, at, index = last_change[key]
+                if key not in states:
+                    continue  # reported above
+                if action == "withdraw" and states[key] != at:
+                    check.problems.append(Problem(index, f"entry {index} withdrew the registration; the table "
+                                                         "says otherwise"))
+                if action == "restore" and states[key] is not None:
+                    check.problems.append(Problem(index, f"entry {index} restored the registration; the table "
+                                                         "says it is withdrawn"))
+    unlogged = session.execute(
+        select(ReportNumber.number, ReportNumber.institution_id, ReportNumber.batch_id)
+        .where(~select(LogEntry.leaf_index).where(LogEntry.number == ReportNumber.number,
+                                                  LogEntry.institution_id == ReportNumber.institution_id,
+                                                  LogEntry.action == "register").exists(),
+               ~select(PendingEntry.id).where(PendingEntry.number == ReportNumber.number,
+                                              PendingEntry.institution_id == ReportNumber.institution_id,
+                                              PendingEntry.action == "register").exists())
+        .limit(20)).all()
+    for number, institution_id, batch_id in unlogged:
+        check.problems.append(Problem(expected, f"report_numbers holds {number} of {usccs.get(institution_id)} "
+                                                f"(batch {batch_id}), which the log never recorded"))
+    return check
