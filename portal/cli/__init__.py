@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import accounts, audit, bloom, db, institutions, numbers, platforms, retention, statistics, tlog
+from . import accounts, audit, backup, bloom, db, institutions, numbers, platforms, retention, statistics, tlog
 
 
 def register_commands(app: Flask) -> None:
@@ -18,5 +18,6 @@ def register_commands(app: Flask) -> None:
             app.cli.add_command(command)
     app.cli.add_command(bloom.bloom)
     app.cli.add_command(audit.audit)
+    app.cli.add_command(backup.backup)
     app.cli.add_command(retention.retention)
     app.cli.add_command(tlog.tlog)
