@@ -23,6 +23,17 @@ depends_on = None
 
 COLUMNS = "id, at, number, institution_text, institution_id, status, client, bulk, platform_id"
 DAYS_AHEAD = 7
+# the columns of the log as 0001 and 0011 made them; ids go on from the same sequence
+COLUMN_DDL = """
+    id BIGINT NOT NULL DEFAULT nextval('query_log_id_seq'),
+    at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    number VARCHAR(200) NOT NULL,
+    institution_text TEXT,
+    institution_id INTEGER,
+    status VARCHAR(16) NOT NULL,
+    client VARCHAR(64) NOT NULL,
+    bulk BOOLEAN,
+    platform_id INTEGER"""
 
 
 def upgrade() -> None:
@@ -36,18 +47,7 @@ def upgrade() -> None:
     op.execute("ALTER INDEX ix_query_log_number_at RENAME TO ix_query_log_unpartitioned_number_at")
     op.execute("ALTER TABLE query_log_unpartitioned RENAME CONSTRAINT pk_query_log TO pk_query_log_unpartitioned")
     op.execute("ALTER SEQUENCE query_log_id_seq OWNED BY NONE")
-    op.execute("""
-        CREATE TABLE query_log (
-            id BIGINT NOT NULL DEFAULT nextval('query_log_id_seq'),
-            at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
-            number VARCHAR(200) NOT NULL,
-            institution_text TEXT,
-            institution_id INTEGER,
-            status VARCHAR(16) NOT NULL,
-            client VARCHAR(64) NOT NULL,
-            bulk BOOLEAN,
-            platform_id INTEGER
-        ) PARTITION BY RANGE (at)""")
+    op.execute(f"CREATE TABLE query_log ({COLUMN_DDL}) PARTITION BY RANGE (at)")
     op.execute("ALTER SEQUENCE query_log_id_seq OWNED BY query_log.id")
     op.execute("CREATE TABLE query_log_default PARTITION OF query_log DEFAULT")
     today = dt.datetime.now(dt.timezone.utc).date()
@@ -71,19 +71,7 @@ def downgrade() -> None:
     op.execute("ALTER TABLE query_log RENAME TO query_log_partitioned")
     op.execute("ALTER INDEX ix_query_log_number_at RENAME TO ix_query_log_partitioned_number_at")
     op.execute("ALTER SEQUENCE query_log_id_seq OWNED BY NONE")
-    op.execute("""
-        CREATE TABLE query_log (
-            id BIGINT NOT NULL DEFAULT nextval('query_log_id_seq'),
-            at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
-            number VARCHAR(200) NOT NULL,
-            institution_text TEXT,
-            institution_id INTEGER,
-            status VARCHAR(16) NOT NULL,
-            client VARCHAR(64) NOT NULL,
-            bulk BOOLEAN,
-            platform_id INTEGER,
-            CONSTRAINT pk_query_log PRIMARY KEY (id)
-        )""")
+    op.execute(f"CREATE TABLE query_log ({COLUMN_DDL}, CONSTRAINT pk_query_log PRIMARY KEY (id))")
     op.execute("ALTER SEQUENCE query_log_id_seq OWNED BY query_log.id")
     op.execute(f"INSERT INTO query_log ({COLUMNS}) SELECT {COLUMNS} FROM query_log_partitioned")
     op.execute("DROP TABLE query_log_partitioned")  # its partitions and indexes with it
