@@ -1,7 +1,7 @@
 """The backup → restore drill on both stacks: a registry with numbers, a withdrawn one, sealed
 complaint trails, an admin-log entry, an upload's stored file and a complaint's attachment is
 backed up; restored into an empty database, an empty FILES_DIR and an empty Bloom store, every
-number answers as before, `audit verify` passes, the erasures due are applied again, and the
+number answers as before, `audit verify` and `tlog verify` pass, the erasures due are applied again, and the
 files are there byte for byte."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
@@ -57,9 +58,28 @@ def empty_target(stack, request, tmp_path):
     return target
 
 
-def test_backup_and_restore_drill(app, reg, client, stack, request, tmp_path):
+@pytest.fixture
+def signing_key() -> str:
+    from registry.tlog.note import Signer
+
+    return Signer.generate("registry.localhost/tlog").text()
+
+
+@pytest.fixture
+def signed_app(stack, signing_key):
+    """The source registry, holding the transparency log's signing key (it integrates the log)."""
     from portal import create_app
 
+    app = create_app({**stack, "TLOG_SIGNING_KEY": signing_key})
+    assert app.extensions["registry"].wait_until_trusted()
+    yield app
+    app.extensions["registry"].close()
+
+
+def test_backup_and_restore_drill(signed_app, stack, signing_key, request, tmp_path):
+    from portal import create_app
+
+    app, reg, client = signed_app, signed_app.extensions["registry"], signed_app.test_client()
     with reg.sessions() as s:
         lab = make_institution(s)
     numbers = [f"BK2026-{i:04d}" for i in range(60)]
@@ -81,21 +101,25 @@ def test_backup_and_restore_drill(app, reg, client, stack, request, tmp_path):
     asked = numbers + ["BK-ABSENT-1", "BK-ABSENT-2"]
     before = answers(client, asked)
     assert before[numbers[1]]["status"] == "found" and before[numbers[0]]["status"] == "withdrawn"
+    reg.tlog.integrate()  # the key holder's periodic chore: the registrations into a signed checkpoint
     runner = app.test_cli_runner()
     assert runner.invoke(args=["audit", "verify"]).exit_code == 0
+    assert runner.invoke(args=["tlog", "verify"]).exit_code == 0
 
     folder = tmp_path / "backup-1"
     made = runner.invoke(args=["backup", "create", str(folder)])
     assert made.exit_code == 0, made.output
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["numbers"] == 60 and manifest["heads"]["audit"] and manifest["key_ids"]["audit"]
+    assert manifest["key_ids"]["tlog"].startswith("registry.localhost/tlog+")  # the public verifier key
     assert "test-audit-key" not in (folder / "manifest.json").read_text()  # ids, never the keys
+    assert signing_key.rsplit("+", 1)[1] not in (folder / "manifest.json").read_text()
     again = runner.invoke(args=["backup", "create", str(folder)])
     assert again.exit_code == 2 and "not an empty folder" in again.output
 
     if stack["STACK"] == "postgres-redis":
         reg.redis.flushdb()  # the Bloom store and the chains' heads are gone with the old Redis
-    target_settings = empty_target(stack, request, tmp_path)
+    target_settings = {**empty_target(stack, request, tmp_path), "TLOG_SIGNING_KEY": signing_key}
     target = create_app(target_settings)
     treg = target.extensions["registry"]
     try:
@@ -106,6 +130,8 @@ def test_backup_and_restore_drill(app, reg, client, stack, request, tmp_path):
         assert answers(target.test_client(), asked) == before
         verified = target.test_cli_runner().invoke(args=["audit", "verify"])
         assert verified.exit_code == 0 and "audit chain intact" in verified.output, verified.output
+        logged = target.test_cli_runner().invoke(args=["tlog", "verify"])
+        assert logged.exit_code == 0 and "log intact" in logged.output, logged.output
         # the restore re-applied the retention: the old complaint's contact is gone, as a sealed event
         with treg.sessions() as s:
             restored = s.scalar(select(Complaint).where(Complaint.number == "BK-OLD"))
