@@ -103,6 +103,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(upload_api.bp)
     csrf.exempt(upload_api.bp)
+    from . import snapshot_api
+
+    app.register_blueprint(snapshot_api.bp)
+    csrf.exempt(snapshot_api.bp)
     from . import regulator
 
     app.register_blueprint(regulator.bp)

@@ -1,5 +1,5 @@
 """The JSON API served by Flask (``/api/v1``): institution suggestions, and what the verify
-routes share, and the API's OpenAPI document. ``/api/v1/verify`` itself is served by the verify
+routes share, the API's OpenAPI document and the snapshot's public key. ``/api/v1/verify`` itself is served by the verify
 edge (portal/edge.py) in front of Flask; the upload API is portal/upload_api.py."""
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def suggest():
         "suggestions": [{"name": i.name, "uscc": i.uscc, "former_names": list(i.former_names)} for i in found]
     })
     response.headers["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+@bp.get("/snapshot/key")
+def snapshot_key():
+    """The public half of the offline snapshot's signing key (Ed25519), for clients to pin."""
+    signer = registry().snapshots.signer
+    response = json_response({"algorithm": "Ed25519", "key_id": signer.key_id, "public_key": signer.public_raw,
+                              "public_key_pem": signer.public_pem})
+    response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
 

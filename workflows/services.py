@@ -27,6 +27,8 @@ from registry.accounts.idempotency import IdempotencyStore
 from registry.accounts.tokens import TokenService
 from registry.platforms.service import PlatformService
 from registry.bloom import BloomConfig, open_bloom_index
+from registry.bloom.snapshot import (FileSnapshotStore, RedisSnapshotStore, SnapshotService, SnapshotSigner,
+                                     load_signing_key)
 from registry.complaints.audit import AuditChain, FileChainHead, RedisChainHead, chain_for, keyring
 from registry.complaints.casework import CaseworkService
 from registry.complaints.holidays import HolidayService
@@ -100,6 +102,7 @@ class ServiceSettings:
     encryption_keys: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     mail: MailSettings = MailSettings()
+    snapshot_signing_key: str = ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -140,12 +143,24 @@ class ServiceSettings:
                               use_tls=bool(values.get("MAIL_USE_TLS")), username=values.get("MAIL_USERNAME") or "",
                               password=values.get("MAIL_PASSWORD") or "",
                               sender=values.get("MAIL_FROM") or "registry@localhost"),
+            snapshot_signing_key=values.get("SNAPSHOT_SIGNING_KEY") or "",
         )
 
 
 def _url_list(value) -> list[str]:
     """A list of URLs, given as one comma-separated text (a config value) or as a list."""
     return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else list(value)
+
+
+def snapshot_signer(value: str) -> SnapshotSigner:
+    """The snapshot's signer from ``SNAPSHOT_SIGNING_KEY`` (finish_settings fills it); without one, a
+    key for this process only (its snapshots verify only against this process's public key)."""
+    if not value:
+        from registry.bloom.snapshot import new_signing_key_pem
+
+        log.warning("SNAPSHOT_SIGNING_KEY is not set: offline snapshots are signed with a key of this process only")
+        value = new_signing_key_pem()
+    return SnapshotSigner(load_signing_key(value))
 
 
 def make_redis(url: str):
@@ -196,6 +211,11 @@ class Services:
             direct_redis=self.hot_redis,
             logger=log,
         )
+        # offline pre-check snapshots for keyed platforms, signed with their own key
+        self.snapshots = SnapshotService(
+            bloom=self.bloom, engine=self.engine, clock=clock, signer=snapshot_signer(settings.snapshot_signing_key),
+            store=(RedisSnapshotStore(self.redis) if self.redis is not None
+                   else FileSnapshotStore(settings.bloom_dir / "snapshots")))
         self.directory = InstitutionDirectory()
         self.query_log_days = QueryLogDays(engine=self.engine)
         self.query_log = QueryLogBuffer(engine=self.engine, secret=settings.secret_key.encode(),
@@ -271,7 +291,7 @@ class Services:
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
                              hourly=[self.uploads.delete_old_files,
-                                     functools.partial(purge_kept, settings.files_dir)],
+                                     functools.partial(purge_kept, settings.files_dir), self.snapshots.hourly],
                              daily=[self.retention.run],
                              periodic=[(settings.background_interval, self.metrics.write), (60.0, self.sweep_outbox),
                                        *([(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])])

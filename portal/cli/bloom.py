@@ -1,4 +1,4 @@
-"""The Bloom index: ``bloom rebuild``, ``bloom check``."""
+"""The Bloom index: ``bloom rebuild``, ``bloom check``, ``bloom snapshot``."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +7,7 @@ import click
 from flask.cli import AppGroup
 
 from registry.bloom import RebuildInProgress
+from registry.bloom.snapshot import SnapshotUnavailable
 
 from ..extensions import registry
 
@@ -38,3 +39,19 @@ def bloom_check():
         for number in missing:
             click.echo(f"missing: {number}", err=True)
         sys.exit(1)
+
+
+@bloom.command("snapshot")
+def bloom_snapshot():
+    """Take an offline-snapshot checkpoint now (and the delta to it), without waiting for the hour."""
+    reg = registry()
+    reg.wait_until_trusted(timeout=10)
+    try:
+        figures = reg.snapshots.tick(force=True)
+    except SnapshotUnavailable as exc:
+        click.echo(f"error: no checkpoint now: {exc}", err=True)
+        sys.exit(1)
+    if figures is None:
+        click.echo("error: another process is taking a checkpoint; try again when it has finished", err=True)
+        sys.exit(1)
+    click.echo(" ".join(f"{k}={v}" for k, v in figures.items()))

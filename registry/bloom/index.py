@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from registry.bloom.gate import WriterGate
 from registry.bloom.layout import Layout, Pointer
+from registry.bloom.snapshot import SnapshotUnavailable, shard_bits
 from registry.bloom.stores import LocalStore, RebuildInProgress, RedisStore, ShardStore, StaleShard
 
 CHUNK = 50_000
@@ -454,6 +455,30 @@ class BloomIndex:
         return report | {"generation": pointer.generation, "capacity": layout.capacity, "shards": layout.shards,
                          "error_rate": layout.error_rate, "fill_ratio": fill,
                          "estimated_false_positive_rate": fill ** layout.num_slices}
+
+    def snapshot_bits(self, newest_batch_id: int | None) -> tuple[Pointer, list[bytes]]:
+        """The trusted generation's bits, shard by shard (headers stripped), for an offline
+        snapshot (registry/bloom/snapshot.py). Raises :class:`SnapshotUnavailable` unless the index
+        is trusted, every shard still carries the generation, and the newest-batch marker, read
+        after the bits, has reached ``newest_batch_id`` (the database's newest batch, read before
+        them): then every batch committed before the read is in the bits."""
+        pointer = self._pointer
+        if pointer is None or self._breaker_until > time.monotonic():
+            raise SnapshotUnavailable(f"the Bloom index is not trusted now ({self._reason or 'store errors'})")
+        try:
+            shards = [shard_bits(self._store.shard_bytes(pointer, shard), pointer.layout, pointer.generation)
+                      for shard in range(pointer.layout.shards)]
+            marker = self._store.read_marker(pointer.generation)
+            current = self._store.read_pointer()
+        except SnapshotUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unreachable store: no snapshot now
+            raise SnapshotUnavailable(f"the Bloom store failed ({exc.__class__.__name__})") from exc
+        if current is None or current.generation != pointer.generation:
+            raise SnapshotUnavailable("the generation changed while the bits were read")
+        if newest_batch_id is not None and (marker is None or marker < newest_batch_id):
+            raise SnapshotUnavailable(f"marker {marker} behind the newest batch {newest_batch_id}")
+        return pointer, shards
 
     def status(self) -> dict:
         """Cheap figures for /readyz; no store round trip."""

@@ -92,6 +92,15 @@ def _audit_keys(value: str) -> str:
     return value.strip()
 
 
+def _snapshot_key(value: str) -> str:
+    """``SNAPSHOT_SIGNING_KEY`` checked now (a key that does not load is refused at start-up)."""
+    if value.strip():
+        from registry.bloom.snapshot import load_signing_key
+
+        load_signing_key(value)
+    return value.strip()
+
+
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TLOG_ORIGIN = "registry.localhost/tlog"
 
@@ -169,6 +178,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # the chain's keys, newest first (id:secret or secret, comma-separated); replaces AUDIT_KEY
         "AUDIT_KEYS": _audit_keys(env.get("AUDIT_KEYS") or ""),
         "FILES_DIR": env.get("FILES_DIR") or "",
+        # the offline snapshot's own Ed25519 key (PEM or base64 seed); generated into the instance folder if empty
+        "SNAPSHOT_SIGNING_KEY": _snapshot_key(env.get("SNAPSHOT_SIGNING_KEY") or ""),
+        "RATELIMIT_SNAPSHOT": env.get("RATELIMIT_SNAPSHOT", "6/hour;24/day"),
+        "RATELIMIT_SNAPSHOT_DELTAS": env.get("RATELIMIT_SNAPSHOT_DELTAS", "60/hour;600/day"),
         "RATELIMIT_VERIFY": env.get("RATELIMIT_VERIFY", "30/minute;500/day"),
         "RATELIMIT_COMPLAINT": env.get("RATELIMIT_COMPLAINT", "5/hour"),
         "RATELIMIT_SUGGEST": env.get("RATELIMIT_SUGGEST", "60/minute;2000/day"),
@@ -271,6 +284,8 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     elif config["DATABASE_URL"].startswith("sqlite"):
         # the embedded default is one host: it integrates the log itself with a key of its own
         config["TLOG_SIGNING_KEY"] = _tlog_signing_key(_instance_tlog_key(instance, origin), origin)
+    if not config.get("SNAPSHOT_SIGNING_KEY"):
+        config["SNAPSHOT_SIGNING_KEY"] = _instance_snapshot_key(instance)
     return config
 
 
@@ -286,6 +301,28 @@ def _private_folders(*folders: Path) -> None:
                 folder.chmod(0o700)
         except OSError:  # a folder of another owner (a shared volume): its owner decides
             pass
+
+
+def _instance_snapshot_key(instance: Path) -> str:
+    """The embedded snapshot signing key: an Ed25519 key made once into the instance folder (mode
+    0600), never into the database. Every host of a deployment needs the same key: set
+    SNAPSHOT_SIGNING_KEY there."""
+    from registry.bloom.snapshot import new_signing_key_pem
+
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "snapshot_signing_key.pem"
+    if not path.exists():
+        tmp = instance / f".snapshot_signing_key.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_signing_key_pem())
+        try:
+            os.link(tmp, path)  # whole or not at all; another process's key wins if it came first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()
 
 
 def _instance_secret(instance: Path) -> str:

@@ -20,6 +20,7 @@ PUBLIC_BLUEPRINTS = {"public", "api", "health", "complaints", "auth", "site", "l
 TOKEN_BLUEPRINTS = {"upload_api"}
 # Guarded by the caller's network or a bearer token (METRICS_ALLOW, METRICS_TOKEN), not by a role.
 NETWORK_BLUEPRINTS = {"metrics"}
+PLATFORM_BLUEPRINTS = {"snapshot_api"}  # a platform key (rnrp_…), never a browser session
 
 
 def _guarded_rules(app):
@@ -34,7 +35,7 @@ def _guarded_rules(app):
 
 def test_every_non_public_blueprint_is_guarded(portal_app):
     for name, blueprint in portal_app.blueprints.items():
-        if name in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS | NETWORK_BLUEPRINTS:
+        if name in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS | NETWORK_BLUEPRINTS | PLATFORM_BLUEPRINTS:
             continue
         assert getattr(blueprint, "guarded_roles", None), f"blueprint {name!r} has no guard_blueprint(...)"
     assert portal_app.blueprints["institution"].guarded_roles == {"institution"}
@@ -65,7 +66,7 @@ def world(portal_app, preg):
     _, owner_token = tokens.create(institution_id=owner_inst.id, name="lims", created_by="t")
     spare_token, _ = tokens.create(institution_id=owner_inst.id, name="spare", created_by="t")
     holiday = HolidayService(sessions=preg.sessions).add(day=__import__("datetime").date(2027, 2, 6), name="春节")
-    platform, _ = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
+    platform, platform_key = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
     preg.statistics.open_year(2026, actor="t")
     filing = preg.statistics.filing_for(owner_inst.id, 2026, actor="t").filing
     ids = {
@@ -77,6 +78,7 @@ def world(portal_app, preg):
         "platform_id": platform.id,
         "year": 2026,
         "filing_id": filing.id,
+        "platform_key": platform_key,  # not a URL argument: the credential of the platform-key routes
     }
     return clients, ids, owner_token
 
@@ -100,6 +102,25 @@ def _succeeded(response) -> bool:
     if response.status_code in (401, 403, 404):
         return False
     return not (response.status_code in (302, 303) and "/login" in response.headers.get("Location", ""))
+
+
+def test_platform_key_routes_need_a_platform_key(portal_app, world, preg):
+    """/api/v1/snapshot…: no browser session (any role) and no institution token is a platform key."""
+    clients, ids, owner_token = world
+    key = ids["platform_key"]
+    rules = [r for r in portal_app.url_map.iter_rules() if r.endpoint.split(".")[0] in PLATFORM_BLUEPRINTS]
+    assert {r.rule for r in rules} == {"/api/v1/snapshot", "/api/v1/snapshot/deltas"}
+    assert preg.snapshots.tick(force=True) is not None
+    since = preg.snapshots.snapshot().manifest["delta"]
+    for rule in rules:
+        url = rule.rule + (f"?since={since}" if "deltas" in rule.rule else "")
+        for actor, client in clients.items():
+            response = client.get(url)
+            assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized", (url, actor)
+        for header in (f"Bearer {owner_token}", "Bearer rnrp_forged", key):  # a token, a guess, no scheme
+            assert clients["anonymous"].get(url, headers={"Authorization": header}).status_code == 401, (url, header)
+        response = clients["anonymous"].get(url, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200 and response.mimetype == "application/vnd.rnr.snapshot", url
 
 
 def test_access_matrix(portal_app, world):
@@ -169,14 +190,15 @@ def test_every_route_of_the_site_blueprint_is_open_to_everyone(portal_app, world
 # The public API routes (docs/contract.md; described in docs/openapi.json): no login, no token.
 PUBLIC_API_ROUTES = {"/api/v1/openapi.json", "/api/v1/institutions/suggest?q=x", "/api/v1/verify?number=A-1",
                      "/api/v1/verify?number=A-1&proof=1", "/healthz", "/readyz", "/log/checkpoint", "/log/key",
-                     "/log/proof?index=0&size=1", "/log/consistency?from=1&to=1", "/log/entries?start=0&end=1"}
+                     "/log/proof?index=0&size=1", "/log/consistency?from=1&to=1", "/log/entries?start=0&end=1",
+                     "/api/v1/snapshot/key"}
 
 
 def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
     clients, _ids, _token = world
     api_rules = {r.rule for r in portal_app.url_map.iter_rules()
-                 if r.rule.startswith("/api/") and not r.endpoint.startswith("upload_api.")}
-    assert api_rules == {"/api/v1/openapi.json", "/api/v1/institutions/suggest"}, api_rules  # a new one: list it
+                 if r.rule.startswith("/api/") and r.endpoint.split(".")[0] not in TOKEN_BLUEPRINTS | PLATFORM_BLUEPRINTS}
+    assert api_rules == {"/api/v1/openapi.json", "/api/v1/institutions/suggest", "/api/v1/snapshot/key"}, api_rules
     log_rules = {r.rule for r in portal_app.url_map.iter_rules() if r.endpoint.startswith("log.")}
     assert log_rules == {"/log/checkpoint", "/log/key", "/log/proof", "/log/consistency", "/log/entries"}, log_rules
     portal_app.extensions["registry"].tlog.integrate()

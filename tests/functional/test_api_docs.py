@@ -8,8 +8,10 @@ import pytest
 
 
 @pytest.mark.parametrize("lang, words", [
-    ("zh", ["API 接口说明", "不是“核对一致”", "跨域调用（CORS）", "Idempotency-Key", "平台密钥"]),
-    ("en", ["API documentation", "is not a match", "Cross-origin calls (CORS)", "Idempotency-Key", "platform key"]),
+    ("zh", ["API 接口说明", "不是“核对一致”", "跨域调用（CORS）", "Idempotency-Key", "平台密钥",
+            "只能说“截至某时未登记”", "必须通过接口（单个或批量查询）确认", "离线穷举"]),
+    ("en", ["API documentation", "is not a match", "Cross-origin calls (CORS)", "Idempotency-Key", "platform key",
+            "“not registered as of” a time", "must confirm through the API", "enumerate a guessable number space"]),
 ])
 def test_the_guide_in_both_languages(client, lang, words):
     response = client.get(f"/docs/api?lang={lang}")
@@ -20,7 +22,8 @@ def test_the_guide_in_both_languages(client, lang, words):
     assert 'id="unresolved-warning"' in html
     assert "curl -s" in html and "--data-urlencode" in html and "urllib.request" in html
     for endpoint in ("/api/v1/verify", "/api/v1/verify/bulk", "/api/v1/institutions/suggest", "/api/v1/batches",
-                     "/api/v1/numbers", "/api/v1/withdrawals", "/api/v1/restorations", "/healthz", "/readyz"):
+                     "/api/v1/numbers", "/api/v1/withdrawals", "/api/v1/restorations", "/healthz", "/readyz",
+                     "/api/v1/snapshot", "/api/v1/snapshot/deltas", "/api/v1/snapshot/key", "snapshot_client.py"):
         assert endpoint in html, endpoint
     assert 'href="/api/v1/openapi.json"' in html
     assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html)  # no CDN, no other host

@@ -186,7 +186,8 @@ def limited_app(stack):
     from portal import create_app
 
     app = create_app({**stack, "CLOCK": fixed_clock(), "RATELIMIT_VERIFY": "2/minute",
-                      "RATELIMIT_SUGGEST": "1/minute", "RATELIMIT_UPLOAD_API": "1/minute"})
+                      "RATELIMIT_SUGGEST": "1/minute", "RATELIMIT_UPLOAD_API": "1/minute",
+                      "RATELIMIT_SNAPSHOT": "1/hour", "RATELIMIT_SNAPSHOT_DELTAS": "3/hour"})
     reg = app.extensions["registry"]
     assert reg.wait_until_trusted()
     yield app
@@ -211,6 +212,31 @@ def test_429s_match_the_document(limited_app, spec):
     check(spec, client.post("/api/v1/numbers", **call), 200)
     limited = check(spec, client.post("/api/v1/numbers", **call), 429)
     assert limited.get_json()["error"]["code"] == "rate_limited"
+
+
+def test_snapshot_answers_match_the_document(limited_app, spec):
+    """The offline snapshot, its deltas, its key: every status, and each download counted on the key."""
+    reg = limited_app.extensions["registry"]
+    with reg.sessions() as s:
+        inst = make_institution(s)
+    register(reg, inst, ["SNAP-OPENAPI-1"])
+    client = limited_app.test_client()
+    key = check(spec, client.get("/api/v1/snapshot/key"), 200).get_json()
+    assert key["key_id"] == reg.snapshots.signer.key_id and key["public_key_pem"].startswith("-----BEGIN PUBLIC KEY")
+    check(spec, client.get("/api/v1/snapshot"), 401)
+    _, platform_key = reg.platforms.create(name="shop", per_minute=10, per_day=100)
+    auth = bearer(platform_key)
+    snapshot = check(spec, client.get("/api/v1/snapshot", headers=auth), 200)
+    assert snapshot.data.startswith(b"RNRSNAP1") and snapshot.headers["Content-Length"] == str(len(snapshot.data))
+    since = snapshot.headers["X-Snapshot-Delta"]
+    check(spec, client.get("/api/v1/snapshot", headers=auth), 429)  # 1 an hour here
+    assert check(spec, client.get(f"/api/v1/snapshot/deltas?since={since}", headers=auth), 200).data.startswith(b"RNRSNAP1")
+    check(spec, client.get("/api/v1/snapshot/deltas?since=yesterday", headers=auth), 400)
+    outdated = check(spec, client.get("/api/v1/snapshot/deltas?since=1.0", headers=auth), 410)
+    assert outdated.get_json()["error"]["code"] == "snapshot_outdated"
+    check(spec, client.get(f"/api/v1/snapshot/deltas?since={since}", headers=auth), 429)  # 3 an hour here
+    _, other = reg.platforms.create(name="other", per_minute=10, per_day=100)
+    check(spec, client.get("/api/v1/snapshot", headers=bearer(other)), 200)  # counted per key
 
 
 def _bulk_route_exists(app) -> bool:

@@ -27,6 +27,11 @@ def test_instance_and_files_folders_and_what_is_created_in_them(tmp_path):
         settings = finish_settings(load_settings({"INSTANCE_DIR": str(instance)}))
         assert mode(instance) == 0o700 and mode(settings["FILES_DIR"]) == 0o700
         assert mode(instance / "secret_key") == 0o600
+        # the offline snapshot's own signing key: made once, private, the same on the next start
+        assert mode(instance / "snapshot_signing_key.pem") == 0o600
+        assert settings["SNAPSHOT_SIGNING_KEY"].startswith("-----BEGIN PRIVATE KEY-----")
+        assert finish_settings(load_settings({"INSTANCE_DIR": str(instance)}))["SNAPSHOT_SIGNING_KEY"] == \
+            settings["SNAPSHOT_SIGNING_KEY"]
         stored = store_attachment(io.BytesIO(PNG), tmp_path / "instance" / "files")
         created = [p for p in (instance / "files").rglob("*") if p.is_file()]
         assert created and all(mode(p) == 0o600 for p in created), stored

@@ -26,6 +26,8 @@ def test_environment_overrides_with_types():
                        "BLOOM_CAPACITY": "5000", "BLOOM_ERROR_RATE": "0.0001", "TRUSTED_PROXIES": "2"})
     assert (s["BLOOM_CAPACITY"], s["BLOOM_ERROR_RATE"], s["TRUSTED_PROXIES"]) == (5000, 0.0001, 2)
     assert s["REDIS_URL"] == "redis://h:6379/0"
+    seed = "A" * 43 + "="  # 32 bytes in base64: the snapshot's signing key as a seed
+    assert load_settings({"SNAPSHOT_SIGNING_KEY": seed})["SNAPSHOT_SIGNING_KEY"] == seed
 
 
 def test_read_replicas_are_a_list_of_postgresql_urls():
@@ -40,7 +42,8 @@ def test_read_replicas_are_a_list_of_postgresql_urls():
 @pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"},
                                  {"QUERY_LOG_DAYS": "0"}, {"COMPLAINT_CONTACT_DAYS": "three years"},
                                  {"DATABASE_REPLICA_URLS": "sqlite:///replica.db"},
-                                 {"REPLICA_MAX_LAG_SECONDS": "0"}, {"REPLICA_MAX_LAG_SECONDS": "soon"}])
+                                 {"REPLICA_MAX_LAG_SECONDS": "0"}, {"REPLICA_MAX_LAG_SECONDS": "soon"},
+                                 {"SNAPSHOT_SIGNING_KEY": "not-a-key"}, {"SNAPSHOT_SIGNING_KEY": "AAAA"}])
 def test_bad_settings_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         load_settings(env)
