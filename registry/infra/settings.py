@@ -309,20 +309,7 @@ def _instance_snapshot_key(instance: Path) -> str:
     SNAPSHOT_SIGNING_KEY there."""
     from registry.bloom.snapshot import new_signing_key_pem
 
-    instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "snapshot_signing_key.pem"
-    if not path.exists():
-        tmp = instance / f".snapshot_signing_key.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new_signing_key_pem())
-        try:
-            os.link(tmp, path)  # whole or not at all; another process's key wins if it came first
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()
+    return _instance_key(instance, "snapshot_signing_key.pem", new_signing_key_pem)
 
 
 def _instance_secret(instance: Path) -> str:
@@ -343,15 +330,23 @@ def _instance_tlog_key(instance: Path, origin: str) -> str:
     Never in the database: whoever holds it can sign checkpoints (docs/transparency.md, escrow)."""
     from registry.tlog.note import Signer
 
+    return _instance_key(instance, f"tlog_signing_key.{origin.replace('/', '_')}",
+                         lambda: Signer.generate(origin).text() + "\n")
+
+
+def _instance_key(instance: Path, name: str, make) -> str:
+    """The key kept in ``instance/name``, made by ``make()`` the first time (mode 0600, written whole
+    or not at all: another process of this host may make it first, and then its key is kept)."""
     import tempfile
 
-    path = instance / f"tlog_signing_key.{origin.replace('/', '_')}"
+    path = instance / name
     if not path.exists():
-        fd, draft = tempfile.mkstemp(dir=instance, prefix=".tlog-key-")  # 0600
+        instance.mkdir(parents=True, exist_ok=True)
+        fd, draft = tempfile.mkstemp(dir=instance, prefix=f".{name}-")  # 0600
         with os.fdopen(fd, "w") as fh:
-            fh.write(Signer.generate(origin).text() + "\n")
+            fh.write(make())
         try:
-            os.link(draft, path)  # whole or not at all; another process of this host may win
+            os.link(draft, path)
         except FileExistsError:
             pass
         finally:
