@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
 from sqlalchemy import text
 
 from registry.bloom.gate import WriterGate
@@ -158,6 +159,29 @@ class BloomIndex:
         self._errors = 0
         self._breaker_until = 0.0
         self.needs_rebuild = False
+        self._run_id: str | None = None  # the Redis server the trusted generation was checked on
+        if isinstance(store, RedisStore):
+            store.direct.on_connect = self._same_server
+
+    def _same_server(self, conn) -> None:
+        """A new lookup connection (after a reconnect, or a thread's first): refuse it when it
+        reached another Redis server than the one the trusted generation was checked on — a
+        replica promoted behind the same address may lack the newest bits. Refused, the exchange
+        fails (the database answers) and the index waits for its next marker check."""
+        expected = self._run_id
+        if self._pointer is None or expected is None:
+            return
+        try:
+            conn.send_command("INFO", "server")
+            info = conn.read_response()
+        except ResponseError:  # INFO refused: the marker check cannot see a restart either
+            return
+        text_ = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next((line[7:].strip() for line in text_.splitlines() if line.startswith("run_id:")), None)
+        if run_id is not None and run_id != expected:
+            self._distrust(f"a lookup connection reached another Redis server (run_id {run_id[:8]}, "
+                           f"checked on {expected[:8]})", rebuild=False)
+            raise RedisConnectionError("another Redis server than the one the Bloom index was checked on")
 
     # --- lookups ---------------------------------------------------------------------------------
     def lookup(self, number: str) -> bool | None:
@@ -309,6 +333,7 @@ class BloomIndex:
             self._breaker_until = 0.0
             with self._lock:
                 self._trust(pointer)
+                self._run_id = run_id if database else self._store.run_id()
         except Exception as exc:  # noqa: BLE001 - never raise into the app's poller
             self._failed("check_marker", exc)
             self._distrust(f"store unreachable ({exc.__class__.__name__})", rebuild=False)
@@ -404,6 +429,7 @@ class BloomIndex:
             self._announced = False
             with self._lock:
                 self._trust(new)
+                self._run_id = run_id
         seconds = round(time.monotonic() - started, 3)
         self._log.info("bloom: rebuilt generation %s: %s rows, capacity %s, %s shards, %.1f s",
                        new.generation, scanned, cap, layout.shards, seconds)

@@ -10,7 +10,8 @@ other Redis call keeps using the client.
 An error reply belongs to its command only (the stream stays in step). Any other failure
 (timeout, reset) drops the connection, so a half-read reply can never be taken for the next
 one, and is raised to the caller; the next call connects afresh. A forked child never uses its
-parent's connection.
+parent's connection. ``on_connect``, when set, is called with each new connection once it is
+connected, before its first command; raising refuses it (the call fails as if it had dropped).
 """
 from __future__ import annotations
 
@@ -30,13 +31,23 @@ class DirectRedis:
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
         self._local = ForkLocal()
+        self.on_connect = None  # called with each new connection (see the module's docstring)
 
     def connection(self):
         """This thread's connection (made on first use)."""
         slots = self._local.slots
         conn = getattr(slots, "conn", None)
         if conn is None:
-            conn = slots.conn = self._connection_class(**self._connection_kwargs)
+            conn = self._connection_class(**self._connection_kwargs)
+            check = self.on_connect
+            if check is not None:
+                try:
+                    conn.connect()
+                    check(conn)
+                except BaseException:
+                    conn.disconnect()
+                    raise
+            slots.conn = conn
         return conn
 
     def call(self, *args):

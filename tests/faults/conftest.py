@@ -156,8 +156,9 @@ def pg_cluster():
 class RedisServer:
     """``start`` (always empty: no snapshot, no AOF), ``stop``, ``pause`` (SIGSTOP), ``resume``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.extra = extra  # more command-line settings (a replica's --replicaof, a user)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.paused = False
@@ -166,7 +167,7 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.root), "--daemonize", "no", "--logfile", str(self.root / "redis.log")],
+             "--dir", str(self.root), "--daemonize", "no", "--logfile", str(self.root / "redis.log"), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 

@@ -68,3 +68,22 @@ def test_a_forked_child_connects_afresh(direct):
     child = int(os.read(read, 64))
     assert child != parent
     assert direct.call("CLIENT", "ID") == parent  # the parent's connection was left alone
+
+
+def test_on_connect_sees_each_new_connection_and_may_refuse_it(direct):
+    seen = []
+
+    def refuse(conn):
+        seen.append(conn)
+        raise redis.ConnectionError("not this server")
+
+    direct.on_connect = refuse
+    with pytest.raises(redis.ConnectionError):
+        direct.call("PING")
+    with pytest.raises(redis.ConnectionError):
+        direct.call("PING")  # a refused connection is not kept: the next call connects and asks again
+    assert len(seen) == 2
+    direct.on_connect = seen.append
+    assert direct.call("PING") in (b"PONG", True, "PONG")
+    assert direct.call("PING") in (b"PONG", True, "PONG")
+    assert len(seen) == 3  # asked once per connection, not per call
