@@ -92,78 +92,97 @@ def _replication(client: redis.Redis) -> dict:
     return client.info("replication")
 
 
+class Pair:
+    """The drill's Redis primary and replica, and the address in front (the drill's REDIS_URL)."""
+
+    def __init__(self, root: Path) -> None:
+        user, secret = REPLICATION_USER
+        (root / "a").mkdir()
+        (root / "b").mkdir()
+        self.primary = RedisServer(root / "a", extra=("--user", user, "on", f">{secret}", "~*", "&*", "+@all"))
+        self.primary.start()
+        self.replica = RedisServer(root / "b", extra=("--replicaof", "127.0.0.1", str(self.primary.port),
+                                                      "--masteruser", user, "--masterauth", secret))
+        self.replica.start()
+        self.forwarder = Forwarder(self.primary.port)
+        self.on_primary = redis.Redis(port=self.primary.port, socket_timeout=2)
+        self.on_replica = redis.Redis(port=self.replica.port, socket_timeout=2)
+        self.url = f"redis://127.0.0.1:{self.forwarder.port}/0"
+
+    def cut_off(self) -> None:
+        """The replica stops receiving: its replication user disabled, its link killed."""
+        wait_until(lambda: _replication(self.on_replica).get("master_link_status") == "up", 30, what="link up")
+        self.on_primary.execute_command("ACL", "SETUSER", REPLICATION_USER[0], "off")
+        self.on_primary.execute_command("CLIENT", "KILL", "USER", REPLICATION_USER[0])
+        wait_until(lambda: _replication(self.on_replica).get("master_link_status") == "down", 10,
+                   what="link down")
+
+    def fail_over(self) -> None:
+        """The primary killed (what the replica had not got is gone), the replica promoted, the
+        address moved to it (every connection made so far closed)."""
+        self.primary.stop()
+        self.on_replica.execute_command("REPLICAOF", "NO", "ONE")
+        self.forwarder.point_at(self.replica.port)
+
+    def close(self) -> None:
+        self.forwarder.close()
+        self.on_primary.close()
+        self.on_replica.close()
+        self.replica.stop()
+        self.primary.stop()
+
+
 @pytest.fixture
-def redis_pair(tmp_path):
-    """A primary with a replication user, and a replica following it as that user."""
-    user, secret = REPLICATION_USER
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    primary = RedisServer(tmp_path / "a", extra=("--user", user, "on", f">{secret}", "~*", "&*", "+@all"))
-    primary.start()
-    replica = RedisServer(tmp_path / "b", extra=("--replicaof", "127.0.0.1", str(primary.port),
-                                                 "--masteruser", user, "--masterauth", secret))
-    replica.start()
-    yield primary, replica
-    replica.stop()
-    primary.stop()
+def redis_pair(drill, tmp_path):
+    pair = Pair(tmp_path)
+    drill.env["REDIS_URL"] = pair.url
+    yield pair
+    pair.close()
 
 
 def test_redis_failover_that_lost_the_newest_bits(drill, redis_pair):
-    primary, replica = redis_pair
-    forwarder = Forwarder(primary.port)
-    on_primary = redis.Redis(port=primary.port, socket_timeout=2)
-    on_replica = redis.Redis(port=replica.port, socket_timeout=2)
-    drill.env["REDIS_URL"] = f"redis://127.0.0.1:{forwarder.port}/0"
-    try:
-        uscc = drill.institution()
-        older = [f"RFO-A-{i:05d}" for i in range(300)]
-        assert drill.import_numbers(drill.number_file("older.txt", older), uscc).returncode == 0
-        server = drill.gunicorn(workers=2)
-        assert all_correct(server, older[:20], [f"NEVERRFO-{i}" for i in range(20)], rounds=1)
-        wait_until(lambda: _replication(on_replica).get("master_link_status") == "up"
-                   and on_replica.get("rnr:bloom:current") is not None
-                   and _replication(on_replica)["slave_repl_offset"] == _replication(on_primary)["master_repl_offset"],
-                   30, what="the replica in step with the primary")
+    pair = redis_pair
+    on_primary, on_replica = pair.on_primary, pair.on_replica
+    uscc = drill.institution()
+    older = [f"RFO-A-{i:05d}" for i in range(300)]
+    assert drill.import_numbers(drill.number_file("older.txt", older), uscc).returncode == 0
+    server = drill.gunicorn(workers=2)
+    assert all_correct(server, older[:20], [f"NEVERRFO-{i}" for i in range(20)], rounds=1)
+    wait_until(lambda: _replication(on_replica).get("master_link_status") == "up"
+               and on_replica.get("rnr:bloom:current") is not None
+               and _replication(on_replica)["slave_repl_offset"] == _replication(on_primary)["master_repl_offset"],
+               30, what="the replica in step with the primary")
 
-        # the replica is cut off: its replication user is disabled and its link killed
-        on_primary.execute_command("ACL", "SETUSER", REPLICATION_USER[0], "off")
-        on_primary.execute_command("CLIENT", "KILL", "USER", REPLICATION_USER[0])
-        wait_until(lambda: _replication(on_replica).get("master_link_status") == "down", 10, what="link down")
+    pair.cut_off()
 
-        newer = [f"RFO-B-{i:05d}" for i in range(300)]
-        assert drill.import_numbers(drill.number_file("newer.txt", newer), uscc).returncode == 0
-        newest = drill.scalar("SELECT max(id) FROM batches")
-        generation = _generation(on_primary)
-        marker_key = f"rnr:bloom:g{generation}:marker"
-        assert int(on_primary.get(marker_key)) == newest
-        assert int(on_replica.get(marker_key)) < newest  # the replica missed the newest batch's bits
-        assert all_correct(server, newer[:20], [], rounds=1)
+    newer = [f"RFO-B-{i:05d}" for i in range(300)]
+    assert drill.import_numbers(drill.number_file("newer.txt", newer), uscc).returncode == 0
+    newest = drill.scalar("SELECT max(id) FROM batches")
+    generation = _generation(on_primary)
+    marker_key = f"rnr:bloom:g{generation}:marker"
+    assert int(on_primary.get(marker_key)) == newest
+    assert int(on_replica.get(marker_key)) < newest  # the replica missed the newest batch's bits
+    assert all_correct(server, newer[:20], [], rounds=1)
 
-        registered = older[:60] + newer[:60]
-        absent = [f"NEVERRFO-{i:05d}" for i in range(120)]
-        with Load(server, registered, absent) as load:
-            load.wait_answers("before", 40)
-            load.phase = "failover"
-            primary.stop()  # SIGKILL: what it held and the replica had not got is gone
-            on_replica.execute_command("REPLICAOF", "NO", "ONE")
-            forwarder.point_at(replica.port)
-            load.wait_answers("failover", 40)
-            load.phase = "after"
-            # the workers see the marker behind the newest batch, answer from the database, rebuild
-            wait_until(lambda: int(on_replica.get(f"rnr:bloom:g{_generation(on_replica)}:marker") or 0) >= newest
-                       and _generation(on_replica) != generation, 30, what="a rebuilt generation on the new primary")
-            wait_until(lambda: all_correct(server, newer[:30], absent[:30], rounds=1), 30, what="all answers right")
-            load.wait_answers("after", 40)
-        figures = load.check(bound=BOUND)
-        log = server.log.read_text()
-        assert f"behind newest batch {newest}" in log and "Bloom index rebuilt" in log, log[-3000:]
-        assert all_correct(server, older + newer, absent, rounds=1)
-        assert drill.integrity()["numbers"] == 600
-        print(f"\ndrill (k): {figures}")
-    finally:
-        forwarder.close()
-        on_primary.close()
-        on_replica.close()
+    registered = older[:60] + newer[:60]
+    absent = [f"NEVERRFO-{i:05d}" for i in range(120)]
+    with Load(server, registered, absent) as load:
+        load.wait_answers("before", 40)
+        load.phase = "failover"
+        pair.fail_over()
+        load.wait_answers("failover", 40)
+        load.phase = "after"
+        # the workers see the marker behind the newest batch, answer from the database, rebuild
+        wait_until(lambda: int(on_replica.get(f"rnr:bloom:g{_generation(on_replica)}:marker") or 0) >= newest
+                   and _generation(on_replica) != generation, 30, what="a rebuilt generation on the new primary")
+        wait_until(lambda: all_correct(server, newer[:30], absent[:30], rounds=1), 30, what="all answers right")
+        load.wait_answers("after", 40)
+    figures = load.check(bound=BOUND)
+    log = server.log.read_text()
+    assert f"behind newest batch {newest}" in log and "Bloom index rebuilt" in log, log[-3000:]
+    assert all_correct(server, older + newer, absent, rounds=1)
+    assert drill.integrity()["numbers"] == 600
+    print(f"\ndrill (k): {figures}")
 
 
 def _generation(client: redis.Redis) -> int:
@@ -177,48 +196,35 @@ def test_a_new_lookup_connection_to_another_server_is_refused(drill, redis_pair)
     not the checked one, so the probe is refused and the database answers, never not_found."""
     from portal import create_app
 
-    primary, replica = redis_pair
-    forwarder = Forwarder(primary.port)
-    on_primary = redis.Redis(port=primary.port, socket_timeout=2)
-    on_replica = redis.Redis(port=replica.port, socket_timeout=2)
-    drill.env["REDIS_URL"] = f"redis://127.0.0.1:{forwarder.port}/0"
+    pair = redis_pair
+    app = create_app({**_config(drill), "REDIS_URL": drill.env["REDIS_URL"]})
+    reg = app.extensions["registry"]
     try:
-        app = create_app({**_config(drill), "REDIS_URL": drill.env["REDIS_URL"]})
-        reg = app.extensions["registry"]
-        try:
-            assert reg.wait_until_trusted()
-            uscc = drill.institution()
-            wait_until(lambda: _replication(on_replica).get("master_link_status") == "up", 30, what="link up")
-            on_primary.execute_command("ACL", "SETUSER", REPLICATION_USER[0], "off")
-            on_primary.execute_command("CLIENT", "KILL", "USER", REPLICATION_USER[0])
-            numbers = [f"RFN-{i:04d}" for i in range(50)]
-            done = drill.import_numbers(drill.number_file("rfn.txt", numbers), uscc)
-            assert done.returncode == 0, done.stderr
-            reg.refresh(auto_rebuild=False)
-            assert reg.verifier.verify(numbers[0]).status == "found"
-            assert reg.bloom.status()["mode"] == "bloom"
+        assert reg.wait_until_trusted()
+        uscc = drill.institution()
+        pair.cut_off()
+        numbers = [f"RFN-{i:04d}" for i in range(50)]
+        done = drill.import_numbers(drill.number_file("rfn.txt", numbers), uscc)
+        assert done.returncode == 0, done.stderr
+        reg.refresh(auto_rebuild=False)
+        assert reg.verifier.verify(numbers[0]).status == "found"
+        assert reg.bloom.status()["mode"] == "bloom"
 
-            primary.stop()
-            on_replica.execute_command("REPLICAOF", "NO", "ONE")
-            forwarder.point_at(replica.port)
-            assert reg.bloom.status()["mode"] == "bloom"  # no check has run since: still trusted
-            seen = []
-            thread = threading.Thread(target=lambda: seen.append(reg.verifier.verify(numbers[1])))
-            thread.start()
-            thread.join(30)
-            assert seen and seen[0].status == "found" and seen[0].source == "database", seen
-            assert reg.bloom.status()["mode"] == "database"
-            reg.refresh(auto_rebuild=False)
-            assert reg.bloom.needs_rebuild and "behind newest batch" in reg.bloom.status()["reason"]
-            reg.start_rebuild(wait=True)
-            assert reg.bloom.status()["mode"] == "bloom"
-            assert all(reg.verifier.verify(n).status == "found" for n in numbers)
-        finally:
-            reg.close()
+        pair.fail_over()
+        assert reg.bloom.status()["mode"] == "bloom"  # no check has run since: still trusted
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(reg.verifier.verify(numbers[1])))
+        thread.start()
+        thread.join(30)
+        assert seen and seen[0].status == "found" and seen[0].source == "database", seen
+        assert reg.bloom.status()["mode"] == "database"
+        reg.refresh(auto_rebuild=False)
+        assert reg.bloom.needs_rebuild and "behind newest batch" in reg.bloom.status()["reason"]
+        reg.start_rebuild(wait=True)
+        assert reg.bloom.status()["mode"] == "bloom"
+        assert all(reg.verifier.verify(n).status == "found" for n in numbers)
     finally:
-        forwarder.close()
-        on_primary.close()
-        on_replica.close()
+        reg.close()
 
 
 def _config(drill) -> dict:
