@@ -12,11 +12,12 @@ take hours). At the target it reports:
 - ``flask bloom rebuild``: seconds and peak RSS;
 - the false-positive rate measured on ``--absent`` never-registered numbers against the configured
   one (the shards read from Redis once, the bits tested here);
+- query-log bytes per row (``--query-log`` rows of one day written through the registry's buffer);
 - verify req/s on gunicorn against the bare endpoint on the same gunicorn (bench/verify's method).
 
     .venv/bin/python -m bench.scale --target 100000000 [--state bench-scale-state]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--redis-url redis://…/3]
-        [--file-size 1000000] [--absent 1000000] [--verify-seconds 8] [--workers 4] [--drop]
+        [--file-size 1000000] [--absent 1000000] [--query-log 500000] [--verify-seconds 8] [--workers 4] [--drop]
 
 Not in CI. Give PostgreSQL the ``shared_buffers`` README says (a quarter of the host's memory);
 the report names the value it ran with.
@@ -145,6 +146,7 @@ def measure(state: State, args) -> dict:
         heap, indexes = c.execute(text(
             "SELECT sum(pg_table_size(i.inhrelid)), sum(pg_indexes_size(i.inhrelid)) FROM pg_inherits i "
             "WHERE i.inhparent = 'report_numbers'::regclass")).one()
+        heap, indexes = int(heap), int(indexes)
         shared_buffers = c.execute(text("SHOW shared_buffers")).scalar()
     engine.dispose()
     client = redis.Redis.from_url(state.data["redis_url"])
@@ -169,6 +171,35 @@ def measure(state: State, args) -> dict:
             "bloom_capacity": layout.capacity, "bloom_shards": layout.shards,
             "fp_measured": positives / args.absent, "fp_absent_tested": args.absent,
             "fp_configured": layout.error_rate}
+
+
+def query_log_bytes(state: State, rows: int) -> dict:
+    """Bytes per query-log row (heap and indexes of the day partitions): ``rows`` verifications
+    of one day written through the registry's own buffer (COPY), as the verify path logs them."""
+    import datetime as dt
+
+    from registry.infra.db import make_engine
+    from registry.verification.querylog import QueryLogBuffer, QueryLogDays
+
+    engine = make_engine(state.data["database_url"])
+    buffer = QueryLogBuffer(engine=engine, secret=b"bench-scale", days=QueryLogDays(engine=engine))
+    day = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
+    for i in range(rows):
+        registered = i % 2 == 0
+        buffer.record(at=day + dt.timedelta(seconds=i * 80_000 / rows),
+                      number=synthetic_number(i) if registered else absent_number(i), institution_text=None,
+                      institution_id=None, status="found" if registered else "not_found",
+                      client_address=f"10.{i % 250}.{i // 250 % 250}.{i % 7}")
+        if len(buffer) >= 50_000:
+            buffer.flush()
+    buffer.flush()
+    with engine.begin() as c:
+        c.execute(text("ANALYZE query_log"))
+        size, count = c.execute(text(
+            "SELECT sum(pg_total_relation_size(i.inhrelid)), (SELECT count(*) FROM query_log) FROM pg_inherits i "
+            "WHERE i.inhparent = 'query_log'::regclass")).one()
+    engine.dispose()
+    return {"rows": count, "bytes": int(size), "bytes_per_row": round(int(size) / count, 1)}
 
 
 def verify_rate(state: State, args) -> dict:
@@ -231,6 +262,9 @@ def report(state: State) -> None:
     r = d.get("rebuild")
     if r:
         print(f"  bloom rebuild: {r['seconds']} s, peak RSS {r['peak_rss_mib']} MiB ({r['last']})")
+    q = d.get("query_log")
+    if q:
+        print(f"  query log: {q['bytes_per_row']} B/row (heap and indexes, {q['rows']:,} rows of one day)")
     v = d.get("verify")
     if v:
         print(f"  verify: {v['rps']:,.0f} req/s with {v['workers']} workers, {v['ratio']:.2f}× the bare endpoint "
@@ -246,6 +280,7 @@ def main(argv=None) -> int:
     parser.add_argument("--redis-url", default=REDIS, help="a Redis db of the run's own (flushed at set-up)")
     parser.add_argument("--file-size", type=int, default=1_000_000)
     parser.add_argument("--absent", type=int, default=1_000_000)
+    parser.add_argument("--query-log", type=int, default=500_000, help="query-log rows written to size a row")
     parser.add_argument("--verify-seconds", type=int, default=8, help="each wrk run (0: no verify figures)")
     parser.add_argument("--verify-rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers for the verify figures")
@@ -266,12 +301,17 @@ def main(argv=None) -> int:
         state.save()
         print(f"file {result['file']}: {result['rate']:,}/s, {result['seconds']} s, peak RSS {result['peak_rss_mib']} MiB",
               flush=True)
+    if state.data.get("rebuild", {}).get("status", 0) != 0:
+        print(f"bloom rebuild failed, again now: {state.data.pop('rebuild')}", flush=True)
     if "rebuild" not in state.data:
         state.data["rebuild"] = timed([str(BIN / "flask"), "--app", "wsgi", "bloom", "rebuild"], environment(state),
                                       state.folder / "rebuild.log")
         state.save()
     if "measured" not in state.data:
         state.data["measured"] = measure(state, args)
+        state.save()
+    if args.query_log and "query_log" not in state.data:
+        state.data["query_log"] = query_log_bytes(state, args.query_log)
         state.save()
     if args.verify_seconds and "verify" not in state.data:
         state.data["verify"] = verify_rate(state, args)
