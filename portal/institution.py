@@ -453,6 +453,36 @@ def revoke_token(token_id: int):
     return redirect(url_for(".tokens"), 303)
 
 
+# --- the transparency log: this institution's entries, new ones as alerts ----------------------
+LOG_PAGE = 200
+
+
+@bp.get("/log")
+def log_entries():
+    """Every log entry under this institution's USCC, newest first; entries after the last
+    review are alerts (a change it did not make — a stolen token, a rogue account — shows here)."""
+    inst = _institution()
+    entries, _more, size = registry().tlog.mine(inst.id, limit=LOG_PAGE, newest_first=True)
+    seen = registry().tlog.seen(inst.id)
+    response = current_app.make_response(render_template(
+        "institution/log.html", institution=inst, entries=entries, seen=seen, size=size,
+        alerts=sum(1 for e in entries if e.leaf_index >= seen), form=FlaskForm()))
+    response.headers["Cache-Control"] = "no-store"  # numbers and salts
+    return response
+
+
+@bp.post("/log/seen")
+def log_seen():
+    """Mark every entry up to the tree size shown as reviewed."""
+    form = FlaskForm()
+    upto = request.form.get("upto", "")
+    if not form.validate_on_submit() or not upto.isdigit() or len(upto) > 18:
+        abort(400)
+    registry().tlog.mark_seen(g.account.institution_id, int(upto))
+    flash(_("已标记为已核对。"), "ok")
+    return redirect(url_for(".log_entries"), 303)
+
+
 # --- QR codes --------------------------------------------------------------------------------
 def _normalised(raw: str) -> str:
     try:

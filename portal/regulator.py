@@ -27,6 +27,7 @@ from registry.complaints.service import CATEGORIES, STATUSES
 from registry.compliance.service import ComplianceService
 from registry.institutions.models import Authority, Institution
 from registry.numbers.quarters import Quarter
+from registry.tlog.note import parse_verifier
 
 from . import exports, platform_keys
 from .auth import guard_blueprint
@@ -607,6 +608,17 @@ def set_abnormal(institution_id: int):
         registry().refresh()  # this worker shows the change at once; the others within seconds
         flash(_("已记录。"), "success")
     return redirect(url_for(".institution", institution_id=institution_id), code=303)
+
+
+# --- the transparency log ------------------------------------------------------------------------
+@bp.get("/log")
+def log_status():
+    """The log's size, its newest checkpoint, the backlog, and whether the newest checkpoints
+    are signed by the published key and extend one another (docs/transparency.md)."""
+    tlog = registry().tlog
+    keys = tlog.keys()
+    verifier = tlog.signer.verifier if tlog.signer is not None else (parse_verifier(keys[0]) if keys else None)
+    return render_template("regulator/log.html", status=tlog.chain_status(verifier), key=keys[0] if keys else None)
 
 
 # --- leads and the abnormal list --------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The upload API for lab systems (``/api/v1``): files, continuous registration, withdrawals
-and their undoing (restorations).
+and their undoing (restorations), and the institution's own entries in the transparency log.
 
 Authenticated by a per-institution token (``Authorization: Bearer rnr_…``), exempt from CSRF
 (no cookies are read), rate-limited per token. Errors use the contract's JSON codes.
@@ -184,6 +184,19 @@ def restore():
     """Restore numbers withdrawn by mistake: the same request as a withdrawal, the reason
     optional → ``{"restored", "not_withdrawn", "rejected", "problems"}``."""
     return _change(restore=True)
+
+
+@bp.get("/log/mine")
+@limiter.limit(upload_limit, key_func=token_key)
+def log_mine():
+    """The token's institution's entries in the transparency log from leaf ``since`` on (at most
+    1,000), with numbers, salts and who made each change: a monitor sees at once a number
+    registered or withdrawn under its name that it did not make (docs/transparency.md)."""
+    raw = request.args.get("since", "0")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        return api_error(400, "invalid_request", "the query parameter 'since' must be a leaf index (a whole number ≥ 0)")
+    entries, following, size = registry().tlog.mine(g.api_token.institution_id, since=int(raw))
+    return json_response({"entries": [e.to_json() for e in entries], "next": following, "tree_size": size})
 
 
 def _change(*, restore: bool):

@@ -52,6 +52,33 @@ class Integration:
     signed: list[int] = field(default_factory=list)  # sizes of the checkpoints signed
 
 
+@dataclass(frozen=True)
+class OwnEntry:
+    leaf_index: int
+    entry: str
+    action: str
+    number: str
+    salt: str
+    at: dt.datetime
+    by: str | None  # the account or token that made the change, as recorded
+    source: str | None
+
+    def to_json(self) -> dict:
+        return {"leaf_index": self.leaf_index, "entry": self.entry, "action": self.action, "number": self.number,
+                "salt": self.salt, "sha256": None, "by": self.by, "source": self.source}
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    size: int
+    note: str | None
+    signed_at: dt.datetime | None
+    checked: int
+    holds: bool
+    broken_at: int | None
+    pending: int
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -137,6 +164,89 @@ class TransparencyLog:
         """The whole log checked (``tlog verify``): see :func:`check_log`."""
         with self._sessions() as session:
             return check_log(session, verifiers)
+
+    # --- monitoring (an institution follows its own entries; the regulator the chain) ---------
+    def mine(self, institution_id: int, *, since: int = 0, limit: int = MAX_ENTRIES,
+             newest_first: bool = False) -> tuple[list["OwnEntry"], int | None, int]:
+        """The institution's integrated entries from leaf ``since`` on (or its newest first),
+        each with its number, salt and who made the change; the next ``since`` to ask for (None
+        when there is no more), and the newest checkpoint's size."""
+        from registry.registration.models import Batch, NumberEvent
+
+        with self._sessions() as session:
+            size = self._size(session)
+            query = select(LogEntry).where(LogEntry.institution_id == institution_id, LogEntry.leaf_index >= since,
+                                           LogEntry.leaf_index < size)
+            query = query.order_by(LogEntry.leaf_index.desc() if newest_first else LogEntry.leaf_index)
+            rows = session.scalars(query.limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            batches = {b.id: b for b in session.scalars(select(Batch).where(
+                Batch.id.in_({r.batch_id for r in rows if r.action == "register"})))}
+            changes = [r for r in rows if r.action != "register"]
+            events = {}
+            if changes:
+                for event in session.scalars(select(NumberEvent).where(
+                        NumberEvent.institution_id == institution_id,
+                        NumberEvent.number.in_({r.number for r in changes}))):
+                    events[(event.number, event.kind, event.at)] = event
+        out = []
+        for row in rows:
+            if row.action == "register":
+                batch = batches.get(row.batch_id)
+                by, source = (batch.created_by, batch.source) if batch else (None, None)
+            else:
+                event = events.get((row.number, "withdrawn" if row.action == "withdraw" else "restored", row.at))
+                by, source = (event.actor, event.source) if event else (None, None)
+            out.append(OwnEntry(leaf_index=row.leaf_index, entry=text_of(row), action=row.action, number=row.number,
+                                salt=b64(row.salt), at=row.at, by=by, source=source))
+        following = (rows[-1].leaf_index + 1 if not newest_first else None) if more else None
+        return out, following, size
+
+    def seen(self, institution_id: int) -> int:
+        """The leaf index up to which the institution has reviewed its entries (its alerts start there)."""
+        from registry.infra.base import RegistryState
+
+        with self._sessions() as session:
+            state = session.get(RegistryState, f"tlog_seen:{institution_id}")
+            return state.value if state is not None else 0
+
+    def mark_seen(self, institution_id: int, upto: int) -> None:
+        from registry.infra.base import RegistryState
+
+        with self._sessions() as session:
+            state = session.get(RegistryState, f"tlog_seen:{institution_id}")
+            if state is None:
+                session.add(RegistryState(key=f"tlog_seen:{institution_id}", value=upto))
+            else:
+                state.value = max(state.value, upto)
+            session.commit()
+
+    def chain_status(self, verifier, *, recent: int = 50) -> "ChainStatus":
+        """Do the newest ``recent`` checkpoints hold: each signed by ``verifier`` and reproduced
+        by the one stored tree (so each extends the one before)? With the log's size and backlog."""
+        from .note import NoteError, open_checkpoint
+
+        with self._sessions() as session:
+            checkpoints = session.scalars(select(StoredCheckpoint).order_by(StoredCheckpoint.size.desc())
+                                          .limit(recent)).all()
+            pending = session.scalar(select(func.count()).select_from(PendingEntry))
+            tree = Tree(TileReader(session))
+            broken = None
+            for cp in reversed(checkpoints):
+                try:
+                    opened = open_checkpoint(cp.note, verifier) if verifier is not None else None
+                    signed = verifier is None or (opened.size, opened.root) == (cp.size, cp.root)
+                    holds = signed and tree.root(cp.size) == cp.root
+                except (NoteError, LookupError):
+                    holds = False
+                if not holds:
+                    broken = cp.size
+                    break
+        newest = checkpoints[0] if checkpoints else None
+        return ChainStatus(size=newest.size if newest else 0, note=newest.note if newest else None,
+                           signed_at=newest.created_at if newest else None, checked=len(checkpoints),
+                           holds=broken is None, broken_at=broken, pending=pending)
 
     def pending_count(self) -> int:
         with self._sessions() as session:

@@ -124,6 +124,12 @@ def test_transparency_log_answers_match_the_document(portal_app, world, spec, pr
     pending = check(spec, client.get("/api/v1/verify?number=WT2020-000999&proof=1"), 200).get_json()
     assert pending["log"]["entries"][0]["pending"] is True
     check(spec, client.get("/api/v1/verify?number=WT2020-000999&proof=2"), 400)
+    preg.tlog.integrate()
+    headers = {"Authorization": f"Bearer {world['token']}"}
+    mine = check(spec, client.get("/api/v1/log/mine?since=0", headers=headers), 200).get_json()
+    assert {e["number"] for e in mine["entries"]} >= {"WT2020-000123", "WT2020-000999"}
+    check(spec, client.get("/api/v1/log/mine?since=x", headers=headers), 400)
+    check(spec, client.get("/api/v1/log/mine"), 401)
 
 
 def test_suggestions_match_the_document(portal_app, world, spec):
