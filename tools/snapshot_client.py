@@ -84,13 +84,18 @@ def normalize(number: str) -> str:
 
 # --- bundles ------------------------------------------------------------------------------------
 def load_public_key(text: str) -> Ed25519PublicKey:
+    """A PEM public key, or the raw 32-byte key in base64 (as /api/v1/snapshot/key gives both)."""
     text = text.strip()
-    if text.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(text.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise SnapshotError("the pinned key is not an Ed25519 public key")
-        return key
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode())
+        else:
+            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except ValueError:
+        raise SnapshotError("the pinned key is not an Ed25519 public key (PEM, or 32 bytes in base64)") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SnapshotError("the pinned key is not an Ed25519 public key")
+    return key
 
 
 def open_bundle(data: bytes, public_key: Ed25519PublicKey) -> tuple[dict, list[bytes]]:
