@@ -17,6 +17,7 @@ hit (429) therefore never reaches the database or the query log.
 from __future__ import annotations
 
 import logging
+import re
 import codecs
 from time import perf_counter
 from urllib.parse import parse_qsl, quote
@@ -339,7 +340,15 @@ def read_bulk_body(environ):
         return None, _bulk_refusal(413, "payload_too_large", f"at most {MAX_BULK_ITEMS} items per request")
     if not all(isinstance(item.get("institution"), str | None) for item in items):
         return None, _bulk_refusal(400, "invalid_request", "an item's 'institution' must be a string")
+    fingerprints = [item["sha256"] for item in items if item.get("sha256") is not None]
+    if not all(isinstance(f, str) and _SHA256.fullmatch(f) for f in fingerprints):
+        return None, _bulk_refusal(400, "invalid_request",
+                                   "an item's 'sha256' must be the document's SHA-256: 64 hexadecimal digits")
     return items, None
+
+
+# a document fingerprint an item may carry: accepted and checked now, answered once fingerprints exist
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _bulk_refusal(status: int, code: str, message: str):

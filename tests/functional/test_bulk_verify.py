@@ -127,7 +127,9 @@ def test_a_bulk_request_needs_a_live_platform_key(client, reg, labs, key):
 def test_shapes_and_sizes(client, reg, labs, key):
     auth = {"Authorization": f"Bearer {key}"}
     for raw in (b"not json", b"[]", b'{"items": 3}', b'{"items": [3]}', b'{"numbers": []}',
-                b'{"items": [{"number": "A", "institution": 5}]}', b""):
+                b'{"items": [{"number": "A", "institution": 5}]}', b"",
+                b'{"items": [{"number": "A", "sha256": "00"}]}', b'{"items": [{"number": "A", "sha256": 7}]}',
+                b'{"items": [{"number": "A", "sha256": "' + b"g" * 64 + b'"}]}'):
         response = client.post(BULK, data=raw, headers=auth, content_type="application/json")
         assert response.status_code == 400, raw
         assert response.get_json()["error"]["code"] == "invalid_request"
@@ -140,6 +142,11 @@ def test_shapes_and_sizes(client, reg, labs, key):
     assert response.status_code == 200 and len(body["results"]) == 1000
     response, body = bulk(client, key, [])
     assert response.status_code == 200 and body["results"] == []
+    # a document fingerprint: checked, then answered as without it (no "document" key yet)
+    fingerprinted = [{"number": "N-1", "sha256": "aB" * 32}, {"number": "N-2", "sha256": None}]
+    response, body = bulk(client, key, fingerprinted)
+    assert response.status_code == 200 and [r["status"] for r in body["results"]] == ["not_found"] * 2
+    assert all("document" not in r for r in body["results"])
 
 
 def test_quota_counts_items_and_refuses_a_request_whole(client, reg, labs, app):
