@@ -95,7 +95,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(log.bp)
     csrf.exempt(log.bp)
     from . import account, admin, auth, institution, upload_api
-    from . import statistics  # noqa: F401 - adds its routes to the institution and regulator blueprints
+    from . import sanctions, statistics  # noqa: F401 - add their routes to the institution and regulator blueprints
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)

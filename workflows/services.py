@@ -34,6 +34,7 @@ from registry.complaints.casework import CaseworkService
 from registry.complaints.holidays import HolidayService
 from registry.complaints.service import ComplaintService
 from registry.compliance.abnormal import AbnormalService
+from registry.compliance.sanctions import SanctionService
 from registry.compliance.service import ComplianceService
 from registry.infra.db import make_engine, make_session_factory
 from registry.infra.metrics import ProcessMetrics
@@ -103,6 +104,7 @@ class ServiceSettings:
     public_base_url: str = "http://127.0.0.1:8000"
     mail: MailSettings = MailSettings()
     snapshot_signing_key: str = ""
+    sanction_hearing_days: int = 5
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -136,6 +138,7 @@ class ServiceSettings:
                 yoy=float(values.get("STATS_YOY_THRESHOLD", 0.5)),
                 median_factor=float(values.get("STATS_MEDIAN_FACTOR", 5)),
                 min_peers=int(values.get("STATS_MIN_PEERS", 5))),
+            sanction_hearing_days=int(values.get("SANCTION_HEARING_DAYS", 5)),
             metrics_dir=Path(values["PROMETHEUS_MULTIPROC_DIR"]) if values.get("PROMETHEUS_MULTIPROC_DIR") else None,
             encryption_keys=values.get("ENCRYPTION_KEYS") or "",
             public_base_url=values.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000",
@@ -284,6 +287,8 @@ class Services:
         self.statistics_trail.install(self.sessions)
         self.statistics = StatisticsService(sessions=self.sessions, trail=self.statistics_trail, clock=clock,
                                             thresholds=settings.stats_thresholds)
+        self.sanctions = SanctionService(sessions=self.sessions, admin_log=self.admin_log, abnormal=self.abnormal,
+                                         clock=clock, hearing_days=settings.sanction_hearing_days)
         # --- this process's figures for /metrics (registry/infra/metrics.py) ---
         self.metrics = ProcessMetrics(settings.metrics_dir)
         self.metrics.read_from(query_log=self.query_log, verifier=self.verifier)

@@ -212,6 +212,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STATS_YOY_THRESHOLD": _float(env.get("STATS_YOY_THRESHOLD", "0.5"), "STATS_YOY_THRESHOLD"),
         "STATS_MEDIAN_FACTOR": _float(env.get("STATS_MEDIAN_FACTOR", "5"), "STATS_MEDIAN_FACTOR"),
         "STATS_MIN_PEERS": _int(env.get("STATS_MIN_PEERS", "5"), "STATS_MIN_PEERS"),
+        # working days an institution has to state its case against a proposed measure (陈述申辩)
+        "SANCTION_HEARING_DAYS": _int(env.get("SANCTION_HEARING_DAYS", "5"), "SANCTION_HEARING_DAYS"),
         # /metrics (portal/metrics.py, docs/operations.md "Metrics and logs"): who may scrape, and
         # where each process leaves its figures for the others (empty: INSTANCE_DIR/metrics)
         "METRICS_ALLOW": _networks(env.get("METRICS_ALLOW", "127.0.0.1/32,::1/128"), "METRICS_ALLOW"),

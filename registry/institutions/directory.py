@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from registry.compliance.models import AbnormalMark
+from registry.compliance.models import AbnormalMark, Sanction
 from registry.infra.base import RegistryState
 from registry.institutions.models import Certificate, Institution
 from registry.numbers.normalize import InvalidValue, name_key, normalize_certificate_number, normalize_uscc
@@ -52,6 +52,16 @@ class AbnormalListing:
 
 
 @dataclass(frozen=True)
+class PublicMeasure:
+    """A confirmed public measure (通报, abnormal listing) for the public verdict page, with its
+    dates (registry/compliance/sanctions.py); never in the verify JSON."""
+
+    measure: str
+    decided_at: dt.datetime | None
+    lifted_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class InstitutionInfo:
     id: int
     uscc: str
@@ -62,6 +72,7 @@ class InstitutionInfo:
     certificates: tuple[CertificateInfo, ...]
     former_names: tuple[str, ...] = ()
     listing: AbnormalListing | None = None  # set when abnormal (its date unknown if never marked)
+    measures: tuple[PublicMeasure, ...] = ()  # confirmed public measures, newest first
 
     def to_json(self) -> dict:
         return {
@@ -163,6 +174,11 @@ class InstitutionDirectory:
             authority = mark.authority
             listings[mark.institution_id] = AbnormalListing(
                 mark.at, authority.name if authority else None, (authority.name_en or None) if authority else None)
+        measures: dict[int, list[PublicMeasure]] = {}
+        for m in session.scalars(select(Sanction).where(Sanction.measure.in_(("public_notice", "abnormal")),
+                                                        Sanction.status.in_(("confirmed", "lifted")))
+                                 .order_by(Sanction.decided_at.desc())):
+            measures.setdefault(m.institution_id, []).append(PublicMeasure(m.measure, m.decided_at, m.lifted_at))
         for inst in institutions:
             certs = tuple(
                 CertificateInfo(c.number, c.status, c.issuing_authority.name, c.expires_on) for c in inst.certificates
@@ -178,6 +194,7 @@ class InstitutionDirectory:
                 certificates=certs,
                 former_names=former,
                 listing=listings.get(inst.id, AbnormalListing(None)) if inst.abnormal else None,
+                measures=tuple(measures.get(inst.id, ())),
             )
             snap.by_id[inst.id] = info
             hay = [name_key(info.name).upper(), info.uscc] + [name_key(n).upper() for n in former]

@@ -69,6 +69,11 @@ def world(portal_app, preg):
     platform, platform_key = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
     preg.statistics.open_year(2026, actor="t")
     filing = preg.statistics.filing_for(owner_inst.id, 2026, actor="t").filing
+    with preg.sessions() as session:
+        from tests.regulator_builders import officer
+
+        proposer = officer(session, "11", "matrix-proposer")
+    sanction = preg.sanctions.propose(proposer, owner_inst.id, measure="warning", ground="late_filing", reason="t")
     ids = {
         "batch_id": int(batch_url.rsplit("/", 1)[1]),
         "upload_id": int(upload_url.rsplit("/", 1)[1]),
@@ -79,6 +84,7 @@ def world(portal_app, preg):
         "year": 2026,
         "filing_id": filing.id,
         "platform_key": platform_key,  # not a URL argument: the credential of the platform-key routes
+        "sanction_id": sanction.id,
     }
     return clients, ids, owner_token
 
@@ -148,7 +154,7 @@ def test_access_matrix(portal_app, world):
             response.close()
             if role != allowed:
                 assert response.status_code == 403, (where, actor, response.status_code)
-            elif actor == "other" and set(rule.arguments) & {"batch_id", "upload_id", "token_id", "filing_id"}:
+            elif actor == "other" and set(rule.arguments) & {"batch_id", "upload_id", "token_id", "filing_id", "sanction_id"}:
                 assert response.status_code == 404, (where, actor, response.status_code)
             else:
                 assert _succeeded(response) and response.status_code < 500, (where, actor, response.status_code)

@@ -35,8 +35,14 @@ def world(rapp, rreg):
                "specialised": "0", "certificates": "X", "sites": "济南"}
     rreg.statistics.save(lab.id, 2026, answers, actor="t")
     filing = rreg.statistics.submit(lab.id, 2026, actor="t").filing
+    with rreg.sessions() as session:
+        from tests.regulator_builders import officer
+
+        proposer = officer(session, "15", "matrix-proposer")
+    sanction = rreg.sanctions.propose(proposer, lab.id, measure="warning", ground="late_filing", reason="t")
     platform, _key = rreg.platforms.create(name="矩阵平台", per_minute=10, per_day=100)
-    return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id, "filing_id": filing.id}
+    return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id, "filing_id": filing.id,
+            "sanction_id": sanction.id}
 
 
 def regulator_rules(app):
@@ -51,12 +57,15 @@ def urls_for_rule(app, rule, world) -> list[str]:
     from portal.regulator import ACTIONS
 
     values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3",
-              "event_id": world["event_id"], "platform_id": world["platform_id"], "filing_id": world["filing_id"]}
+              "event_id": world["event_id"], "platform_id": world["platform_id"], "filing_id": world["filing_id"],
+              "sanction_id": world["sanction_id"]}
     variants = [{}]
     if "fmt" in rule.arguments:
         variants = [{"fmt": f} for f in ("csv", "xlsx")]
     if "action" in rule.arguments:
         variants = [{"action": a} for a in sorted(ACTIONS)]
+    if "decision" in rule.arguments:  # a measure's decision steps
+        variants = [{"decision": d} for d in ("confirm", "drop", "lift")]
     if "step" in rule.arguments:  # a statistics filing's review steps, in the order of the work
         variants = [{"step": s} for s in ("return", "approve", "reopen")]
     with app.test_request_context():
@@ -72,7 +81,7 @@ def calls(app, world):
     for rule in regulator_rules(app):
         for url in urls_for_rule(app, rule, world):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                scoped = bool({"complaint_id", "institution_id", "filing_id"} & set(rule.arguments))
+                scoped = bool({"complaint_id", "institution_id", "filing_id", "sanction_id"} & set(rule.arguments))
                 yield rule, method, url, scoped or rule.endpoint in NATIONAL_ONLY
 
 
