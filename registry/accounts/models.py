@@ -157,14 +157,10 @@ class EmailVerification(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
-class AdminLogEntry(Base):
-    """One admin action (account created, disabled, enabled, reset, role changed; holiday added
-    or deleted), sealed into its own HMAC chain (registry/accounts/adminlog.py)."""
+class SealedEntry:
+    """The sealed columns of an entry of the admin log or of a sibling log built the same way
+    (registry/accounts/adminlog.py): each model adds its own ``id`` and ``seq``."""
 
-    __tablename__ = "admin_log"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, unique=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
@@ -174,3 +170,13 @@ class AdminLogEntry(Base):
     # the id of the audit key whose admin-log subkey sealed it (AUDIT_KEYS); NULL for entries sealed
     # before migration 0010, which verify against every configured key
     key_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class AdminLogEntry(SealedEntry, Base):
+    """One admin action (account created, disabled, enabled, reset, role changed; holiday added
+    or deleted), sealed into its own HMAC chain (registry/accounts/adminlog.py)."""
+
+    __tablename__ = "admin_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)

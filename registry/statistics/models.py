@@ -6,6 +6,7 @@ import datetime as dt
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from registry.accounts.models import SealedEntry
 from registry.infra.base import Base, UTCDateTime, utcnow
 from registry.institutions.models import Authority, Institution
 
@@ -50,7 +51,7 @@ class Filing(Base):
     reviewer: Mapped[Authority] = relationship(lazy="joined")
 
 
-class FilingEvent(Base):
+class FilingEvent(SealedEntry, Base):
     """One transition of a filing, sealed into the statistics trail (registry/statistics/trail.py:
     the admin log's chain machinery with its own counter, subkey and head). Append-only."""
 
@@ -59,10 +60,3 @@ class FilingEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     filing_id: Mapped[int] = mapped_column(ForeignKey("statistics_filings.id"), index=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(32))
-    target: Mapped[str] = mapped_column(String(100))
-    detail: Mapped[str | None] = mapped_column(Text)
-    mac: Mapped[str] = mapped_column(String(64))
-    key_id: Mapped[str | None] = mapped_column(String(32))
