@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import text
 
 from registry.bloom.layout import HEADER_SIZE, Layout, generation_of
+from registry.bloom.stores import exclusive_flock
 
 log = logging.getLogger(__name__)
 
@@ -223,19 +224,9 @@ class FileSnapshotStore:
         except FileNotFoundError:
             return None
 
-    @contextmanager
     def lock(self):
-        import fcntl
-
-        fd = os.open(self.directory / "tick.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SnapshotBusy("a checkpoint is being taken on this host") from None
-            yield
-        finally:
-            os.close(fd)
+        return exclusive_flock(self.directory / "tick.lock",
+                               lambda: SnapshotBusy("a checkpoint is being taken on this host"))
 
 
 class RedisSnapshotStore:

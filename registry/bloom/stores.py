@@ -343,17 +343,9 @@ class LocalStore:
             _unlink(self._marker_path(old.generation))
 
     # rebuild lock
-    @contextmanager
-    def rebuild_lock(self) -> Iterator[None]:
-        fd = os.open(self.directory / "rebuild.lock", os.O_RDWR | os.O_CREAT, 0o664)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RebuildInProgress("a Bloom rebuild is already running on this host") from None
-            yield
-        finally:
-            os.close(fd)
+    def rebuild_lock(self):
+        return exclusive_flock(self.directory / "rebuild.lock",
+                               lambda: RebuildInProgress("a Bloom rebuild is already running on this host"))
 
     def rebuild_running(self) -> bool:
         fd = os.open(self.directory / "rebuild.lock", os.O_RDWR | os.O_CREAT, 0o664)
@@ -368,6 +360,21 @@ class LocalStore:
     def close(self) -> None:
         with self._lock:
             self._maps.clear()
+
+
+@contextmanager
+def exclusive_flock(path, busy) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (made if missing) for the block; when another
+    process holds it, raise ``busy()`` at once instead of waiting."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _unlink(path) -> None:
