@@ -70,10 +70,15 @@ _ALLOWED = re.compile(r"[A-Z0-9\-/()\[\]_.#+\u3400-\u4dbf\u4e00-\u9fff\uf900-\uf
                       r"\U00020000-\U0002ebef\U00030000-\U0003134f]{1,64}")
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9\-/()\[\]_.#+]{1,64}")  # already normal but for ASCII case: most numbers
+
+
 def normalize(number: str) -> str:
     """A report number as the registry keeps it: zero-width characters dropped, NFKC, 〔〕【】 as
     ()[], every dash as '-', ASCII letters upper-case, whitespace removed. ValueError when it is
     not a valid report number."""
+    if _PLAIN.fullmatch(number):
+        return number.upper()
     text = unicodedata.normalize("NFKC", number.translate(_ZERO_WIDTH))
     text = text.translate(_BRACKETS).translate(_DASHES)
     text = re.sub(r"\s+", "", "".join(ch.upper() if ch.isascii() else ch for ch in text))
