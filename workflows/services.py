@@ -46,7 +46,6 @@ from registry.infra.settings import finish_settings, load_settings
 from registry.infra.upkeep import Upkeep
 from registry.institutions.directory import InstitutionDirectory
 from registry.numbers.quarters import Clock, system_clock
-from registry.registration.pipeline import BloomTarget
 from registry.registration.service import RegistrationService
 from registry.registration.uploads import UploadService
 from registry.tlog.note import parse_signer
@@ -226,13 +225,7 @@ class Services:
         self.verifier = VerificationService(engine=self.engine, bloom=self.bloom, directory=self.directory, clock=clock,
                                             replicas=self.replica_engines,
                                             replica_max_lag=settings.replica_max_lag_seconds)
-        self.registration = RegistrationService(
-            sessions=self.sessions, bloom=self.bloom, clock=clock,
-            bloom_target=BloomTarget(
-                database_url=settings.database_url, redis_url=settings.redis_url, directory=str(settings.bloom_dir),
-                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards,
-            ),
-        )
+        self.registration = RegistrationService(sessions=self.sessions, bloom=self.bloom, clock=clock)
         self.uploads = UploadService(sessions=self.sessions, files_dir=settings.files_dir, clock=clock,
                                      stuck_after=dt.timedelta(minutes=settings.upload_stuck_minutes),
                                      keep_files=dt.timedelta(days=settings.upload_files_days))

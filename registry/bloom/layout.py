@@ -79,6 +79,45 @@ def _offsets_function(num_slices: int, bits_per_slice: int):
     return offsets
 
 
+def _many_offsets_function(num_slices: int, bits_per_slice: int):
+    """``keys -> (n × num_slices) uint64 array`` of the same offsets as :func:`_offsets_function`,
+    for a batch: the digests are taken one key at a time (hashlib), then unpacked and reduced in
+    one go with numpy instead of once per key in Python. None when pybloom's closure is not the
+    expected one (the per-key function is used then)."""
+    hash_maker = make_hashfuncs(num_slices, bits_per_slice)[0]
+    cells = dict(zip(hash_maker.__code__.co_freevars, (c.cell_contents for c in hash_maker.__closure__ or ())))
+    if not {"salts", "fmt"} <= cells.keys() or len(set(cells["fmt"])) != 1 or cells["fmt"][0] not in "HIQ":
+        return None
+    import numpy as np
+
+    salts, fmt = cells["salts"], cells["fmt"]
+    dtype = np.dtype({"H": "=u2", "I": "=u4", "Q": "=u8"}[fmt[0]])  # struct's native order, as pybloom unpacks
+    per_key = len(fmt) * len(salts)
+    bases = np.arange(num_slices, dtype=np.uint64) * np.uint64(bits_per_slice)
+    modulus = np.uint64(bits_per_slice)
+
+    def many(keys: list[bytes]):
+        if len(salts) == 1:
+            salt = salts[0]
+            digests = []
+            append = digests.append
+            for key in keys:
+                h = salt.copy()
+                h.update(key)
+                append(h.digest())
+        else:
+            digests = []
+            for key in keys:
+                for salt in salts:
+                    h = salt.copy()
+                    h.update(key)
+                    digests.append(h.digest())
+        values = np.frombuffer(b"".join(digests), dtype=dtype).reshape(len(keys), per_key)[:, :num_slices]
+        return values.astype(np.uint64) % modulus + bases
+
+    return many
+
+
 @dataclass(frozen=True)
 class Layout:
     """The shape of one generation: shard count and each shard's pybloom-live sizing."""
@@ -89,6 +128,7 @@ class Layout:
     num_slices: int
     bits_per_slice: int
     _hashes: object = field(default=None, repr=False, compare=False, hash=False)
+    _many: list = field(default_factory=list, repr=False, compare=False, hash=False)  # built on first use
 
     @classmethod
     def for_capacity(cls, capacity: int, error_rate: float = 0.001, shards: int = 0) -> "Layout":
@@ -128,6 +168,24 @@ class Layout:
         """``(shard, bit offsets within the shard's filter)`` — pybloom's slice × bits_per_slice + hash."""
         key = number.encode("utf-8")
         return zlib.crc32(key) % self.shards, self._hashes(key)
+
+    def offsets_many(self, numbers: list[str]):
+        """``(shards, offsets)`` of many numbers as numpy arrays — shard per number (``int64``)
+        and its ``num_slices`` bit offsets (``n × num_slices``, ``uint64``) — equal to
+        :meth:`offsets` number by number (a test holds them equal), in a fraction of the time."""
+        import numpy as np
+
+        if not self._many:
+            self._many.append(_many_offsets_function(self.num_slices, self.bits_per_slice))
+        many = self._many[0]
+        keys = [number.encode("utf-8") for number in numbers]
+        crc32 = zlib.crc32
+        shards = np.fromiter((crc32(key) for key in keys), dtype=np.int64, count=len(keys)) % self.shards
+        if many is None:
+            offsets = np.array([self._hashes(key) for key in keys], dtype=np.uint64).reshape(len(keys), self.num_slices)
+        else:
+            offsets = many(keys)
+        return shards, offsets
 
     def header(self, generation: int, shard: int) -> bytes:
         if generation <= 0:

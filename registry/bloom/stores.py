@@ -51,6 +51,7 @@ class ShardStore(Protocol):
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]: ...
     def write_bits(self, pointer: Pointer, by_shard: dict[int, list[int]], *, building: bool,
                    sync: bool = True) -> bool: ...
+    def merge_bits(self, pointer: Pointer, shard: int, bits, *, building: bool, sync: bool = True) -> bool: ...
     def sync(self, pointer: Pointer) -> None: ...
     def create_generation(self, pointer: Pointer) -> None: ...
     def discard_generation(self, pointer: Pointer) -> None: ...
@@ -285,6 +286,36 @@ class LocalStore:
                 os.close(fd)
         return ok
 
+    def merge_bits(self, pointer: Pointer, shard: int, bits, *, building: bool, sync: bool = True) -> bool:
+        """OR ``bits`` (a numpy ``uint8`` array of the shard's filter bytes, store order) into the
+        shard in one pass: a big batch's bits gathered per shard (``BatchBits``). False when the
+        shard is missing or of another generation, as :meth:`write_bits`."""
+        import numpy as np
+
+        path = self._building_path(pointer.generation, shard) if building else self.shard_path(shard)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if generation_of(os.pread(fd, HEADER_SIZE, 0)) != pointer.generation:
+                return False
+            size = pointer.layout.shard_bytes
+            if os.fstat(fd).st_size < size:
+                return False
+            with mmap.mmap(fd, size) as mm:
+                view = np.frombuffer(mm, dtype=np.uint8, count=len(bits), offset=HEADER_SIZE)
+                try:
+                    np.bitwise_or(view, bits, out=view)
+                finally:
+                    del view  # release the map's buffer before it closes
+                if sync and not building:
+                    mm.flush()
+        finally:
+            os.close(fd)
+        return True
+
     def sync(self, pointer: Pointer) -> None:
         """Write the current generation's dirty shard pages to disk (after unsynced writes)."""
         for shard in range(pointer.layout.shards):
@@ -420,6 +451,21 @@ end
 return 1
 """
 
+# ORs a batch's bits for one shard, sent as a temporary key KEYS[2] (the shard's layout with a
+# zero header), into the shard KEYS[1] after checking its generation (ARGV[1]); the temporary key
+# goes either way. 0 when the shard is not this generation's (nothing set).
+_MERGE_BITS = """
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+redis.call('BITOP', 'OR', KEYS[1], KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+#: a merge's temporary key outlives a client that died between sending it and merging it by this long
+_MERGE_KEY_SECONDS = 3600
+
 
 class RedisStore:
     """One Redis string per shard (`rnr:bloom:g{gen}:s{shard}`); a lookup is one `BITFIELD_RO` on one key."""
@@ -437,6 +483,7 @@ class RedisStore:
         self._advance = client.register_script(_ADVANCE_MARKER)
         self._release = client.register_script(_RELEASE_LOCK)
         self._set_bits = client.register_script(_SET_BITS)
+        self._merge_bits = client.register_script(_MERGE_BITS)
 
     @staticmethod
     def key(generation: int, shard: int) -> str:
@@ -558,6 +605,19 @@ class RedisStore:
                     packed.byteswap()
                 self._set_bits(keys=[key], args=[header, HEADER_BITS, packed.tobytes()], client=pipe)
         return all(reply == 1 for reply in pipe.execute())
+
+    def merge_bits(self, pointer: Pointer, shard: int, bits, *, building: bool, sync: bool = True) -> bool:
+        """OR ``bits`` (a numpy ``uint8`` array of the shard's filter bytes, store order) into the
+        shard with one ``BITOP OR`` (a script that checks the generation first): the bytes travel
+        once as a temporary key instead of a command per offset. False when the shard's header
+        is not this generation's."""
+        key = self.key(pointer.generation, shard)
+        temp = f"{key}:merge:{uuid.uuid4().hex}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.setrange(temp, HEADER_SIZE, memoryview(bits).cast("B"))
+        pipe.expire(temp, _MERGE_KEY_SECONDS)
+        self._merge_bits(keys=[key, temp], args=[pointer.generation.to_bytes(8, "big")], client=pipe)
+        return pipe.execute()[-1] == 1
 
     def create_generation(self, pointer: Pointer) -> None:
         layout = pointer.layout

@@ -1,107 +1,48 @@
 """Overlapping the three costs of a big import: parsing, Bloom hashing and database writes.
 
-The caller's thread parses and hands chunks on. Bloom bits are set in a helper process once a
-batch proves large (hashing is pure Python and would otherwise share one core with parsing),
-and rows are loaded by a database thread (the driver releases the GIL while the server works).
-Both are joined before the caller commits, so bits are still set before the rows commit. At most
-a few chunks are in flight, which keeps memory constant.
+The file is parsed in the sandbox's child process (workflows/sandbox.py); the caller's thread
+reads the numbers, hashes them and gathers a big batch's Bloom bits per shard
+(``registry.bloom.BatchBits``: numpy, a fraction of a microsecond a number), which are merged
+into the store once per touched shard when the batch ends; rows are loaded by a database thread
+meanwhile (the driver releases the GIL while the server works). Both are joined before the
+caller commits, so bits are still set before the rows commit. At most a few chunks are in
+flight, which keeps memory constant. (Hashing in helper processes was measured on 2 cores and
+dropped: no faster, and one more process to start; bench/import.)
 """
 from __future__ import annotations
 
 import threading
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from queue import Queue
 from typing import Callable
 
 IN_FLIGHT = 2
-PARALLEL_AFTER_CHUNKS = 2
-
-
-@dataclass(frozen=True)
-class BloomTarget:
-    """What a helper process needs to open the same Bloom store."""
-
-    database_url: str
-    redis_url: str
-    directory: str
-    capacity: int
-    error_rate: float
-    shards: int
-
-
-_child_index = None
-
-
-def _open_in_child(target: BloomTarget) -> None:
-    global _child_index
-    from registry.bloom import BloomConfig, open_bloom_index
-    from registry.infra.db import make_engine
-
-    redis = None
-    if target.redis_url:
-        import redis as redis_lib
-
-        redis = redis_lib.Redis.from_url(target.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    _child_index = open_bloom_index(
-        config=BloomConfig(capacity=target.capacity, error_rate=target.error_rate, shards=target.shards),
-        engine=make_engine(target.database_url), directory=Path(target.directory), redis=redis,
-    )
-
-
-def _add_in_child(numbers: list[str], batch_id: int) -> int:
-    from registry.bloom import Writer
-
-    # not synced per chunk: an msync of a whole shard per chunk would dominate; see _sync_in_child
-    Writer(_child_index).add(numbers, batch_id=batch_id, sync=False)
-    return len(numbers)
-
-
-def _sync_in_child() -> None:
-    from registry.bloom import Writer
-
-    Writer(_child_index).sync()
 
 
 class BitsPipeline:
-    """Sets bits through the caller's writer for small batches, in a helper process for large ones."""
+    """Sets a small batch's bits through the caller's writer chunk by chunk (an API call's few
+    numbers); gathers a big one's and merges them at :meth:`join`."""
 
-    def __init__(self, writer, batch_id: int, target: BloomTarget | None) -> None:
+    def __init__(self, writer, batch_id: int) -> None:
+        from registry.bloom.index import MANY
+
         self._writer = writer
         self._batch_id = batch_id
-        self._target = target
-        self._pool: ProcessPoolExecutor | None = None
-        self._pending: deque[Future] = deque()
-        self._chunks = 0
+        self._many = MANY
+        self._gathered = None
 
     def submit(self, chunk: list[str]) -> None:
-        self._chunks += 1
-        if self._pool is None and self._target is not None and self._chunks > PARALLEL_AFTER_CHUNKS:
-            import multiprocessing
-
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_open_in_child, initargs=(self._target,),
-            )
-        if self._pool is None:
-            self._writer.add(chunk, batch_id=self._batch_id)
-            return
-        while len(self._pending) >= IN_FLIGHT:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(_add_in_child, chunk, self._batch_id))
+        if self._gathered is None:
+            if len(chunk) < self._many:
+                self._writer.add(chunk, batch_id=self._batch_id)
+                return
+            self._gathered = self._writer.gather()
+        self._gathered.add(chunk)
 
     def join(self) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-            if self._pool is not None:
-                self._pool.submit(_sync_in_child).result()  # durable before the caller commits
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+        """Every chunk's bits in the store (durably) before the caller commits."""
+        gathered, self._gathered = self._gathered, None
+        if gathered is not None:
+            self._writer.merge(gathered, batch_id=self._batch_id)
 
 
 class RowsPipeline:

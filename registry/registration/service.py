@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.registration.loaders import LoadCounts, chunked, make_loader
-from registry.registration.pipeline import BitsPipeline, BloomTarget, RowsPipeline
+from registry.registration.pipeline import BitsPipeline, RowsPipeline
 from registry.institutions.models import Institution
 from registry.registration.models import Batch, NumberEvent, ReportNumber
 from registry.numbers.normalize import clean_text, normalize_number
@@ -125,19 +125,15 @@ def receipt_of(batch: Batch, institution: Institution, *, repeated: bool = False
 
 
 class RegistrationService:
-    def __init__(self, *, sessions: sessionmaker[Session], bloom: BloomIndexLike, clock: Clock = system_clock,
-                 bloom_target: BloomTarget | None = None) -> None:
+    def __init__(self, *, sessions: sessionmaker[Session], bloom: BloomIndexLike, clock: Clock = system_clock) -> None:
         self._sessions = sessions
         self._bloom = bloom
         self._clock = clock
-        # where a helper process can open the same Bloom store, for large batches (None: inline)
-        self._bloom_target = bloom_target
 
     def at(self, clock: Clock) -> "RegistrationService":
-        """The same service (same Bloom index and hashing helper) judging lateness by ``clock``:
+        """The same service (same Bloom index) judging lateness by ``clock``:
         a background import judges it when the uploader confirmed."""
-        return RegistrationService(sessions=self._sessions, bloom=self._bloom, clock=clock,
-                                   bloom_target=self._bloom_target)
+        return RegistrationService(sessions=self._sessions, bloom=self._bloom, clock=clock)
 
     def imported_figures(self, *, since: dt.timedelta) -> tuple[int, int]:
         """Numbers registered by every batch so far, and by the batches of the last ``since``
@@ -240,7 +236,7 @@ class RegistrationService:
         transaction; both are finished before this returns, so the bits precede the commit."""
         loader = make_loader(session, institution_id=batch.institution_id, quarter=batch.quarter,
                              batch_id=batch.id, registered_at=now)
-        bits = BitsPipeline(writer, batch.id, self._bloom_target)
+        bits = BitsPipeline(writer, batch.id)
         rows = RowsPipeline(loader.load)
         done = 0
         try:

@@ -11,8 +11,12 @@ from tests.builders import make_institution, register
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Chunks of 500, so a few thousand numbers take the parallel path (helper process + DB thread)."""
+    """Chunks of 500, so a few thousand numbers take the big batch's path (bits gathered per shard
+    and merged at the end, rows loaded by the DB thread)."""
+    from registry.bloom import index as index_module
+
     monkeypatch.setattr(registration_module, "CHUNK", 500)
+    monkeypatch.setattr(index_module, "MANY", 100)
 
 
 def test_counts_across_chunks(reg, small_chunks):
