@@ -34,8 +34,9 @@ MANY = 2_000
 #: the gathered bitmaps of one batch stay within this many bytes (shards past it gather offsets)
 DENSE_BUDGET = 64 * 1024 * 1024
 #: a shard's bits are sent whole (one merge) when its bitmap has at most this many bytes per bit
-#: to set, else offset by offset: Redis sets ~0.5 M offsets/s through the script but ORs and
-#: receives a bitmap at ~1 GB/s (bench/import), so the bitmap wins from about 1 offset per 2 KB
+#: to set, else offset by offset. Redis sets ~0.5 M offsets/s through the script (~48,000 numbers
+#: of 10 offsets a second) but takes and ORs a bitmap at ~1 GB/s, so the bitmap wins from about one
+#: offset per 2 KB; 512 keeps a margin (one big command holds Redis for its whole length)
 BYTES_PER_OFFSET = 512
 #: after a store error, lookups answer None at once for this long instead of each waiting on a timeout.
 BREAKER_SECONDS = 5.0
