@@ -1,14 +1,19 @@
 """Bulk loaders of report numbers: PostgreSQL COPY into staging tables, SQLite executemany.
 
-A batch streams through in chunks. Each chunk is staged and its distinct numbers are inserted
-with "do nothing on conflict"; a per-batch "seen" table remembers the numbers found registered
-before (so that one repeated in the file counts once as registered, then as a duplicate).
-In-file duplicates and numbers already registered are thus told apart in SQL, not in a Python
-set, and memory stays constant whatever the file size. Everything runs inside the caller's transaction.
+A batch streams through in chunks. While no number clashes — the common file: all new, none
+twice — a chunk goes into ``report_numbers`` (and its transparency-log entries into
+``tlog_pending``) with plain inserts under a savepoint and is counted as it is. The first clash
+(the unique key) rolls that savepoint back, and from then on each chunk is staged and its
+distinct numbers are inserted with "do nothing on conflict"; a per-batch "seen" table remembers
+the numbers found registered before (so that one repeated in the file counts once as registered,
+then as a duplicate). In-file duplicates and numbers already registered are thus told apart in
+SQL, not in a Python set, and memory stays constant whatever the file size. Everything runs
+inside the caller's transaction.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
@@ -66,17 +71,50 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
 """.replace("{salt}", PG_SALT)
 
 
+# The chunk while nothing has clashed: every staged number inserted as it is (no DISTINCT, no
+# conflict handling: a clash raises, and the caller's savepoint undoes the chunk).
+_PG_DIRECT = """
+WITH ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt)
+             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt} FROM stage_numbers
+             RETURNING number, salt)
+INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt)
+SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt FROM ins
+""".replace("{salt}", PG_SALT)
+
+
 class PostgresLoader(_Tally):
-    """psycopg 3 COPY into temporary tables that live until the transaction ends."""
+    """psycopg 3 COPY into temporary tables that live until the transaction ends, then plain
+    inserts until a number clashes, one statement with conflict handling after."""
 
     def __init__(self, session: Session, *, institution_id: int, quarter: str, batch_id: int, registered_at: dt.datetime):
         super().__init__()
         self._raw = session.connection().connection.driver_connection
         self._params = {"iid": institution_id, "quarter": quarter, "batch": batch_id, "at": _naive_utc(registered_at)}
+        self._direct = True  # until the first clash
         with self._raw.cursor() as cur:
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number varchar(64) NOT NULL) ON COMMIT DROP")
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number varchar(64) PRIMARY KEY) ON COMMIT DROP")
             cur.execute("TRUNCATE stage_numbers, stage_seen")
+
+    def _insert_directly(self, cur, numbers: list[str]) -> bool:
+        """The staged chunk inserted as it is, under a savepoint: True when every number went in;
+        False, nothing of it kept, when one clashed (and the batch is loaded the careful way from
+        now on: a file that clashes once is likely to clash again)."""
+        import psycopg
+
+        cur.execute("SAVEPOINT rnr_direct")
+        try:
+            cur.execute(_PG_DIRECT, self._params)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
+            cur.execute("RELEASE SAVEPOINT rnr_direct")
+            self._direct = False
+            return False
+        cur.execute("RELEASE SAVEPOINT rnr_direct")
+        self.staged += len(numbers)
+        self.distinct += len(numbers)
+        self.inserted += len(numbers)
+        return True
 
     def load(self, numbers: list[str]) -> None:
         if not numbers:
@@ -86,6 +124,8 @@ class PostgresLoader(_Tally):
             # Normalised numbers never contain tab, newline or backslash: text format needs no escaping.
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
+            if self._direct and self._insert_directly(cur, numbers):
+                return
             cur.execute(_PG_LOAD, self._params)
             inserted, old = cur.fetchone()
         self.staged += len(numbers)
@@ -103,6 +143,7 @@ class SQLiteLoader(_Tally):
         super().__init__()
         self._raw = session.connection().connection.driver_connection
         self._params = (institution_id, quarter, batch_id, _naive_utc(registered_at).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        self._direct = True  # until the first clash
         cur = self._raw.cursor()
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number TEXT NOT NULL)")
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -110,10 +151,44 @@ class SQLiteLoader(_Tally):
         cur.execute("DELETE FROM stage_seen")
         cur.close()
 
+    def _insert_directly(self, cur, numbers: list[str]) -> bool:
+        """The chunk's distinct numbers inserted straight into report_numbers (salts from
+        ``os.urandom``, the OS's CSPRNG) under a savepoint: True when every one went in; False,
+        nothing of the chunk kept, when one clashed — the batch is then staged from this chunk
+        on, its numbers loaded so far first remembered as seen."""
+        unique = list(dict.fromkeys(numbers))
+        salts = os.urandom(16 * len(unique))
+        iid, quarter, batch, at = self._params
+        rows = [(number, iid, quarter, batch, at, salts[16 * i:16 * i + 16]) for i, number in enumerate(unique)]
+        cur.execute("SAVEPOINT rnr_direct")
+        before = self._raw.total_changes
+        cur.executemany("INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, "
+                        "registered_at, salt) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if self._raw.total_changes - before != len(unique):
+            cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
+            cur.execute("RELEASE SAVEPOINT rnr_direct")
+            self._direct = False
+            # the slow path counts a number seen once per file through stage_seen: it must know
+            # the numbers this batch loaded directly (a scan, once per file that clashes)
+            cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM report_numbers "
+                        "WHERE institution_id = ? AND batch_id = ?", (iid, batch))
+            return False
+        cur.executemany("INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
+                        "VALUES ('register', ?, ?, ?, ?, ?, ?)",
+                        ((number, iid, batch, quarter, at, salt) for number, iid, quarter, batch, at, salt in rows))
+        cur.execute("RELEASE SAVEPOINT rnr_direct")
+        self.staged += len(numbers)
+        self.distinct += len(unique)
+        self.inserted += len(unique)
+        return True
+
     def load(self, numbers: list[str]) -> None:
         if not numbers:
             return
         cur = self._raw.cursor()
+        if self._direct and self._insert_directly(cur, numbers):
+            cur.close()
+            return
         cur.execute("DELETE FROM stage_numbers")
         cur.executemany("INSERT INTO stage_numbers (number) VALUES (?)", zip(numbers))
         before = self._raw.total_changes
