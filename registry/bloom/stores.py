@@ -465,6 +465,9 @@ return 1
 """
 #: a merge's temporary key outlives a client that died between sending it and merging it by this long
 _MERGE_KEY_SECONDS = 3600
+#: socket timeout of the merges' own connection: one sends up to a 64 MiB shard and waits for a BITOP
+#: over it, far past the registry client's 0.5 s meant for lookups on a busy host
+MERGE_SOCKET_SECONDS = 60
 
 
 class RedisStore:
@@ -484,6 +487,7 @@ class RedisStore:
         self._release = client.register_script(_RELEASE_LOCK)
         self._set_bits = client.register_script(_SET_BITS)
         self._merge_bits = client.register_script(_MERGE_BITS)
+        self._merge_client = None  # made on the first merge (a big import's), see _merging
 
     @staticmethod
     def key(generation: int, shard: int) -> str:
@@ -613,11 +617,23 @@ class RedisStore:
         is not this generation's."""
         key = self.key(pointer.generation, shard)
         temp = f"{key}:merge:{uuid.uuid4().hex}"
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._merging().pipeline(transaction=False)
         pipe.setrange(temp, HEADER_SIZE, memoryview(bits).cast("B"))
         pipe.expire(temp, _MERGE_KEY_SECONDS)
         self._merge_bits(keys=[key, temp], args=[pointer.generation.to_bytes(8, "big")], client=pipe)
         return pipe.execute()[-1] == 1
+
+    def _merging(self):
+        """A client of the same server (same connection class and settings) with a socket timeout
+        of :data:`MERGE_SOCKET_SECONDS`, for merges only."""
+        if self._merge_client is None:
+            import redis
+
+            pool = self.client.connection_pool
+            self._merge_client = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class,
+                **{**pool.connection_kwargs, "socket_timeout": MERGE_SOCKET_SECONDS}))
+        return self._merge_client
 
     def create_generation(self, pointer: Pointer) -> None:
         layout = pointer.layout
@@ -667,3 +683,6 @@ class RedisStore:
 
     def close(self) -> None:
         self.direct.drop()
+        if self._merge_client is not None:
+            self._merge_client.close()
+            self._merge_client = None
