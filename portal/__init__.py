@@ -98,6 +98,7 @@ def _register_blueprints(app: Flask) -> None:
     from . import sanctions, statistics  # noqa: F401 - add their routes to the institution and regulator blueprints
 
     app.register_blueprint(auth.bp)
+    csrf.exempt(auth.unsubscribe)  # a mail client's one-click POST (RFC 8058): the signed link is the credential
     app.register_blueprint(account.bp)
     app.register_blueprint(institution.bp)
     app.register_blueprint(admin.bp)

@@ -23,6 +23,7 @@ from registry.accounts.accounts import (MIN_PASSWORD, OWNER_RESET_LIFETIME, TWO_
                                        AccountError, AccountService)
 from registry.accounts.models import Account
 from registry.numbers.quarters import SHANGHAI
+from workflows.notify import CHOICES as UNSUBSCRIBABLE
 
 from .errors import error_response
 from .extensions import client_address, limiter, login_manager, registry
@@ -264,6 +265,25 @@ def verify_email(token: str):
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@bp.route("/unsubscribe/<int:account_id>/<choice>/<signature>", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+def unsubscribe(account_id: int, choice: str, signature: str):
+    """The link at the foot of a message that may be turned off: a page with one button (GET
+    changes nothing), or the mail client's one-click POST (RFC 8058; no CSRF token there)."""
+    notifier = registry().notifier
+    if notifier.unsubscribe_signature(account_id, choice) != signature[:64] or choice not in UNSUBSCRIBABLE:
+        return render_template("auth/unsubscribe.html", done=False, valid=False), 404
+    if request.method == "POST":
+        notifier.unsubscribe(account_id, choice, signature)
+        return render_template("auth/unsubscribe.html", done=True, valid=True, label=_choice_label(choice))
+    return render_template("auth/unsubscribe.html", done=False, valid=True, label=_choice_label(choice))
+
+
+def _choice_label(choice: str) -> str:
+    zh, en = UNSUBSCRIBABLE[choice]
+    return en if _lang() == "en" else zh
 
 
 @bp.post("/logout")

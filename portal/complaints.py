@@ -220,6 +220,7 @@ def submit():
         ),
         verdict=verdict,
     )
+    registry().notices.complaint_received(code)  # the receipt with the code, if an e-mail address was given
     flash(_("您的投诉已提交。请保存查询码，凭它查看处理进度。"), "success")
     return redirect(url_for(".status", tracking_code=format_tracking_code(code)), code=303)
 

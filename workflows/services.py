@@ -59,6 +59,7 @@ from registry.complaints.attachments import purge_kept
 from registry.verification.service import VerificationService
 
 from .jobs import JobQueue, make_job_queue
+from .notices import Notices
 from .notify import Notifier
 from .sandbox import Sandbox
 from .uploads import UploadSteps
@@ -251,7 +252,8 @@ class Services:
         self.outbox = Outbox(sessions=self.sessions, sealer=self.sealer, mailer=make_mailer(settings.mail),
                              sender=settings.mail.sender, clock=clock)
         self.notifier = Notifier(sessions=self.sessions, outbox=self.outbox, base_url=settings.public_base_url,
-                                 enqueue=lambda message_id: self.jobs.enqueue_mail(message_id))
+                                 enqueue=lambda message_id: self.jobs.enqueue_mail(message_id),
+                                 secret_key=settings.secret_key)
         self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
         self.platforms = PlatformService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
@@ -285,13 +287,15 @@ class Services:
         # --- this process's figures for /metrics (registry/infra/metrics.py) ---
         self.metrics = ProcessMetrics(settings.metrics_dir)
         self.metrics.read_from(query_log=self.query_log, verifier=self.verifier)
+        # --- who is told what by e-mail (workflows/notices.py) ---
+        self.notices = Notices(sessions=self.sessions, notifier=self.notifier, casework=self.casework, clock=clock)
         # --- this process's background work ---
         self.upkeep = Upkeep(sessions=self.sessions, directory=self.directory, bloom=self.bloom,
                              query_log=self.query_log, interval=settings.background_interval,
                              hourly=[self.uploads.delete_old_files,
                                      functools.partial(purge_kept, settings.files_dir), self.snapshots.hourly],
-                             daily=[self.retention.run],
-                             periodic=[(settings.background_interval, self.metrics.write), (60.0, self.sweep_outbox),
+                             daily=[self.retention.run, self.notices.daily],
+                             periodic=[(settings.background_interval, self.metrics.write), (60.0, self.notices.sweep), (60.0, self.sweep_outbox),
                                        *([(settings.tlog_interval, self.tlog.integrate)] if self.tlog.integrates else [])])
         self._jobs: JobQueue | None = None
         self._jobs_lock = threading.Lock()

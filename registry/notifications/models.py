@@ -12,8 +12,10 @@ from registry.infra.base import Base, BigId, UTCDateTime, utcnow
 class OutboxMessage(Base):
     """One e-mail, rendered when it arose (both languages, plain text and HTML).
 
-    A message carrying a secret (a tracking code, a reset or verification link) keeps its bodies
-    only in ``sealed`` (encrypted, registry/infra/sealing.py) and loses them once sent. ``status``:
+    A message carrying a secret (a tracking code, a reset or verification link) or a
+    complainant's address keeps its bodies and its recipient only in ``sealed`` (encrypted,
+    registry/infra/sealing.py; ``recipient`` then holds the address masked) and loses them once
+    sent. ``status``:
     pending → sending (claimed by one sender with a guarded UPDATE) → sent | failed; a failure
     goes back to pending with ``next_attempt_at`` pushed back (exponential backoff)."""
 
@@ -35,6 +37,8 @@ class OutboxMessage(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(String(200))
+    # what the message is about (e.g. ``batch:17:4``): a message with the same key is never queued twice
+    dedupe: Mapped[str | None] = mapped_column(String(120), unique=True)
 
 
 class NotificationChoice(Base):

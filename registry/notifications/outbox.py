@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.infra.sealing import Sealer, SealError
@@ -73,19 +74,27 @@ class Outbox:
 
     # --- writing -------------------------------------------------------------------------------
     def add(self, session: Session, *, kind: str, to: str, message: Rendered, account_id: int | None = None,
-            secret: bool = False) -> OutboxMessage:
-        """Queue one message in ``session``'s transaction (the caller commits)."""
+            secret: bool = False, dedupe: str | None = None) -> OutboxMessage | None:
+        """Queue one message in ``session``'s transaction (the caller commits); None when a
+        message with the same ``dedupe`` key was queued before."""
+        if dedupe is not None and session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe == dedupe)):
+            return None
         now = self._clock()
-        row = OutboxMessage(kind=kind, account_id=account_id, recipient=to, subject=message.subject[:300],
-                            secret=secret, status="pending", attempts=0, next_attempt_at=now, created_at=now)
-        bodies = {"text": message.text, "html": message.html, "unsubscribe": message.unsubscribe}
+        row = OutboxMessage(kind=kind, account_id=account_id, recipient=mask_address(to) if secret else to,
+                            subject=message.subject[:300], secret=secret, status="pending", attempts=0,
+                            next_attempt_at=now, created_at=now, dedupe=dedupe)
+        bodies = {"text": message.text, "html": message.html, "unsubscribe": message.unsubscribe, "to": to}
         if secret:
             row.sealed = self._sealer.seal(json.dumps(bodies, ensure_ascii=False))
         else:
             row.body_text, row.body_html = message.text, message.html
             row.sealed = json.dumps({"unsubscribe": message.unsubscribe}) if message.unsubscribe else None
         session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError:  # the same key queued at the same moment by another process
+            return None
         return row
 
     # --- delivering ----------------------------------------------------------------------------
@@ -104,8 +113,9 @@ class Outbox:
                 return False
             row = session.get(OutboxMessage, message_id)
             try:
-                email = build_message(sender=self._sender, to=row.recipient, subject=row.subject,
-                                      **self._bodies(row))
+                bodies = self._bodies(row)
+                email = build_message(sender=self._sender, to=bodies.pop("to", None) or row.recipient,
+                                      subject=row.subject, **bodies)
                 self._mailer.send(email)
             except SealError as exc:
                 self._give_up(session, row, str(exc))
@@ -126,7 +136,8 @@ class Outbox:
                 raise SealError("the message's bodies were purged")
             return bodies
         extra = json.loads(row.sealed) if row.sealed else {}
-        return {"text": row.body_text or "", "html": row.body_html, "unsubscribe": extra.get("unsubscribe")}
+        return {"text": row.body_text or "", "html": row.body_html, "unsubscribe": extra.get("unsubscribe"),
+                "to": row.recipient}
 
     def _retry(self, session: Session, row: OutboxMessage, exc: Exception) -> None:
         row.last_error = f"{exc.__class__.__name__}: {exc}"[:200]
