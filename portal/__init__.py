@@ -96,6 +96,7 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(log.bp)
     from . import account, admin, auth, institution, upload_api
     from . import sanctions, statistics  # noqa: F401 - add their routes to the institution and regulator blueprints
+    from . import onboarding  # noqa: F401 - adds its routes to the auth and regulator blueprints
 
     app.register_blueprint(auth.bp)
     csrf.exempt(auth.unsubscribe)  # a mail client's one-click POST (RFC 8058): the signed link is the credential

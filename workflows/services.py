@@ -24,6 +24,7 @@ from registry.accounts.accounts import AccountService
 from registry.accounts.adminlog import AdminLog
 from registry.accounts.adminlog import REDIS_HEAD_KEY as ADMIN_LOG_HEAD_KEY
 from registry.accounts.idempotency import IdempotencyStore
+from registry.accounts.onboarding import OnboardingService
 from registry.accounts.tokens import TokenService
 from registry.platforms.service import PlatformService
 from registry.bloom import BloomConfig, open_bloom_index
@@ -287,6 +288,8 @@ class Services:
         # --- this process's figures for /metrics (registry/infra/metrics.py) ---
         self.metrics = ProcessMetrics(settings.metrics_dir)
         self.metrics.read_from(query_log=self.query_log, verifier=self.verifier)
+        self.onboarding = OnboardingService(sessions=self.sessions, accounts=self.accounts, clock=clock,
+                                            admin_log=self.admin_log)
         # --- who is told what by e-mail (workflows/notices.py) ---
         self.notices = Notices(sessions=self.sessions, notifier=self.notifier, casework=self.casework, clock=clock)
         # --- this process's background work ---

@@ -192,6 +192,17 @@ class AccountService:
             return self.get(account.id)
 
     @staticmethod
+    def check_username(username: str) -> None:
+        if not _USERNAME.match(username or ""):
+            raise AccountError("bad_username", "用户名应为 3–64 个字母、数字或 _ . @ -",
+                               "a username is 3-64 letters, digits or _ . @ -")
+
+    @staticmethod
+    def unusable_password() -> str:
+        """The hash of a password nobody knows (the owner sets one by link)."""
+        return hash_password(secrets.token_urlsafe(32))
+
+    @staticmethod
     def _institution_id(session: Session, uscc: str | None) -> int:
         if not uscc:
             raise AccountError("institution_required", "机构账号须指定机构（统一社会信用代码）",

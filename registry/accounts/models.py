@@ -180,3 +180,29 @@ class AdminLogEntry(SealedEntry, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, unique=True)
+
+
+class AccountRequest(Base):
+    """An institution's request for a portal account (onboarding): its USCC, a CMA certificate
+    on record for it, a username and an address. ``status``: unverified (the address not yet
+    proved by its link) → pending (in the reviewing authority's console) → approved | refused
+    (with the officer and a reason, sealed in the admin log)."""
+
+    __tablename__ = "account_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    certificate_number: Mapped[str] = mapped_column(String(12))
+    username: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+    institution: Mapped[Institution] = relationship(lazy="joined")

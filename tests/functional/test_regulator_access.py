@@ -41,8 +41,15 @@ def world(rapp, rreg):
         proposer = officer(session, "15", "matrix-proposer")
     sanction = rreg.sanctions.propose(proposer, lab.id, measure="warning", ground="late_filing", reason="t")
     platform, _key = rreg.platforms.create(name="矩阵平台", per_minute=10, per_day=100)
+    requests = {}  # two account requests of the lab, verified: one to approve, one to refuse
+    with rreg.sessions() as session:
+        certificate = session.get(type(lab), lab.id).certificates[0].number
+    for decision in ("approve", "refuse"):
+        row, token = rreg.onboarding.request(uscc=lab.uscc, certificate=certificate, username=f"matrix-{decision}",
+                                             email=f"{decision}@lab.example.cn")
+        requests[decision] = rreg.onboarding.verify(token).id
     return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id, "filing_id": filing.id,
-            "sanction_id": sanction.id}
+            "sanction_id": sanction.id, "requests": requests}
 
 
 def regulator_rules(app):
@@ -68,6 +75,8 @@ def urls_for_rule(app, rule, world) -> list[str]:
         variants = [{"decision": d} for d in ("confirm", "drop", "lift")]
     if "step" in rule.arguments:  # a statistics filing's review steps, in the order of the work
         variants = [{"step": s} for s in ("return", "approve", "reopen")]
+    if "decision" in rule.arguments:  # an account request approved, another refused
+        variants = [{"decision": d, "request_id": world["requests"][d]} for d in ("approve", "refuse")]
     with app.test_request_context():
         return [url_for(rule.endpoint, **{k: values[k] for k in rule.arguments if k in values}, **v)
                 for v in variants]
@@ -81,12 +90,15 @@ def calls(app, world):
     for rule in regulator_rules(app):
         for url in urls_for_rule(app, rule, world):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                scoped = bool({"complaint_id", "institution_id", "filing_id", "sanction_id"} & set(rule.arguments))
+                scoped = bool({"complaint_id", "institution_id", "filing_id", "sanction_id", "request_id"} & set(rule.arguments))
                 yield rule, method, url, scoped or rule.endpoint in NATIONAL_ONLY
 
 
 def expected_success(rule, method) -> int:
-    """GET answers 200; a POST redirects (303), except issuing a platform key: 200 with the key shown once."""
+    """GET answers 200; a POST redirects (303), except issuing a platform key: 200 with the key shown
+    once; and a certificate list sent without its file: 400, the page saying why."""
+    if rule.endpoint == "regulator.onboarding_bulk":
+        return 400
     return 200 if method == "GET" or rule.endpoint == "regulator.platforms" else 303
 
 
