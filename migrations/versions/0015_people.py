@@ -66,10 +66,8 @@ def upgrade() -> None:
     sa.Column('sent_at', UTCDateTime(), nullable=True),
     sa.Column('created_at', UTCDateTime(), nullable=False),
     sa.Column('last_error', sa.String(length=200), nullable=True),
-    sa.Column('dedupe', sa.String(length=120), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_outbox_account_id_accounts')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
-    sa.UniqueConstraint('dedupe', name=op.f('uq_outbox_dedupe'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_account_id'), ['account_id'], unique=False)

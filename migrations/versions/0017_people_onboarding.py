@@ -1,8 +1,10 @@
-"""Onboarding: institutions' requests for a portal account (``account_requests``), each with the
-certificate that proved it, the address verified by link, and the reviewing officer's decision.
+"""Onboarding and notifications: institutions' requests for a portal account
+(``account_requests``), each with the certificate that proved it, the address verified by link,
+and the reviewing officer's decision; and the outbox's ``dedupe`` key (what a message is about:
+never queued twice).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 from alembic import op
 import sqlalchemy as sa
@@ -10,8 +12,8 @@ import sqlalchemy as sa
 from registry.infra.base import UTCDateTime
 
 
-revision = '0016'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
@@ -41,9 +43,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_account_requests_institution_id'), ['institution_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_requests_status'), ['status'], unique=False)
 
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('dedupe', sa.String(length=120), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_outbox_dedupe'), ['dedupe'])
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('uq_outbox_dedupe'), type_='unique')
+        batch_op.drop_column('dedupe')
+
     with op.batch_alter_table('account_requests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_requests_status'))
         batch_op.drop_index(batch_op.f('ix_account_requests_institution_id'))
