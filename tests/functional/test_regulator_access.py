@@ -75,7 +75,7 @@ def urls_for_rule(app, rule, world) -> list[str]:
         variants = [{"decision": d} for d in ("confirm", "drop", "lift")]
     if "step" in rule.arguments:  # a statistics filing's review steps, in the order of the work
         variants = [{"step": s} for s in ("return", "approve", "reopen")]
-    if "decision" in rule.arguments:  # an account request approved, another refused
+    if "request_id" in rule.arguments:  # an account request approved, another refused
         variants = [{"decision": d, "request_id": world["requests"][d]} for d in ("approve", "refuse")]
     with app.test_request_context():
         return [url_for(rule.endpoint, **{k: values[k] for k in rule.arguments if k in values}, **v)
