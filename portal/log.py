@@ -34,19 +34,17 @@ def _text(body: str) -> Response:
     return Response(body, mimetype="text/plain", content_type="text/plain; charset=utf-8")
 
 
-def _ints(*names: str) -> list[int] | Response:
+def _answer(names: tuple[str, ...], call):
+    """Parse the whole-number query parameters ``names`` and answer ``call(*values)`` as JSON:
+    400 for a malformed parameter or a bad range, 404 beyond the newest checkpoint."""
     values = []
     for name in names:
         raw = request.args.get(name, "")
         if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_INDEX:
             return api_error(400, "invalid_request", f"the query parameter '{name}' must be a whole number ≥ 0")
         values.append(int(raw))
-    return values
-
-
-def _answer(call):
     try:
-        return json_response(call())
+        return json_response(call(*values))
     except LogRangeError as exc:
         return api_error(400, "invalid_request", str(exc))
     except BeyondTree as exc:
@@ -77,31 +75,19 @@ def key():
 @limiter.shared_limit(log_limit, scope="log")
 def proof():
     """``{"leaf_index", "tree_size", "inclusion"}`` for 0 ≤ index < size ≤ the newest size."""
-    args = _ints("index", "size")
-    if isinstance(args, Response):
-        return args
-    index, size = args
-    return _answer(lambda: {"leaf_index": index, "tree_size": size,
-                            "inclusion": registry().tlog.inclusion(index, size)})
+    return _answer(("index", "size"), lambda index, size: {
+        "leaf_index": index, "tree_size": size, "inclusion": registry().tlog.inclusion(index, size)})
 
 
 @bp.get("/consistency")
 @limiter.shared_limit(log_limit, scope="log")
 def consistency():
     """``{"consistency"}`` between tree sizes 1 ≤ from ≤ to ≤ the newest size."""
-    args = _ints("from", "to")
-    if isinstance(args, Response):
-        return args
-    old, new = args
-    return _answer(lambda: {"consistency": registry().tlog.consistency(old, new)})
+    return _answer(("from", "to"), lambda old, new: {"consistency": registry().tlog.consistency(old, new)})
 
 
 @bp.get("/entries")
 @limiter.shared_limit(log_limit, scope="log")
 def entries():
     """``{"entries": [{"leaf_index", "entry"}]}`` for start ≤ i < end, at most 1,000."""
-    args = _ints("start", "end")
-    if isinstance(args, Response):
-        return args
-    start, end = args
-    return _answer(lambda: {"entries": registry().tlog.entries(start, end)})
+    return _answer(("start", "end"), lambda start, end: {"entries": registry().tlog.entries(start, end)})

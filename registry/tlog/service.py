@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.institutions.models import Institution
@@ -122,25 +122,16 @@ class TransparencyLog:
         tree = Tree(reader)
         if newest is not None and (size < newest.size or tree.root(newest.size) != newest.root):
             raise LogBroken(f"the stored tree does not reproduce checkpoint {newest.size}: refusing to extend it")
-        taken = session.execute(
-            delete(PendingEntry)
-            .where(PendingEntry.id.in_(select(PendingEntry.id).order_by(PendingEntry.id).limit(chunk)))
-            .returning(PendingEntry.id, PendingEntry.action, PendingEntry.number, PendingEntry.institution_id,
-                       PendingEntry.batch_id, PendingEntry.quarter, PendingEntry.at, PendingEntry.salt)
-        ).all()
-        taken.sort(key=lambda row: row.id)
+        taken = _take_pending(session, chunk)
         if taken:
-            usccs = self._usccs(session, {row.institution_id for row in taken})
+            usccs = self._usccs(session, {row[3] for row in taken})
             rows, leaves = [], []
-            for offset, row in enumerate(taken):
-                digest = commitment(usccs[row.institution_id], row.number, row.salt)
-                entry = fast_entry_text(action=row.action, at=row.at, batch=row.batch_id, commitment=digest,
-                                        quarter=row.quarter)
+            for offset, (_id, action, number, institution_id, batch_id, quarter, at, salt) in enumerate(taken):
+                digest = commitment(usccs[institution_id], number, salt)
+                entry = fast_entry_text(action=action, at=at, batch=batch_id, commitment=digest, quarter=quarter)
                 leaves.append(leaf_hash(entry.encode()))
-                rows.append({"leaf_index": size + offset, "action": row.action, "number": row.number,
-                             "institution_id": row.institution_id, "batch_id": row.batch_id,
-                             "quarter": row.quarter, "at": row.at, "salt": row.salt, "commitment": digest})
-            session.connection().execute(insert(LogEntry.__table__), rows)
+                rows.append((size + offset, action, number, institution_id, batch_id, quarter, at, salt, digest))
+            _store_entries(session, rows)
             append_hashes(session, reader, 0, size, leaves)
             size += len(taken)
         if newest is not None and newest.size == size:
@@ -322,6 +313,46 @@ class TransparencyLog:
                                 "pending": True, "uscc": uscc, "number": number, "salt": b64(row.salt),
                                 "sha256": None})
         return {"checkpoint": newest.note if newest is not None else None, "entries": out}
+
+
+_ENTRY_COLUMNS = "leaf_index, action, number, institution_id, batch_id, quarter, at, salt, commitment"
+_PENDING_COLUMNS = "id, action, number, institution_id, batch_id, quarter, at, salt"
+
+
+def _take_pending(session: Session, chunk: int) -> list[tuple]:
+    """Delete and return the oldest ``chunk`` committed pending entries, in commit order: one
+    statement on the driver's connection (rows uncommitted elsewhere are neither seen nor lost)."""
+    raw = session.connection().connection.driver_connection
+    postgres = session.get_bind().dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    cur = raw.cursor()
+    cur.execute(f"DELETE FROM tlog_pending WHERE id IN (SELECT id FROM tlog_pending ORDER BY id LIMIT {mark}) "
+                f"RETURNING {_PENDING_COLUMNS}", (chunk,))
+    rows = cur.fetchall()
+    cur.close()
+    rows.sort(key=lambda row: row[0])
+    out = []
+    for id_, action, number, institution_id, batch_id, quarter, at, salt in rows:
+        at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)  # SQLite keeps text
+        out.append((id_, action, number, institution_id, batch_id, quarter, at.replace(tzinfo=dt.timezone.utc),
+                    bytes(salt)))
+    return out
+
+
+def _store_entries(session: Session, rows: list[tuple]) -> None:
+    """Insert integrated entries in bulk: COPY on PostgreSQL, executemany on SQLite (times as the
+    UTCDateTime columns store them: naive UTC)."""
+    raw = session.connection().connection.driver_connection
+    naive = [(*row[:6], row[6].astimezone(dt.timezone.utc).replace(tzinfo=None), *row[7:]) for row in rows]
+    if session.get_bind().dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY tlog_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
+            for row in naive:
+                copy.write_row(row)
+        return
+    cur = raw.cursor()
+    cur.executemany(f"INSERT INTO tlog_entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*row[:6], row[6].strftime("%Y-%m-%d %H:%M:%S.%f"), *row[7:]) for row in naive])
+    cur.close()
 
 
 def text_of(row: LogEntry) -> str:
