@@ -203,3 +203,47 @@ def test_log_routes_are_rate_limited(stack):
         assert client.get("/log/checkpoint").get_json()["error"]["code"] == "rate_limited"
     finally:
         app.extensions["registry"].close()
+
+
+def test_cli_import_checked_by_the_standalone_script_in_its_own_interpreter(runner, client, reg, tmp_path):
+    """The issue's independent check end to end: numbers imported through the CLI, integrated by
+    `tlog integrate`, the verify answer with proof=1 checked by tools/tlog_verify.py run as its own
+    program (isolated mode: the standard library and cryptography, not the repository), then a
+    consistency proof demanded and given after another import."""
+    import subprocess
+    import sys
+
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    csv = tmp_path / "q3.csv"
+    csv.write_text("报告编号\nCLI2026-0001~CLI2026-0010\n", encoding="utf-8")
+    assert runner.invoke(args=["import-numbers", str(csv), "--institution", lab.uscc, "--quarter", "2026Q3"]).exit_code == 0
+    assert runner.invoke(args=["tlog", "integrate"]).exit_code == 0
+    key = client.get("/log/key").get_data(as_text=True).split("\n")[0]
+    (tmp_path / "key.txt").write_text(key + "\n")
+    script = str(ROOT / "tools" / "tlog_verify.py")
+
+    def check(*extra):
+        answer = client.get("/api/v1/verify", query_string={"number": "CLI2026-0007", "proof": 1}).get_json()
+        (tmp_path / "answer.json").write_text(json.dumps(answer), encoding="utf-8")
+        return subprocess.run([sys.executable, "-I", script, "--key", f"@{tmp_path / 'key.txt'}", "--answer",
+                               str(tmp_path / "answer.json"), "--state", str(tmp_path / "state.json"), *extra],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    first = check()
+    assert first.returncode == 0 and "verified" in first.stdout and "included at" in first.stdout, first.stderr
+    csv.write_text("报告编号\nCLI2026-0011~CLI2026-0030\n", encoding="utf-8")
+    assert runner.invoke(args=["import-numbers", str(csv), "--institution", lab.uscc, "--quarter", "2026Q3"]).exit_code == 0
+    assert runner.invoke(args=["tlog", "integrate"]).exit_code == 0
+    refused = check()
+    assert refused.returncode == 1 and "consistency proof from size 10 to 30 is needed" in refused.stderr
+    proof = client.get("/log/consistency", query_string={"from": 10, "to": 30}).get_json()
+    (tmp_path / "consistency.json").write_text(json.dumps(proof))
+    assert check("--consistency", str(tmp_path / "consistency.json")).returncode == 0
+    forged = json.loads(json.dumps(proof))
+    forged["consistency"][0] = base64.b64encode(bytes(32)).decode()
+    (tmp_path / "state.json").write_text(json.dumps({"origin": "registry.localhost/tlog", "size": 10,
+                                                     "root": base64.b64encode(bytes(32)).decode()}))
+    (tmp_path / "consistency.json").write_text(json.dumps(forged))
+    bad = check("--consistency", str(tmp_path / "consistency.json"))
+    assert bad.returncode == 1 and "does not extend" in bad.stderr

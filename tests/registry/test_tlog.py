@@ -288,3 +288,13 @@ def test_integrate_command(app, runner, reg):
     reg.tlog.signer = None  # a web host: no key, no integration
     result = runner.invoke(args=["tlog", "integrate"])
     assert result.exit_code == 2 and "TLOG_SIGNING_KEY" in result.output
+
+
+def test_the_key_holders_background_loop_integrates(reg):
+    """The process holding the key (the embedded default's web process, or the one integrator)
+    integrates in its periodic chores; a process without the key has no such chore."""
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    register(reg, lab, ["LOOP-1"])
+    reg.upkeep.run_periodic()
+    assert reg.tlog.pending_count() == 0 and reg.tlog.checkpoint().size == 1
