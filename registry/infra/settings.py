@@ -222,6 +222,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "LOG_FORMAT": _choice(env.get("LOG_FORMAT") or "text", "LOG_FORMAT", ("text", "json")),
         # every absolute link (QR codes above all) starts here, never with the request's Host header
         "PUBLIC_BASE_URL": _base_url(env.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL"),
+        # the CJK font of printable receipts, "path" or "path:face" (empty: Noto Sans CJK where Debian puts it)
+        "RECEIPT_FONT": (env.get("RECEIPT_FONT") or "").strip(),
         # the transparency log (docs/transparency.md): its origin (= its key's name) and, on the one
         # integrator only, its signing key; the embedded default keeps a generated key in instance/
         "TLOG_ORIGIN": _tlog_origin(env.get("TLOG_ORIGIN") or DEFAULT_TLOG_ORIGIN),
