@@ -12,6 +12,7 @@ from flask_babel import get_locale
 
 from registry.infra.settings import TRANSLATIONS_DIR
 from registry.numbers.quarters import SHANGHAI
+from registry.statistics.survey import PROVINCE_CHOICES
 
 from .extensions import babel
 
@@ -76,6 +77,14 @@ def authority_name(authority) -> str:
     return authority.name
 
 
+def province(code) -> str:
+    """A province's short name in the page's language from its two-digit code ("11" → 浙江 / Zhejiang)."""
+    for known, zh, en in PROVINCE_CHOICES:
+        if known == code:
+            return en if current_language() == "en" else zh
+    return code or ""
+
+
 def number(value) -> str:
     """A count with thousands separators (1,234,567), as both languages write it here."""
     try:
@@ -103,4 +112,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(local_time)
     app.add_template_filter(quarter_label)
     app.add_template_filter(number)
+    app.add_template_filter(province)
     app.add_template_global(authority_name)

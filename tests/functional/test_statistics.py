@@ -147,6 +147,7 @@ def test_a_reviewer_sees_only_its_jurisdiction(rapp, rreg, lab):
     shandong = officer_client(rapp, rreg, "15")
     queue = shandong.get("/regulator/statistics?sort=findings&desc=1").get_data(as_text=True)
     assert "山东统计检测公司" in queue
+    assert "<td>山东</td>" in queue and "<td>15</td>" not in queue  # provinces by name, not by code
     token = csrf(shandong, f"/regulator/statistics/filings/{filing_id}")
     response = shandong.post(f"/regulator/statistics/filings/{filing_id}/return",
                              data={"csrf_token": token, "comment_staff": "人数与社保记录不符"})
