@@ -76,7 +76,7 @@ def _replica_urls(value: str) -> list[str]:
     return urls
 
 
-def _positive(value: str, name: str) -> float:
+def _positive_seconds(value: str, name: str) -> float:
     number = _float(value, name)
     if not number > 0:
         raise ValueError(f"{name} must be more than 0, not {value!r}")
@@ -172,7 +172,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REDIS_URL": env.get("REDIS_URL") or "",
         # streaming replicas of DATABASE_URL for the positive lookups (registry/verification/replicas.py)
         "DATABASE_REPLICA_URLS": _replica_urls(env.get("DATABASE_REPLICA_URLS") or ""),
-        "REPLICA_MAX_LAG_SECONDS": _positive(env.get("REPLICA_MAX_LAG_SECONDS", "2"), "REPLICA_MAX_LAG_SECONDS"),
+        "REPLICA_MAX_LAG_SECONDS": _positive_seconds(env.get("REPLICA_MAX_LAG_SECONDS", "2"), "REPLICA_MAX_LAG_SECONDS"),
         "SECRET_KEY": env.get("SECRET_KEY") or "",
         "AUDIT_KEY": env.get("AUDIT_KEY") or "",  # the complaint audit chain's key; derived from SECRET_KEY if empty
         # the chain's keys, newest first (id:secret or secret, comma-separated); replaces AUDIT_KEY

@@ -103,3 +103,13 @@ def test_readiness_names_the_failing_part_not_where_the_database_is(tmp_path):
             assert secret not in body
     finally:
         app.extensions["registry"].close()
+
+
+def test_day_counts_are_whole_days_and_the_replica_lag_may_be_a_fraction():
+    from registry.infra.settings import load_settings
+
+    settings = load_settings({"QUERY_LOG_DAYS": "30", "COMPLAINT_CONTACT_DAYS": "400", "BACKUP_KEEP_DAYS": "7",
+                                          "REPLICA_MAX_LAG_SECONDS": "0.5"})
+    assert (settings["QUERY_LOG_DAYS"], settings["COMPLAINT_CONTACT_DAYS"], settings["BACKUP_KEEP_DAYS"]) == (30, 400, 7)
+    assert all(type(settings[name]) is int for name in ("QUERY_LOG_DAYS", "COMPLAINT_CONTACT_DAYS", "BACKUP_KEEP_DAYS"))
+    assert settings["REPLICA_MAX_LAG_SECONDS"] == 0.5
