@@ -22,6 +22,8 @@ from .ratelimit import counts_on_verify_budget
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
+# what the verdict page (and the printed receipt) shows: portal/receipt.py decides it for both
+bp.add_app_template_global(receipt.verdict_state, "verdict_state")
 
 MAX_NEAR_NAMES = 5
 
