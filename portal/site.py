@@ -43,7 +43,8 @@ def privacy():
     response = current_app.make_response(render_template(
         "privacy.html", rotation_days=ROTATION_DAYS,
         max_mb=5, kept_minutes=60, query_log_days=current_app.config["QUERY_LOG_DAYS"],
-        contact_days=current_app.config["COMPLAINT_CONTACT_DAYS"], backup_days=current_app.config["BACKUP_KEEP_DAYS"]))
+        contact_days=current_app.config["COMPLAINT_CONTACT_DAYS"], backup_days=current_app.config["BACKUP_KEEP_DAYS"],
+        outbox_days=current_app.config["OUTBOX_DAYS"]))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

@@ -3,6 +3,9 @@
 - The query log keeps ``QUERY_LOG_DAYS`` days (default 180): older days are dropped as whole
   partitions on PostgreSQL (and the next days' partitions made ahead), deleted in bounded batches
   on SQLite.
+- Sent and failed e-mails leave the outbox ``OUTBOX_DAYS`` days (default 90) after they were queued
+  (their recipients and bodies are personal data); signed-out and expired sign-in sessions and
+  stale failed-sign-in counts go at once (they open nothing any more).
 - A complainant's name and contact are erased ``COMPLAINT_CONTACT_DAYS`` days (default 1095,
   three years) after their complaint was closed, each as a sealed ``personal_data_redacted``
   event, so the audit chain still verifies; the complaint, its finding and every statistic stay.
@@ -23,7 +26,9 @@ from typing import Iterator
 
 from sqlalchemy import Engine, text
 
+from registry.accounts.accounts import AccountService
 from registry.complaints.service import ComplaintService
+from registry.notifications.outbox import Outbox
 from registry.numbers.quarters import Clock
 from registry.verification.querylog import QueryLogDays
 
@@ -38,12 +43,18 @@ class RetentionFigures:
     partitions_dropped: int = 0
     query_rows_deleted: int = 0
     contacts_erased: int = 0
+    messages_deleted: int = 0
+    sessions_deleted: int = 0
 
 
 class Retention:
     def __init__(self, *, engine: Engine, days: QueryLogDays, complaints: ComplaintService, clock: Clock,
-                 query_log_days: int, complaint_contact_days: int, lock_dir: Path) -> None:
+                 query_log_days: int, complaint_contact_days: int, lock_dir: Path,
+                 outbox: Outbox, accounts: AccountService, outbox_days: int) -> None:
         self._engine = engine
+        self._outbox = outbox
+        self._accounts = accounts
+        self.outbox_days = outbox_days
         self._days = days
         self._complaints = complaints
         self._clock = clock
@@ -65,7 +76,10 @@ class Retention:
                 erased += n
                 if n == 0:
                     break
-            figures = RetentionFigures(True, logged["created"], logged["dropped"], logged["deleted"], erased)
+            messages = self._outbox.forget_done(days=self.outbox_days)
+            sessions = self._accounts.forget_expired()
+            figures = RetentionFigures(True, logged["created"], logged["dropped"], logged["deleted"], erased,
+                                       messages, sessions)
             log.info("retention: %s", figures)
             return figures
 

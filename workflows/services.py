@@ -95,6 +95,7 @@ class ServiceSettings:
     query_log_days: int = 180
     metrics_dir: Path | None = None
     complaint_contact_days: int = 1095
+    outbox_days: int = 90
     database_replica_urls: tuple[str, ...] = ()
     replica_max_lag_seconds: float = 2.0
     tlog_origin: str = "registry.localhost/tlog"
@@ -129,6 +130,7 @@ class ServiceSettings:
             parse_seconds=int(values.get("PARSE_SECONDS", 300)),
             query_log_days=int(values.get("QUERY_LOG_DAYS", 180)),
             complaint_contact_days=int(values.get("COMPLAINT_CONTACT_DAYS", 1095)),
+            outbox_days=int(values.get("OUTBOX_DAYS", 90)),
             database_replica_urls=tuple(_url_list(values.get("DATABASE_REPLICA_URLS") or ())),
             replica_max_lag_seconds=float(values.get("REPLICA_MAX_LAG_SECONDS", 2.0)),
             tlog_origin=values.get("TLOG_ORIGIN") or "registry.localhost/tlog",
@@ -268,6 +270,7 @@ class Services:
         self.retention = Retention(engine=self.engine, days=self.query_log_days, complaints=self.complaints,
                                    clock=clock, query_log_days=settings.query_log_days,
                                    complaint_contact_days=settings.complaint_contact_days,
+                                   outbox=self.outbox, accounts=self.accounts, outbox_days=settings.outbox_days,
                                    lock_dir=settings.files_dir)
         # --- the transparency log: every host serves it; the key holder integrates it ---
         self.tlog = TransparencyLog(

@@ -11,8 +11,9 @@ retention = AppGroup("retention", help="Drop query-log days and erase complainan
 
 @retention.command("run")
 def retention_run():
-    """Drop query-log days older than QUERY_LOG_DAYS and erase the contact data of complaints
-    closed longer than COMPLAINT_CONTACT_DAYS ago (as sealed redaction events)."""
+    """Drop query-log days older than QUERY_LOG_DAYS, erase the contact data of complaints
+    closed longer than COMPLAINT_CONTACT_DAYS ago (as sealed redaction events), delete e-mails
+    sent or failed more than OUTBOX_DAYS ago and ended sign-in sessions."""
     reg = registry()
     figures = reg.retention.run()
     if not figures.ran:
@@ -22,3 +23,5 @@ def retention_run():
                f"dropped, {figures.query_rows_deleted} rows deleted, {figures.partitions_created} partitions created")
     click.echo(f"complaints: contact data erased from {figures.contacts_erased} complaints closed more than "
                f"{reg.retention.complaint_contact_days} days ago")
+    click.echo(f"outbox: {figures.messages_deleted} sent or failed e-mails older than {reg.retention.outbox_days} days "
+               f"deleted; sign-in: {figures.sessions_deleted} ended sessions and stale failure counts deleted")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyotp
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -672,6 +672,18 @@ class AccountService:
             account.session_version += 1
             self._revoke_sessions(session, account.id, self._clock())
             session.commit()
+
+    def forget_expired(self) -> int:
+        """Delete what no longer opens anything: sessions signed out or past SESSION_LIFETIME, and
+        failed-sign-in counts quiet for THROTTLE_FORGET (the retention chore). The number deleted."""
+        now = self._clock()
+        with self._sessions() as session:
+            gone = session.execute(delete(LoginSession).where(
+                (LoginSession.revoked_at.is_not(None)) | (LoginSession.created_at <= now - SESSION_LIFETIME))).rowcount
+            gone += session.execute(delete(LoginThrottle).where(
+                LoginThrottle.last_failure_at <= now - THROTTLE_FORGET)).rowcount
+            session.commit()
+        return gone
 
     @staticmethod
     def _revoke_sessions(session: Session, account_id: int, now: dt.datetime) -> None:

@@ -205,6 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # retention of personal data (workflows/retention.py, docs/operations.md)
         "QUERY_LOG_DAYS": _positive(env.get("QUERY_LOG_DAYS", "180"), "QUERY_LOG_DAYS"),
         "COMPLAINT_CONTACT_DAYS": _positive(env.get("COMPLAINT_CONTACT_DAYS", "1095"), "COMPLAINT_CONTACT_DAYS"),
+        "OUTBOX_DAYS": _positive(env.get("OUTBOX_DAYS", "90"), "OUTBOX_DAYS"),
         # how long the operator keeps each backup (docs/operations.md, "Retention of personal data"): said on /privacy
         "BACKUP_KEEP_DAYS": _positive(env.get("BACKUP_KEEP_DAYS", "35"), "BACKUP_KEEP_DAYS"),
         # annual statistics quality checks (registry/statistics/checks.py)

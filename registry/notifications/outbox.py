@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -181,6 +181,22 @@ class Outbox:
                         sealed=None).execution_options(synchronize_session=False)).rowcount
             session.commit()
             return count
+
+    def forget_done(self, *, days: int, batch: int = 5_000) -> int:
+        """Delete sent and failed messages older than ``days`` days — their recipients and bodies
+        are personal data (the retention chore), in bounded batches. The number deleted."""
+        cutoff = self._clock() - dt.timedelta(days=days)
+        gone = 0
+        while True:
+            with self._sessions() as session:
+                ids = select(OutboxMessage.id).where(OutboxMessage.status.in_(("sent", "failed")),
+                                                     OutboxMessage.created_at < cutoff).limit(batch)
+                n = session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids.scalar_subquery()))
+                                    .execution_options(synchronize_session=False)).rowcount
+                session.commit()
+            gone += n
+            if n < batch:
+                return gone
 
     # --- reading -------------------------------------------------------------------------------
     def page(self, page: int = 1, per_page: int = 50) -> OutboxPage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from registry.complaints.models import Complaint, ComplaintEvent
 from tests.functional.regulator_helpers import (  # noqa: F401
@@ -82,3 +82,38 @@ def test_the_daily_chore_trims_the_query_log_to_its_days(stack, rapp, rreg):
             assert s.scalars(select(QueryLog.number)).all() == []
     finally:
         app.extensions["registry"].close()
+
+
+def test_old_e_mails_and_ended_sessions_are_deleted_and_nothing_live(stack, rapp, rreg):
+    from registry.accounts.models import LoginSession, LoginThrottle
+    from registry.notifications.models import OutboxMessage
+    from tests.functional.regulator_helpers import make_account
+
+    utc = NOW.astimezone(dt.timezone.utc)
+    day = dt.timedelta(days=1)
+    account = make_account(rreg, "admin")
+    live = rreg.accounts.start_session(account.id)
+    ended = rreg.accounts.start_session(account.id)
+    rreg.accounts.end_session(ended)
+    with rreg.sessions() as s:
+        s.add(LoginSession(token_hash="e" * 64, account_id=account.id, created_at=utc - 40 * day,
+                           last_seen=utc - 10 * day))  # past SESSION_LIFETIME: opens nothing
+        s.add_all([LoginThrottle(key="a" * 64, failures=3, last_failure_at=utc - 2 * day),
+                   LoginThrottle(key="b" * 64, failures=3, last_failure_at=utc - dt.timedelta(minutes=5))])
+        for status, age in (("sent", 91), ("failed", 120), ("pending", 100), ("sent", 30), ("sending", 95)):
+            s.add(OutboxMessage(kind="password_changed", recipient=f"{status}{age}@lab.example.cn", subject="x",
+                                body_text="y", status=status, attempts=1, next_attempt_at=utc - age * day,
+                                created_at=utc - age * day))
+        s.commit()
+    result = rapp.test_cli_runner().invoke(args=["retention", "run"])
+    assert result.exit_code == 0, result.output
+    assert "outbox: 2 sent or failed e-mails older than 90 days deleted" in result.output
+    assert "sign-in: 3 ended sessions and stale failure counts deleted" in result.output
+    with rreg.sessions() as s:
+        # a message not yet sent is never dropped, whatever its age
+        assert sorted(s.scalars(select(OutboxMessage.recipient))) == [
+            "pending100@lab.example.cn", "sending95@lab.example.cn", "sent30@lab.example.cn"]
+        assert s.scalars(select(LoginThrottle.key)).all() == ["b" * 64]
+        assert s.scalar(select(func.count()).select_from(LoginSession)) == 1
+    assert rreg.accounts.session_account(live).id == account.id  # the live session still opens
+    assert "outbox: 0 sent" in rapp.test_cli_runner().invoke(args=["retention", "run"]).output
