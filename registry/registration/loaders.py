@@ -1,8 +1,11 @@
-"""Bulk loaders of report numbers: PostgreSQL COPY into staging tables, SQLite executemany.
+"""Bulk loaders of report numbers: PostgreSQL COPY, SQLite executemany.
 
 A batch streams through in chunks. While no number clashes — the common file: all new, none
 twice — a chunk goes into ``report_numbers`` (and its transparency-log entries into
-``tlog_pending``) with plain inserts under a savepoint and is counted as it is. The first clash
+``tlog_pending``) as it is under a savepoint, salts made by the client (``os.urandom``), and is
+counted as it is: on PostgreSQL two COPYs straight into the tables (bench/import: the import went
+from 0.21× to about 0.33× ``psql \\copy`` of the same rows when this replaced staging + one
+``INSERT … SELECT`` whose salts PostgreSQL made per row). The first clash
 (the unique key) rolls that savepoint back, and from then on each chunk is staged and its
 distinct numbers are inserted with "do nothing on conflict"; a per-batch "seen" table remembers
 the numbers found registered before (so that one repeated in the file counts once as registered,
@@ -71,20 +74,26 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
 """.replace("{salt}", PG_SALT)
 
 
-# The chunk while nothing has clashed: every staged number inserted as it is (no DISTINCT, no
-# conflict handling: a clash raises, and the caller's savepoint undoes the chunk).
-_PG_DIRECT = """
-WITH ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt)
-             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt} FROM stage_numbers
-             RETURNING number, salt)
-INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt)
-SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt FROM ins
-""".replace("{salt}", PG_SALT)
+def copy_rows(numbers: list[str], *, iid: int, quarter: str, batch: int, at: dt.datetime) -> tuple[str, str]:
+    """A chunk's rows in COPY text format, for ``report_numbers`` (number, institution_id,
+    quarter, batch_id, registered_at, salt) and for ``tlog_pending`` (action, number,
+    institution_id, batch_id, quarter, at, salt): each number with a fresh salt, 16 bytes of
+    ``os.urandom`` (the OS's CSPRNG, taken for the whole chunk at once) as bytea hex.
+    Normalised numbers never contain tab, newline or backslash: they need no escaping."""
+    hexed = os.urandom(16 * len(numbers)).hex()
+    salts = [hexed[i:i + 32] for i in range(0, len(hexed), 32)]
+    at_text = at.isoformat(sep=" ")
+    rows = f"\t{iid}\t{quarter}\t{batch}\t{at_text}\t\\\\x"
+    logged = f"\t{iid}\t{batch}\t{quarter}\t{at_text}\t\\\\x"
+    return ("".join([f"{number}{rows}{salt}\n" for number, salt in zip(numbers, salts)]),
+            "".join([f"register\t{number}{logged}{salt}\n" for number, salt in zip(numbers, salts)]))
 
 
 class PostgresLoader(_Tally):
-    """psycopg 3 COPY into temporary tables that live until the transaction ends, then plain
-    inserts until a number clashes, one statement with conflict handling after."""
+    """While no number clashes, each chunk is COPYed (psycopg 3) straight into ``report_numbers``
+    (PostgreSQL routes the rows to its partitions) and its log entries into ``tlog_pending``,
+    with salts made here, under a savepoint; from the first clash on, COPY into temporary tables
+    that live until the transaction ends and one statement with conflict handling."""
 
     def __init__(self, session: Session, *, institution_id: int, quarter: str, batch_id: int, registered_at: dt.datetime):
         super().__init__()
@@ -97,19 +106,26 @@ class PostgresLoader(_Tally):
             cur.execute("TRUNCATE stage_numbers, stage_seen")
 
     def _insert_directly(self, cur, numbers: list[str]) -> bool:
-        """The staged chunk inserted as it is, under a savepoint: True when every number went in;
-        False, nothing of it kept, when one clashed (and the batch is loaded the careful way from
-        now on: a file that clashes once is likely to clash again)."""
+        """The chunk COPYed as it is into ``report_numbers`` and ``tlog_pending`` under a
+        savepoint (the unique key refuses a number registered before or twice in the chunk): True
+        when every number went in; False, nothing of it kept, when one clashed (and the batch is
+        loaded the careful way from now on: a file that clashes once is likely to clash again)."""
         import psycopg
 
+        rows, logged = copy_rows(numbers, **self._params)
         cur.execute("SAVEPOINT rnr_direct")
         try:
-            cur.execute(_PG_DIRECT, self._params)
+            with cur.copy("COPY report_numbers (number, institution_id, quarter, batch_id, registered_at, salt) "
+                          "FROM STDIN") as copy:
+                copy.write(rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
             cur.execute("RELEASE SAVEPOINT rnr_direct")
             self._direct = False
             return False
+        with cur.copy("COPY tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
+                      "FROM STDIN") as copy:
+            copy.write(logged)
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(numbers)
@@ -120,12 +136,12 @@ class PostgresLoader(_Tally):
         if not numbers:
             return
         with self._raw.cursor() as cur:
+            if self._direct and self._insert_directly(cur, numbers):
+                return
             cur.execute("TRUNCATE stage_numbers")
             # Normalised numbers never contain tab, newline or backslash: text format needs no escaping.
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
-            if self._direct and self._insert_directly(cur, numbers):
-                return
             cur.execute(_PG_LOAD, self._params)
             inserted, old = cur.fetchone()
         self.staged += len(numbers)
