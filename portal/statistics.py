@@ -8,11 +8,14 @@ ownership are the registry's (registry/statistics/service.py). Views parse, call
 """
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+import re
+
+from flask import abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from registry.institutions.models import Institution
+from registry.statistics.reports import PdfRefused, Section
 from registry.statistics.service import STATUSES, FilingView, NotAllowed, StatisticsRefused, check_year
 from registry.statistics.survey import FieldError, Schema, load_schema, version_for_year
 from registry.statistics.tables import DIMENSIONS, MEASURES, Tables
@@ -21,7 +24,7 @@ from . import exports
 from .charts import Series, stacked_bars
 from .errors import error_response
 from .extensions import db_session, registry
-from .i18n import authority_name, current_language
+from .i18n import authority_name, current_language, local_time
 from .institution import bp as institution_bp
 from .regulator import bp as regulator_bp
 from .regulator import officer
@@ -33,7 +36,7 @@ STATUS_LABELS = {
 EVENT_LABELS = {
     "filing_opened": _l("开始填报"), "reviewer_chosen": _l("选择审核部门"), "filing_submitted": _l("提交"),
     "filing_returned": _l("退回修改"), "filing_resubmitted": _l("重新提交"), "filing_approved": _l("审核通过"),
-    "filing_reopened": _l("重新开放修改"),
+    "filing_reopened": _l("重新开放修改"), "attachment_added": _l("上传附件"), "attachment_removed": _l("删除附件"),
 }
 FIELD_ERRORS = {
     "required": _l("请填写此项。"),
@@ -55,7 +58,19 @@ REFUSALS = {
     "unknown_reviewer": _l("请选择列出的审核部门之一。"),
     "invalid": _l("表格中有需要更正的内容，请按各字段的提示修改后再提交。"),
     "bad_year": _l("年份无效。"),
+    "unknown_section": _l("该章节不存在或不适用于本机构。"),
+    "unknown_attachment": _l("该附件不存在。"),
 }
+REPORT_LABELS = {"annual": _l("年度报告"), "social": _l("社会责任报告")}
+PDF_ERRORS = {
+    "empty": _l("文件是空的。"),
+    "too_large": _l("文件超过 %(mb)s MB。"),
+    "wrong_type": _l("只接受 PDF 文件（按文件内容判断）。"),
+    "broken": _l("文件已损坏或不是完整的 PDF，无法读取。"),
+    "encrypted": _l("PDF 有密码保护，请去掉密码后重新上传。"),
+    "too_many": _l("每个章节最多 %(n)s 个附件。"),
+}
+_ATTACHMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 RULE_LABELS = {
     "numbers_missing": _l("申报报告份数多于该年度四个季度登记的报告编号（漏报或瞒报编号）"),
     "numbers_undeclared": _l("登记的报告编号多于申报的报告份数（报告份数少报）"),
@@ -136,7 +151,18 @@ def finding_text(schema: Schema, finding) -> str:
 def _statistics_labels() -> dict:
     return {"stat_status_labels": STATUS_LABELS, "stat_event_labels": EVENT_LABELS, "field_error": field_error,
             "answer_text": answer_text, "rule_labels": RULE_LABELS, "finding_text": finding_text,
-            "stat_language": _language}
+            "stat_language": _language, "report_labels": REPORT_LABELS, "file_size": file_size}
+
+
+def file_size(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(size // 1024, 1)} KB"
+
+
+def pdf_error(reason: str, filename: str | None) -> str:
+    service = registry().statistics
+    text = str(PDF_ERRORS.get(reason, PDF_ERRORS["broken"])) % {"mb": service.max_attachment_bytes // (1024 * 1024),
+                                                               "n": service.max_attachments}
+    return f"“{filename}”：{text}" if filename else text
 
 
 # --- the institution's filing --------------------------------------------------------------------
@@ -163,6 +189,31 @@ def _form_answers(schema: Schema) -> dict:
     return answers
 
 
+def _form_report(sections: list[Section]) -> dict[str, str]:
+    return {s.key: request.form.get(f"section_{s.key}", "") for s in sections}
+
+
+def _save_draft(view: FilingView, year: int) -> FilingView:
+    return registry().statistics.save(
+        g.account.institution_id, year, _form_answers(view.schema), actor=g.account.username,
+        reviewer_code=(request.form.get("reviewer") or "").strip()[:2] or None, report=_form_report(view.sections))
+
+
+def _attach_files(view: FilingView, year: int) -> dict[str, str]:
+    """The files chosen under each section, each checked and kept; the problems by section."""
+    service, problems = registry().statistics, {}
+    for section in view.sections:
+        for upload in request.files.getlist(f"file_{section.key}"):
+            if not upload or not upload.filename:
+                continue
+            try:
+                service.add_attachment(g.account.institution_id, year, section.key, upload.stream, upload.filename,
+                                       actor=g.account.username)
+            except PdfRefused as exc:
+                problems.setdefault(section.key, []).append(pdf_error(exc.reason, upload.filename))
+    return {k: " ".join(v) for k, v in problems.items()}
+
+
 @institution_bp.route("/statistics/<int:year>", methods=["GET", "POST"])
 def statistics_form(year: int):
     service = registry().statistics
@@ -172,12 +223,23 @@ def statistics_form(year: int):
     except StatisticsRefused:
         abort(404)
     shown_errors: dict = {}
+    file_errors: dict = {}
     status = 200
     if request.method == "POST":
         step = request.form.get("step", "save")
         try:
-            view = service.save(g.account.institution_id, year, _form_answers(view.schema), actor=g.account.username,
-                                reviewer_code=(request.form.get("reviewer") or "").strip()[:2] or None)
+            view = _save_draft(view, year)
+            removing = (request.form.get("remove") or "").strip()
+            if removing:
+                service.remove_attachment(g.account.institution_id, year, removing[:32], actor=g.account.username)
+                flash(_("附件已删除。"), "success")
+                return redirect(url_for("institution.statistics_form", year=year, _anchor="reports"), 303)
+            file_errors = _attach_files(view, year)
+            if file_errors:
+                view = service.filing_for(g.account.institution_id, year, actor=g.account.username)
+                return render_template("institution/statistics_form.html", v=view, errors={}, file_errors=file_errors,
+                                       error_summary_text=_("附件未能上传，其他内容已保存为草稿。"),
+                                       reviewers=_reviewer_choices(view)), 400
             if step == "submit":
                 view = service.submit(g.account.institution_id, year, actor=g.account.username)
                 flash(_("已提交，等待审核部门审核。"), "success")
@@ -190,9 +252,45 @@ def statistics_form(year: int):
                 return redirect(url_for("institution.statistics_form", year=year), 303)
             view = service.filing_for(g.account.institution_id, year, actor=g.account.username)
             shown_errors, status = exc.errors, 400
-    return render_template("institution/statistics_form.html", v=view, errors=shown_errors,
+    return render_template("institution/statistics_form.html", v=view, errors=shown_errors, file_errors=file_errors,
                            error_summary_text=_refusal(StatisticsRefused("invalid")) if shown_errors else "",
                            reviewers=_reviewer_choices(view)), status
+
+
+@institution_bp.post("/statistics/<int:year>/draft")
+def statistics_autosave(year: int):
+    """The filing page's background save (portal/static/autosave.js): the answers and section
+    texts as typed, never files; JSON with the time saved, or why not (409 once submitted)."""
+    service = registry().statistics
+    try:
+        check_year(year)
+        view = service.filing_for(g.account.institution_id, year, actor=g.account.username)
+        _save_draft(view, year)
+    except StatisticsRefused as exc:
+        if exc.code in ("not_open", "bad_year"):
+            abort(404)
+        return jsonify({"saved": False, "message": _refusal(exc)}), 409
+    return jsonify({"saved": True, "at": local_time(service.now())[-5:]})
+
+
+def _send_attachment(path, name: str):
+    response = send_file(path, mimetype="application/pdf", as_attachment=True, download_name=name, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@institution_bp.get("/statistics/filings/<int:filing_id>/attachments/<attachment_id>")
+def statistics_attachment(filing_id: int, attachment_id: str):
+    """One of the institution's own files (another's: 404)."""
+    if not _ATTACHMENT_ID.match(attachment_id):
+        abort(404)
+    try:
+        path, name = registry().statistics.attachment_file(filing_id, attachment_id,
+                                                           institution_id=g.account.institution_id)
+    except LookupError:
+        abort(404)
+    return _send_attachment(path, name)
 
 
 def _reviewer_choices(view: FilingView) -> list[tuple[str, str]]:
@@ -273,6 +371,20 @@ def statistics_queue_export(fmt: str):
 
 
 # --- one filing under review ---------------------------------------------------------------------
+@regulator_bp.get("/statistics/filings/<int:filing_id>/attachments/<attachment_id>")
+def statistics_review_attachment(filing_id: int, attachment_id: str):
+    """A file of a filing in the officer's jurisdiction (SAMR: any)."""
+    if not _ATTACHMENT_ID.match(attachment_id):
+        abort(404)
+    try:
+        path, name = registry().statistics.attachment_file(filing_id, attachment_id, officer=officer())
+    except NotAllowed:
+        return error_response(403)
+    except LookupError:
+        abort(404)
+    return _send_attachment(path, name)
+
+
 @regulator_bp.get("/statistics/filings/<int:filing_id>")
 def statistics_review(filing_id: int):
     try:

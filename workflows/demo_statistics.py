@@ -68,6 +68,12 @@ def _answers(inst: Institution, index: int, year: int, rng: random.Random, repor
     }
 
 
+def _report(inst: Institution, year: int, sections) -> dict[str, str]:
+    """The annual (and, for a 国家质检中心, social responsibility) report's sections, in a few words each."""
+    return {s.key: f"{inst.name}{year}年度{s.title_zh}：按要求如实填报，详见附件或现场核查记录。" for s in sections
+            if s.applies_to(bool(inst.national_center))}
+
+
 def _register_year(registration, session_factory, year: int, numbers_per_quarter: int, today: dt.date) -> None:
     """Give every demo institution numbers in each past quarter of ``year`` it has none for."""
     with session_factory() as session:
@@ -114,6 +120,9 @@ def load_demo_statistics(statistics: StatisticsService, session_factory, registr
     _register_year(registration, session_factory, current - 1, numbers_per_quarter, today)
     with session_factory() as session:
         insts = list(session.scalars(select(Institution).order_by(Institution.id)))
+        for index, inst in enumerate(insts):
+            inst.national_center = index % 17 == 4  # owns a 国家质检中心: files a social responsibility report
+        session.commit()
         for inst in insts:
             inst.certificates, inst.addresses, inst.review_authority  # noqa: B018 - loaded for the answers
         officers = {a.id: Officer(username="demo-reviewer", authority_id=a.id, authority_code=a.code)
@@ -145,7 +154,7 @@ def load_demo_statistics(statistics: StatisticsService, session_factory, registr
                 if case in (1, 4):
                     statistics.filing_for(inst.id, year, actor="demo")  # a draft begun
                 continue
-            statistics.save(inst.id, year, answers, actor="demo")
+            statistics.save(inst.id, year, answers, actor="demo", report=_report(inst, year, statistics.sections(year)))
             statistics.submit(inst.id, year, actor="demo")
             count += 1
             file_by = dt.date(year + 1, 1, 31)

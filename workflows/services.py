@@ -107,6 +107,8 @@ class ServiceSettings:
     mail: MailSettings = MailSettings()
     snapshot_signing_key: str = ""
     sanction_hearing_days: int = 5
+    stats_attachment_bytes: int = 20 * 1024 * 1024
+    stats_attachments_per_section: int = 5
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ServiceSettings":
@@ -142,6 +144,8 @@ class ServiceSettings:
                 median_factor=float(values.get("STATS_MEDIAN_FACTOR", 5)),
                 min_peers=int(values.get("STATS_MIN_PEERS", 5))),
             sanction_hearing_days=int(values.get("SANCTION_HEARING_DAYS", 5)),
+            stats_attachment_bytes=int(values.get("STATS_ATTACHMENT_MAX_MB", 20)) * 1024 * 1024,
+            stats_attachments_per_section=int(values.get("STATS_ATTACHMENTS_PER_SECTION", 5)),
             metrics_dir=Path(values["PROMETHEUS_MULTIPROC_DIR"]) if values.get("PROMETHEUS_MULTIPROC_DIR") else None,
             encryption_keys=values.get("ENCRYPTION_KEYS") or "",
             public_base_url=values.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000",
@@ -285,7 +289,10 @@ class Services:
                                                 head=statistics_head, clock=clock)
         self.statistics_trail.install(self.sessions)
         self.statistics = StatisticsService(sessions=self.sessions, trail=self.statistics_trail, clock=clock,
-                                            thresholds=settings.stats_thresholds)
+                                            thresholds=settings.stats_thresholds, files_dir=settings.files_dir,
+                                            admin_log=self.admin_log,
+                                            max_attachment_bytes=settings.stats_attachment_bytes,
+                                            max_attachments=settings.stats_attachments_per_section)
         self.sanctions = SanctionService(sessions=self.sessions, admin_log=self.admin_log, abnormal=self.abnormal,
                                          clock=clock, hearing_days=settings.sanction_hearing_days)
         # --- this process's figures for /metrics (registry/infra/metrics.py) ---

@@ -213,6 +213,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STATS_YOY_THRESHOLD": _float(env.get("STATS_YOY_THRESHOLD", "0.5"), "STATS_YOY_THRESHOLD"),
         "STATS_MEDIAN_FACTOR": _float(env.get("STATS_MEDIAN_FACTOR", "5"), "STATS_MEDIAN_FACTOR"),
         "STATS_MIN_PEERS": _int(env.get("STATS_MIN_PEERS", "5"), "STATS_MIN_PEERS"),
+        # the annual report's PDF attachments: the largest file (MB), and how many per section
+        "STATS_ATTACHMENT_MAX_MB": _positive(env.get("STATS_ATTACHMENT_MAX_MB", "20"), "STATS_ATTACHMENT_MAX_MB"),
+        "STATS_ATTACHMENTS_PER_SECTION": _positive(env.get("STATS_ATTACHMENTS_PER_SECTION", "5"),
+                                                   "STATS_ATTACHMENTS_PER_SECTION"),
         # working days an institution has to state its case against a proposed measure (陈述申辩)
         "SANCTION_HEARING_DAYS": _int(env.get("SANCTION_HEARING_DAYS", "5"), "SANCTION_HEARING_DAYS"),
         # /metrics (portal/metrics.py, docs/operations.md "Metrics and logs"): who may scrape, and

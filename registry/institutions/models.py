@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Date, ForeignKey, String
+from sqlalchemy import Boolean, Date, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.infra.base import Base, UTCDateTime, utcnow
@@ -28,6 +28,8 @@ class Institution(Base):
     name_key: Mapped[str] = mapped_column(String(200), index=True)
     review_authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
     abnormal: Mapped[bool] = mapped_column(Boolean, default=False)
+    # owns a 国家质检中心: files a social responsibility report with its annual statistics
+    national_center: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     review_authority: Mapped[Authority] = relationship(lazy="joined")

@@ -21,6 +21,10 @@ class StatisticsYear(Base):
     schema_version: Mapped[str] = mapped_column(String(16))
     file_by: Mapped[dt.date] = mapped_column(Date)  # institutions file (January)
     review_by: Mapped[dt.date] = mapped_column(Date)  # reviewers review (February)
+    opens_on: Mapped[dt.date | None] = mapped_column(Date)  # the notice published (December); None: 1 December
+    check_by: Mapped[dt.date | None] = mapped_column(Date)  # SAMR's quality check; None: 31 March
+    # the annual and social responsibility reports' sections (registry/statistics/reports.py); None: the defaults
+    sections: Mapped[list | None] = mapped_column(JSON)
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     opened_by: Mapped[str] = mapped_column(String(100))
 
@@ -42,6 +46,9 @@ class Filing(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     comments: Mapped[dict] = mapped_column(JSON, default=dict)
     note: Mapped[str | None] = mapped_column(Text)  # the reviewer's general comment or reopening reason
+    report: Mapped[dict | None] = mapped_column(JSON)  # the report sections' texts by section key
+    # the sections' PDF files: [{id, section, name, size, sha256, pages, path, at, by}]
+    attachments: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     submitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first submission
@@ -49,6 +56,17 @@ class Filing(Base):
 
     institution: Mapped[Institution] = relationship(lazy="joined")
     reviewer: Mapped[Authority] = relationship(lazy="joined")
+
+
+class ReviewGroup(Base):
+    """The national review group (行业评审组) of national-certificate holders in one professional
+    field, as an admin set it (no row: ``REVIEW_GROUPS`` in registry/statistics/service.py);
+    ``authority_id`` None: no review group (CNAS reviews)."""
+
+    __tablename__ = "statistics_review_groups"
+
+    field: Mapped[str] = mapped_column(String(40), primary_key=True)
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"))
 
 
 class FilingEvent(SealedEntry, Base):

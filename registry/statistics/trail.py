@@ -4,7 +4,7 @@ chain built by the admin log's machinery (:class:`registry.accounts.adminlog.Adm
 sibling of the complaint audit chain): the same key ring, its own counter row, subkey and head.
 
 Each entry's sealed ``detail`` carries the filing's state after it (:func:`filing_state`, a digest
-of its status, reviewer, answers and comments), so a filing row changed around the trail no
+of its status, reviewer, answers and comments, and of its reports' texts and attachments), so a filing row changed around the trail no
 longer matches its newest entry (:meth:`StatisticsTrail.intact_for`).
 """
 from __future__ import annotations
@@ -24,8 +24,10 @@ REDIS_HEAD_KEY = "rnr:statslog:head"
 
 def filing_state(filing: Filing) -> str:
     """The digest of what a transition seals of its filing."""
-    payload = json.dumps([filing.status, filing.reviewer_id, filing.data or {}, filing.comments or {},
-                          filing.note or ""], ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    parts = [filing.status, filing.reviewer_id, filing.data or {}, filing.comments or {}, filing.note or ""]
+    if filing.report or filing.attachments:  # the reports' texts and files (a filing without them seals as before)
+        parts += [filing.report or {}, [[a["id"], a["section"], a["sha256"]] for a in filing.attachments or []]]
+    payload = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

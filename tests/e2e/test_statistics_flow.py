@@ -1,5 +1,6 @@
 """End to end in Debian's Chromium: an institution files its annual statistics on a phone with an
-error, sees the message, corrects and submits; the provincial reviewer returns it with a comment on
+error, sees the message, writes its annual report's sections (saved in the background as it types)
+and attaches a PDF, corrects and submits; the provincial reviewer returns it with a comment on
 one field; the institution corrects and resubmits; the reviewer approves it and it appears in the
 national tables. Screenshots at phone and desktop width go to tests/artifacts/."""
 from __future__ import annotations
@@ -11,6 +12,8 @@ import pytest
 from tests.e2e.live import DESKTOP, PHONE, live_server, new_page
 from tests.e2e.test_regulator_flow import sign_in
 from tests.functional.regulator_helpers import institution, make_account, rapp, rreg  # noqa: F401
+from tests.functional.test_statistics import REPORT
+from tests.functional.test_statistics_reports import make_pdf
 
 pytestmark = pytest.mark.browser
 
@@ -55,6 +58,11 @@ def fill_survey(page, revenue: str):
     page.fill("#f-sites", "济南市历下区经十路 100 号")
 
 
+def fill_report(page):
+    for key, text in REPORT.items():
+        page.fill(f"#f-{key}", text)
+
+
 def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, stack):
     name = stack["STACK"]
     lab = institution(rreg, province="15", name="山东统计端到端检测有限公司")
@@ -68,6 +76,13 @@ def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, sta
     phone.goto(f"{server}/institution/statistics")
     phone.click("text=填报或查看")
     fill_survey(phone, revenue="七百万")
+    fill_report(phone)
+    phone.wait_for_function("() => document.getElementById('autosave-status').textContent.includes('已保存')")
+    assert rreg.statistics.filing_for(lab.id, 2026, actor="e2e").report == REPORT  # saved as it was typed
+    pdf = ARTIFACTS / f"statistics-{name}-integrity.pdf"
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf.write_bytes(make_pdf("Integrity statement 2026"))
+    phone.set_input_files("#file-integrity_statement", str(pdf))
     phone.click("#submit-filing")
     phone.wait_for_selector("#error-summary")
     assert "请填写数字" in phone.inner_text("#error-summary")
@@ -76,6 +91,9 @@ def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, sta
     assert fits(phone)
     shot(phone, "phone-1-error", name, at="#error-summary")
     phone.fill("#f-revenue", "700")
+    assert "integrity.pdf" in phone.inner_text("#field-integrity_statement")  # kept with the draft
+    assert fits(phone)
+    shot(phone, "phone-1-report", name, at="#field-integrity_statement")
     phone.click("#submit-filing")
     phone.wait_for_load_state()
     assert phone.inner_text("#filing-status") == "已提交"
@@ -86,7 +104,13 @@ def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, sta
     desk.goto(f"{server}/regulator/statistics")
     shot(desk, "desktop-2-queue", name)
     desk.click("text=山东统计端到端检测有限公司")
+    assert "integrity.pdf" in desk.inner_text("#section-integrity_statement")
+    with desk.expect_download() as download:
+        desk.click("#section-integrity_statement a")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF-")
     desk.fill("#c-revenue", "营业收入与审计报告不符，请按审计报告填写。")
+    desk.fill("#c-proficiency_testing", "请写明能力验证的结果。")
+    shot(desk, "desktop-2-review", name, at="#report-annual")
     desk.click("#return-filing")
     desk.wait_for_load_state()
     assert desk.inner_text("#filing-status") == "已退回修改"
@@ -95,7 +119,9 @@ def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, sta
     phone.goto(f"{server}/institution/statistics/2026")
     assert "营业收入与审计报告不符" in phone.inner_text("#comment-revenue")
     shot(phone, "phone-3-returned", name, at="#field-revenue")
+    assert "请写明能力验证的结果" in phone.inner_text("#comment-proficiency_testing")
     phone.fill("#f-revenue", "735.5")
+    phone.fill("#f-proficiency_testing", "参加 CNAS 能力验证 3 次，结果均为满意。")
     phone.click("#submit-filing")
     phone.wait_for_load_state()
     assert phone.inner_text("#filing-status") == "已重新提交"

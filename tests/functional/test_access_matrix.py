@@ -69,6 +69,10 @@ def world(portal_app, preg):
     platform, platform_key = preg.platforms.create(name="某平台", per_minute=10, per_day=100)
     preg.statistics.open_year(2026, actor="t")
     filing = preg.statistics.filing_for(owner_inst.id, 2026, actor="t").filing
+    from tests.functional.test_statistics_reports import make_pdf
+
+    attachment = preg.statistics.add_attachment(owner_inst.id, 2026, "integrity_statement", io.BytesIO(make_pdf()),
+                                                "a.pdf", actor="t")
     with preg.sessions() as session:
         from tests.regulator_builders import officer
 
@@ -83,6 +87,7 @@ def world(portal_app, preg):
         "platform_id": platform.id,
         "year": 2026,
         "filing_id": filing.id,
+        "attachment_id": attachment["id"],
         "platform_key": platform_key,  # not a URL argument: the credential of the platform-key routes
         "sanction_id": sanction.id,
     }

@@ -33,7 +33,13 @@ def world(rapp, rreg):
                "city": "济南", "fields": ["food"], "revenue": "500", "staff": "20", "instruments": "90",
                "instrument_value": "600", "lab_area": "500", "reports": "0", "cnas": "0", "national_center": "0",
                "specialised": "0", "certificates": "X", "sites": "济南"}
-    rreg.statistics.save(lab.id, 2026, answers, actor="t")
+    from tests.functional.test_statistics import REPORT
+
+    rreg.statistics.save(lab.id, 2026, answers, actor="t", report=REPORT)
+    from tests.functional.test_statistics_reports import make_pdf
+
+    attachment = rreg.statistics.add_attachment(lab.id, 2026, "integrity_statement", io.BytesIO(make_pdf()), "a.pdf",
+                                                actor="t")
     filing = rreg.statistics.submit(lab.id, 2026, actor="t").filing
     with rreg.sessions() as session:
         from tests.regulator_builders import officer
@@ -49,7 +55,7 @@ def world(rapp, rreg):
                                              email=f"{decision}@lab.example.cn")
         requests[decision] = rreg.onboarding.verify(token).id
     return {"lab": lab, "case": case, "event_id": event_id, "platform_id": platform.id, "filing_id": filing.id,
-            "sanction_id": sanction.id, "requests": requests}
+            "sanction_id": sanction.id, "requests": requests, "attachment_id": attachment["id"]}
 
 
 def regulator_rules(app):
@@ -65,7 +71,7 @@ def urls_for_rule(app, rule, world) -> list[str]:
 
     values = {"complaint_id": world["case"].id, "institution_id": world["lab"].id, "quarter": "2026Q3",
               "event_id": world["event_id"], "platform_id": world["platform_id"], "filing_id": world["filing_id"],
-              "sanction_id": world["sanction_id"]}
+              "sanction_id": world["sanction_id"], "attachment_id": world["attachment_id"]}
     variants = [{}]
     if "fmt" in rule.arguments:
         variants = [{"fmt": f} for f in ("csv", "xlsx")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from openpyxl import load_workbook
 
+from registry.statistics.reports import DEFAULT_SECTIONS
 from registry.statistics.service import StatisticsRefused
 from tests.builders import register
 from tests.functional.regulator_helpers import csrf, institution, officer_client, rapp, rreg, sign_in  # noqa: F401
@@ -17,6 +18,10 @@ GOOD = {
     "instrument_value": "1200", "lab_area": "900", "reports": "12", "cnas": "1", "national_center": "0",
     "specialised": "0", "sites": "济南市历下区经十路 1 号",
 }
+
+
+# the annual report's sections (the default set, all required), as an institution fills them
+REPORT = {s.key: f"{s.title_zh}：本年度情况说明。" for s in DEFAULT_SECTIONS if s.applies == "all"}
 
 
 def _answers(lab, **changes):
@@ -32,6 +37,7 @@ def lab(rreg):
         inst.certificates_text = "\n".join(session.scalars(
             __import__("sqlalchemy").select(Certificate.number).where(Certificate.institution_id == inst.id)))
     rreg.statistics.open_year(2026, actor="test")
+    rreg.statistics.save(inst.id, 2026, {}, actor="lab", report=REPORT)  # the report's texts stay through later saves
     return inst
 
 
@@ -122,7 +128,8 @@ def test_an_institution_sees_only_its_own_filing(rapp, rreg, lab):
 def test_the_form_shows_each_fields_problem_and_keeps_the_answers(rapp, rreg, lab):
     client = sign_in(rapp, rreg, "institution", institution=lab)
     token = csrf(client, "/institution/statistics/2026")
-    data = {**_answers(lab, revenue="abc", staff=""), "csrf_token": token, "step": "submit"}
+    data = {**_answers(lab, revenue="abc", staff=""), "csrf_token": token, "step": "submit",
+            **{f"section_{k}": v for k, v in REPORT.items()}}
     response = client.post("/institution/statistics/2026", data=data)
     html = response.get_data(as_text=True)
     assert response.status_code == 400
