@@ -59,6 +59,7 @@ _INVALID_VALUE_ZH = {
     "uscc_check": "统一社会信用代码的校验码不正确",
     "certificate_format": "资质认定证书编号应为 12 位数字",
     "certificate_authority": "资质认定证书编号第 3–4 位的发证机关代码不存在（应为 00–32）",
+    "bad_sha256": "文件摘要应为报告文件的 SHA-256：64 位十六进制数字",
 }
 
 

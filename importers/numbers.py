@@ -16,7 +16,7 @@ from typing import BinaryIO
 from importers.errors import FileRefused, FileWarning, RowProblem, invalid_value_messages
 from importers.tabular import (DEFAULT_MAX_BYTES, EXCEL_ERRORS, Column, Layout, Row, column_letter, locate_columns,
                                open_table)
-from registry.numbers.normalize import PLAIN_ASCII_NUMBER, InvalidValue, normalize_number
+from registry.numbers.normalize import PLAIN_ASCII_NUMBER, InvalidValue, normalize_document_sha256, normalize_number
 
 DEFAULT_MAX_NUMBERS = 1_000_000
 DEFAULT_MAX_RANGE = 100_000
@@ -26,6 +26,14 @@ NUMBER_COLUMN = Column(
     "number", "报告编号", "report_number",
     ("报告号", "报告编码", "报告书编号", "检验报告编号", "检测报告编号", "检验检测报告编号", "编号",
      "report no", "report number", "report num", "report id", "number"),
+)
+
+# optional: the SHA-256 of the issued report file, registered with the number (docs/contract.md)
+DOCUMENT_COLUMN = Column(
+    "sha256", "文件摘要", "sha256",
+    ("报告文件摘要", "文件哈希", "文件哈希值", "文件SHA256", "报告文件SHA256", "document sha256", "file sha256",
+     "document fingerprint", "document hash", "file hash"),
+    required=False,
 )
 
 _RANGE_SEPARATOR = re.compile(r"[~至]")
@@ -174,7 +182,13 @@ class WidthSurvey:
 
 
 class NumberFile:
-    """A report-number file being read; iterate :meth:`numbers` once."""
+    """A report-number file being read; iterate :meth:`numbers` once.
+
+    With a ``文件摘要`` / ``sha256`` column, a row may give its number's document fingerprint:
+    it is put in :attr:`documents` (number → 64 lowercase hex) before the number is yielded,
+    where the consumer takes it (and removes it: the dict holds only fingerprints not yet taken).
+    A malformed fingerprint, one given to a range, or a second, different one for a number
+    rejects the row."""
 
     def __init__(self, layout: Layout, filename: str, *, max_numbers: int, max_range: int, max_problems: int):
         self.filename = filename
@@ -187,6 +201,8 @@ class NumberFile:
         self._max_problems = max_problems
         self._started = False
         self._first: tuple[str | None, int] | None = None  # headerless: (sheet, sheet column) of the first row
+        self.documents: dict[str, str] = {}
+        self._fingerprinted: dict[str, str] = {}  # every fingerprint given so far, to refuse a second one
 
     @property
     def column(self) -> dict | None:
@@ -216,6 +232,7 @@ class NumberFile:
         fixed = self._layout.columns.get("number")
         fixed = None if fixed == -1 else fixed  # -1: a headerless single column, found per row
         plain, errors, max_numbers = _PLAIN_ASCII.fullmatch, EXCEL_ERRORS, self._max_numbers
+        documents = self._layout.columns.get(DOCUMENT_COLUMN.key)
         for row in self._layout.data_rows:
             self.rows += 1
             if fixed is not None:
@@ -231,10 +248,12 @@ class NumberFile:
                 # parse_number_cell would take it
                 stripped = value.strip()
                 if stripped.isascii() and stripped not in errors and plain(stripped):
+                    number = stripped.upper()
+                    if documents is not None and not self._document(row, documents, number):
+                        continue
                     total += 1
                     if total > max_numbers:
                         raise too_many_numbers(self.filename, max_numbers)
-                    number = stripped.upper()
                     if number.isdigit():
                         widths[len(number)] += 1
                     yield number
@@ -245,6 +264,8 @@ class NumberFile:
             except Rejected as rejected:
                 self._reject(row, index, raw, rejected)
                 continue
+            if documents is not None and not self._document(row, documents, span.single):
+                continue
             total += span.count
             if total > max_numbers:
                 raise too_many_numbers(self.filename, max_numbers)
@@ -254,6 +275,32 @@ class NumberFile:
         warning = survey.warning()
         if warning:
             self.warnings.append(warning)
+
+    def _document(self, row: Row, index: int, number: str | None) -> bool:
+        """Take the row's document fingerprint, if it gives one, for ``number`` (None: the row
+        is a range); False when the row is rejected for it."""
+        raw = row.text(index)
+        if not raw.strip():
+            return True
+        try:
+            digest = normalize_document_sha256(raw)
+        except InvalidValue as exc:
+            self._reject(row, index, raw, Rejected.from_invalid(exc))
+            return False
+        if number is None:
+            self._reject(row, index, raw, Rejected(
+                "sha256_range", "文件摘要只能对应一个报告编号，不能用于编号范围；请把范围拆成单个编号，每行一个",
+                "a document fingerprint belongs to one report number, not to a range: list the numbers one a row"))
+            return False
+        known = self._fingerprinted.get(number)
+        if known is None:
+            self._fingerprinted[number] = self.documents[number] = digest
+        elif known != digest:
+            self._reject(row, index, raw, Rejected(
+                "sha256_conflict", f"报告编号 {number} 在前面的行中已填写了不同的文件摘要",
+                f"an earlier row gave report number {number} a different document fingerprint"))
+            return False
+        return True
 
     def _reject(self, row: Row, index: int, raw: str, rejected: Rejected) -> None:
         self.problems.append(RowProblem(row.line, row.location(index), raw, rejected.code,
@@ -267,5 +314,5 @@ def read_report_numbers(fileobj: BinaryIO, filename: str, *, max_bytes: int = DE
                         max_problems: int = DEFAULT_MAX_PROBLEMS) -> NumberFile:
     """Open a report-number file; whole-file problems raise :class:`FileRefused` here, before any row."""
     table = open_table(fileobj, filename, max_bytes=max_bytes)
-    layout = locate_columns(table, [NUMBER_COLUMN], filename, single_column=True)
+    layout = locate_columns(table, [NUMBER_COLUMN, DOCUMENT_COLUMN], filename, single_column=True)
     return NumberFile(layout, filename, max_numbers=max_numbers, max_range=max_range, max_problems=max_problems)

@@ -17,7 +17,6 @@ hit (429) therefore never reaches the database or the query log.
 from __future__ import annotations
 
 import logging
-import re
 import codecs
 from time import perf_counter
 from urllib.parse import parse_qsl, quote
@@ -27,7 +26,7 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from registry.infra.logs import new_request_id, request_id
-from registry.numbers.normalize import InvalidValue, clean_text
+from registry.numbers.normalize import DOCUMENT_SHA256, InvalidValue, clean_text, normalize_document_sha256
 from registry.numbers.quarters import iso_local
 from registry.verification.service import Unavailable, to_json_many
 
@@ -102,15 +101,19 @@ class VerifyEdge:
         client = environ.get("REMOTE_ADDR") or "unknown"
         raw_number = args.get("number", "")
         institution = clean_text(args.get("institution"), 500) or None  # no NUL/C0 into the log or the lookup
+        document = args.get("sha256")  # a document fingerprint to compare: the answer says "document"
         try:
+            if document is not None:
+                document = normalize_document_sha256(document)
             if not raw_number.strip():
                 raise InvalidValue("empty", "the query parameter 'number' is required")
-            query = services.verifier.prepare(raw_number, institution)
+            query = services.verifier.prepare(raw_number, institution, document)
         except InvalidValue as exc:  # still counts on the budget
             decision = self.limiter.hit(client)
             if not decision.allowed:
                 return self._refused(decision)
-            return 400, self._error_body("invalid_number", str(exc)), decision.headers()
+            code = "invalid_request" if exc.code == "bad_sha256" else "invalid_number"
+            return 400, self._error_body(code, str(exc)), decision.headers()
         decision, maybe = self.count_and_probe(client, query.number)
         if not decision.allowed:
             return self._refused(decision)
@@ -260,12 +263,14 @@ class BulkEdge(VerifyEdge):
             institution = clean_text(institution, 500) or None if institution is not None else None
             institutions.append(institution)
             number = item.get("number")
+            document = item.get("sha256")  # validated with the body (read_bulk_body)
             try:
                 if not isinstance(number, str):
                     raise InvalidValue("type", "the item's 'number' is required and must be a string")
                 if not number.strip():
                     raise InvalidValue("empty", "the item's 'number' is empty")
-                prepared.append(services.verifier.prepare(number, institution))
+                prepared.append(services.verifier.prepare(
+                    number, institution, None if document is None else document.lower()))
             except InvalidValue as exc:
                 prepared.append({"number": number, "error": {"code": "invalid_number", "message": str(exc)}})
         queries = [p for p in prepared if not isinstance(p, dict)]
@@ -341,14 +346,10 @@ def read_bulk_body(environ):
     if not all(isinstance(item.get("institution"), str | None) for item in items):
         return None, _bulk_refusal(400, "invalid_request", "an item's 'institution' must be a string")
     fingerprints = [item["sha256"] for item in items if item.get("sha256") is not None]
-    if not all(isinstance(f, str) and _SHA256.fullmatch(f) for f in fingerprints):
+    if not all(isinstance(f, str) and DOCUMENT_SHA256.fullmatch(f) for f in fingerprints):
         return None, _bulk_refusal(400, "invalid_request",
                                    "an item's 'sha256' must be the document's SHA-256: 64 hexadecimal digits")
     return items, None
-
-
-# a document fingerprint an item may carry: accepted and checked now, answered once fingerprints exist
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _bulk_refusal(status: int, code: str, message: str):

@@ -11,7 +11,7 @@ import hashlib
 from flask import Blueprint, current_app, g, request
 
 from importers.errors import FileRefused
-from registry.numbers.normalize import InvalidValue, clean_text, normalize_number
+from registry.numbers.normalize import InvalidValue, clean_text, normalize_document_sha256, normalize_number
 from registry.numbers.quarters import Quarter
 from registry.registration.service import RegistrationRefused
 from workflows.numbers import NoValidNumber, register_number_file
@@ -108,7 +108,8 @@ def create_batch():
 @limiter.limit(upload_limit, key_func=token_key)
 def register_numbers():
     """Continuous registration: ``{"quarter", "numbers": [...]}`` (≤ 10,000), gathered into one
-    batch per day and quarter; idempotent through the ``Idempotency-Key`` header."""
+    batch per day and quarter; idempotent through the ``Idempotency-Key`` header. An item may be
+    ``{"number", "sha256"}``: the number with its report file's SHA-256 (docs/contract.md)."""
     token = g.api_token
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 200:
@@ -131,12 +132,19 @@ def register_numbers():
         return api_error(400, "invalid_request", "'numbers' must be a non-empty list of report numbers")
     if len(numbers) > MAX_NUMBERS_PER_CALL:
         return api_error(413, "payload_too_large", f"at most {MAX_NUMBERS_PER_CALL} numbers per call")
-    valid, problems = [], []
+    valid, problems, documents = [], [], {}
     for index, value in enumerate(numbers):
+        # a number, or {"number", "sha256"}: the number with its document fingerprint
+        number, document = (value.get("number"), value.get("sha256")) if isinstance(value, dict) else (value, None)
         try:
-            valid.append(normalize_number(value))
+            normal = normalize_number(number)
+            if document is not None:
+                document = normalize_document_sha256(document)
+                if documents.setdefault(normal, document) != document:
+                    raise InvalidValue("sha256_conflict", "an earlier item gave this number a different 'sha256'")
+            valid.append(normal)
         except InvalidValue as exc:
-            problems.append({"index": index, "value": value if isinstance(value, str) else repr(value),
+            problems.append({"index": index, "value": number if isinstance(number, str) else repr(number),
                              "code": exc.code, "reason": str(exc)})
     if not valid:
         return api_error(400, "invalid_number", "no valid report number in 'numbers'",
@@ -145,7 +153,7 @@ def register_numbers():
     try:
         receipt, counts = reg.registration.register_continuous(
             institution_id=token.institution_id, quarter=quarter, numbers=valid,
-            created_by=f"token:{token.name}"[:100])
+            created_by=f"token:{token.name}"[:100], documents=documents)
     except RegistrationRefused as exc:
         return _refused(exc)
     reg.registration.add_rejected(batch_id=receipt.batch_id, rejected=len(problems))

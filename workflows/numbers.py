@@ -65,7 +65,7 @@ def register_number_file(
         receipt = registration.register(
             institution_id=institution_id, quarter=quarter, numbers=parsed.numbers(), sha256=digest, source=source,
             file_name=file_name[:255], created_by=created_by, rejected=lambda: len(parsed.problems),
-            progress=progress,
+            progress=progress, documents=parsed.documents,
         )
     done = FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))
     if rejected_csv and parsed.problems:

@@ -18,7 +18,8 @@ runs the importer through :class:`Sandbox`:
 * the **normalised rows stream back** over a pipe, so a file of a million numbers never sits in
   memory as one message: one record per line, a tag byte then the payload —
   ``O`` opened (the reader's warnings so far, JSON), ``N`` numbers (up to 4,096 a record,
-  tab-separated: a normalised number holds no white space), ``W`` a withdrawal row and ``C`` a
+  tab-separated: a normalised number holds no white space), ``D`` the document fingerprints of
+  the numbers in the next ``N`` record (number, 64 lowercase hex, … tab-separated), ``W`` a withdrawal row and ``C`` a
   certificate row (JSON arrays), ``P`` a rejected row, ``F`` the file refused (code and both
   messages), ``E`` the end (rows read, the final warnings, the column a number file was read from). JSON, never pickle: the parent
   trusts nothing the child sends beyond these shapes;
@@ -38,6 +39,7 @@ import io
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import stat
@@ -51,6 +53,7 @@ from importers.certificates import CertificateRow
 from importers.errors import FileRefused, FileWarning, RowProblem
 from importers.withdrawals import Withdrawal
 from registry.infra.settings import ROOT
+from registry.numbers.normalize import MAX_NUMBER_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +267,8 @@ class _Sandboxed:
         self._rows = 0
         self.column: dict | None = None
 
-    def _payloads(self, wanted: bytes) -> Iterator[bytes]:
+    def _payloads(self, wanted: bytes, side: dict[bytes, Any] | None = None) -> Iterator[bytes]:
+        """The payloads tagged ``wanted``; ``side`` maps other tags to a function taking theirs."""
         if self._started:
             raise RuntimeError("a sandboxed file can be iterated once")
         self._started = True
@@ -272,6 +276,8 @@ class _Sandboxed:
             for tag, payload in self._records:
                 if tag == wanted:
                     yield payload
+                elif side is not None and tag in side:
+                    side[tag](payload)
                 elif tag == b"P":
                     self.problems.append(RowProblem(*json.loads(payload)))
                 elif tag == b"E":
@@ -295,15 +301,32 @@ class _Sandboxed:
 
 
 class SandboxedNumbers(_Sandboxed):
-    """As :class:`importers.numbers.NumberFile`."""
+    """As :class:`importers.numbers.NumberFile` (its ``documents`` filled before the numbers
+    they belong to are yielded)."""
+
+    def __init__(self, child: _Child, filename: str) -> None:
+        super().__init__(child, filename)
+        self.documents: dict[str, str] = {}
 
     @property
     def rows(self) -> int:
         return self._rows
 
     def numbers(self) -> Iterator[str]:
-        for payload in self._payloads(b"N"):
+        for payload in self._payloads(b"N", {b"D": self._documents}):
             yield from payload.decode().split("\t")
+
+    def _documents(self, payload: bytes) -> None:
+        """A ``D`` record: (number, fingerprint) pairs, each in its expected shape or the file is unparseable."""
+        fields = payload.decode().split("\t")
+        pairs = dict(zip(fields[::2], fields[1::2]))
+        if len(fields) % 2 or not all(0 < len(n) <= MAX_NUMBER_LENGTH and _FINGERPRINT.fullmatch(d)
+                                      for n, d in pairs.items()):
+            raise unparseable(self.filename)
+        self.documents.update(pairs)
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
 class SandboxedWithdrawals(_Sandboxed):

@@ -41,14 +41,24 @@ def _problem(p) -> list:
 
 def _numbers(parsed, out) -> int:
     batch: list[str] = []
+    documents = getattr(parsed, "documents", None)  # a reader of a test's own may have none
     for number in parsed.numbers():
         batch.append(number)
         if len(batch) == NUMBER_BATCH:
-            out.write(b"N" + "\t".join(batch).encode() + b"\n")
-            batch.clear()
+            _flush_numbers(batch, documents, out)
     if batch:
-        out.write(b"N" + "\t".join(batch).encode() + b"\n")
+        _flush_numbers(batch, documents, out)
     return parsed.rows
+
+
+def _flush_numbers(batch: list[str], documents: dict[str, str] | None, out) -> None:
+    """The batch's document fingerprints first (a ``D`` record: number, fingerprint, … tab-separated),
+    so that the parent holds them before it yields the numbers; then the numbers."""
+    if documents:
+        out.write(b"D" + "\t".join(f"{number}\t{digest}" for number, digest in documents.items()).encode() + b"\n")
+        documents.clear()
+    out.write(b"N" + "\t".join(batch).encode() + b"\n")
+    batch.clear()
 
 
 def _withdrawals(parsed, out) -> int:

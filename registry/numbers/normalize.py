@@ -139,3 +139,18 @@ def normalize_certificate_number(raw: str) -> str:
 
 def certificate_authority_code(number: str) -> str:
     return number[2:4]
+
+
+# --- document fingerprints ------------------------------------------------------------------
+# The SHA-256 of an issued report file, registered with its number (docs/contract.md): 64
+# hexadecimal digits, kept and compared in lowercase.
+DOCUMENT_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def normalize_document_sha256(raw) -> str:
+    """A document fingerprint in its one form, 64 lowercase hex digits (surrounding white space
+    dropped); anything else raises :class:`InvalidValue` ``bad_sha256``."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not DOCUMENT_SHA256.fullmatch(text):
+        raise InvalidValue("bad_sha256", "a document fingerprint is the file's SHA-256: 64 hexadecimal digits")
+    return text.lower()

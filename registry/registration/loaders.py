@@ -32,7 +32,7 @@ class LoadCounts:
 
 
 class NumberLoader(Protocol):
-    def load(self, numbers: list[str]) -> None: ...
+    def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None: ...
     def counts(self) -> LoadCounts: ...
     def finish(self) -> None: ...
 
@@ -58,12 +58,12 @@ PG_SALT = "substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random
 # itself are not taken for earlier ones.) The lookup is by primary key for the clashing
 # numbers only, so its plan does not depend on how big the registry is.
 _PG_LOAD = """
-WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
-     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt)
-             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt} FROM d
-             ON CONFLICT DO NOTHING RETURNING number, salt),
-     logged AS (INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt)
-                SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt FROM ins),
+WITH d AS MATERIALIZED (SELECT DISTINCT number{sha} FROM {source}),
+     ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt{sha})
+             SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt}{sha} FROM d
+             ON CONFLICT DO NOTHING RETURNING number, salt{sha}),
+     logged AS (INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha})
+                SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt{sha} FROM ins),
      clash AS MATERIALIZED (SELECT number FROM d EXCEPT SELECT number FROM ins),
      old AS (INSERT INTO stage_seen (number)
              SELECT r.number FROM report_numbers r
@@ -71,22 +71,42 @@ WITH d AS MATERIALIZED (SELECT DISTINCT number FROM stage_numbers),
                AND r.institution_id = %(iid)s AND r.batch_id <> %(batch)s
              ON CONFLICT DO NOTHING RETURNING 1)
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
-""".replace("{salt}", PG_SALT)
+"""
 
 
-def copy_rows(numbers: list[str], *, iid: int, quarter: str, batch: int, at: dt.datetime) -> tuple[str, str]:
+def copy_rows(numbers: list[str], *, iid: int, quarter: str, batch: int, at: dt.datetime,
+              documents: dict[str, str] | None = None) -> tuple[str, str]:
     """A chunk's rows in COPY text format, for ``report_numbers`` (number, institution_id,
     quarter, batch_id, registered_at, salt) and for ``tlog_pending`` (action, number,
     institution_id, batch_id, quarter, at, salt): each number with a fresh salt, 16 bytes of
     ``os.urandom`` (the OS's CSPRNG, taken for the whole chunk at once) as bytea hex.
-    Normalised numbers never contain tab, newline or backslash: they need no escaping."""
+    Normalised numbers never contain tab, newline or backslash: they need no escaping. With
+    ``documents`` (a chunk carrying document fingerprints), both get one more column, ``sha256``
+    (``\\N`` for a number without one)."""
     hexed = os.urandom(16 * len(numbers)).hex()
     salts = [hexed[i:i + 32] for i in range(0, len(hexed), 32)]
     at_text = at.isoformat(sep=" ")
     rows = f"\t{iid}\t{quarter}\t{batch}\t{at_text}\t\\\\x"
     logged = f"\t{iid}\t{batch}\t{quarter}\t{at_text}\t\\\\x"
+    if documents:
+        ends = [f"\t{documents.get(number, NULL)}\n" for number in numbers]
+        return ("".join([f"{number}{rows}{salt}{end}" for number, salt, end in zip(numbers, salts, ends)]),
+                "".join([f"register\t{number}{logged}{salt}{end}" for number, salt, end in zip(numbers, salts, ends)]))
     return ("".join([f"{number}{rows}{salt}\n" for number, salt in zip(numbers, salts)]),
             "".join([f"register\t{number}{logged}{salt}\n" for number, salt in zip(numbers, salts)]))
+
+
+NULL = "\\N"  # COPY text format's NULL
+
+
+def _with_documents(statement: str, documents: bool) -> str:
+    """The careful path's statement as it runs: the numbers alone (most chunks), or, for a chunk
+    that carries document fingerprints, each with its fingerprint from ``stage_documents`` (the
+    same statement, one more column) — into report_numbers and into the log's pending entry."""
+    return (statement.replace("{salt}", PG_SALT)
+            .replace("{sha}", ", sha256" if documents else "")
+            .replace("{source}", "stage_numbers LEFT JOIN stage_documents USING (number)" if documents
+                     else "stage_numbers"))
 
 
 class PostgresLoader(_Tally):
@@ -105,25 +125,26 @@ class PostgresLoader(_Tally):
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number varchar(64) PRIMARY KEY) ON COMMIT DROP")
             cur.execute("TRUNCATE stage_numbers, stage_seen")
 
-    def _insert_directly(self, cur, numbers: list[str]) -> bool:
+    def _insert_directly(self, cur, numbers: list[str], documents: dict[str, str] | None) -> bool:
         """The chunk COPYed as it is into ``report_numbers`` and ``tlog_pending`` under a
         savepoint (the unique key refuses a number registered before or twice in the chunk): True
         when every number went in; False, nothing of it kept, when one clashed (and the batch is
         loaded the careful way from now on: a file that clashes once is likely to clash again)."""
         import psycopg
 
-        rows, logged = copy_rows(numbers, **self._params)
+        rows, logged = copy_rows(numbers, **self._params, documents=documents)
+        sha = ", sha256" if documents else ""
         cur.execute("SAVEPOINT rnr_direct")
         try:
-            with cur.copy("COPY report_numbers (number, institution_id, quarter, batch_id, registered_at, salt) "
-                          "FROM STDIN") as copy:
+            with cur.copy(f"COPY report_numbers (number, institution_id, quarter, batch_id, registered_at, "
+                          f"salt{sha}) FROM STDIN") as copy:
                 copy.write(rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
             cur.execute("RELEASE SAVEPOINT rnr_direct")
             self._direct = False
             return False
-        with cur.copy("COPY tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
+        with cur.copy(f"COPY tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
                       "FROM STDIN") as copy:
             copy.write(logged)
         cur.execute("RELEASE SAVEPOINT rnr_direct")
@@ -132,21 +153,32 @@ class PostgresLoader(_Tally):
         self.inserted += len(numbers)
         return True
 
-    def load(self, numbers: list[str]) -> None:
+    def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None:
+        """Load a chunk of numbers, with the document fingerprints of some of them (number → hex)."""
         if not numbers:
             return
         with self._raw.cursor() as cur:
-            if self._direct and self._insert_directly(cur, numbers):
+            if self._direct and self._insert_directly(cur, numbers, documents):
                 return
             cur.execute("TRUNCATE stage_numbers")
             # Normalised numbers never contain tab, newline or backslash: text format needs no escaping.
             with cur.copy("COPY stage_numbers (number) FROM STDIN") as copy:
                 copy.write("\n".join(numbers) + "\n")
-            cur.execute(_PG_LOAD, self._params)
+            if documents:
+                self._stage_documents(cur, documents)
+            cur.execute(_PG_LOADS[bool(documents)], self._params)
             inserted, old = cur.fetchone()
         self.staged += len(numbers)
         self.distinct += inserted + old
         self.inserted += inserted
+
+    @staticmethod
+    def _stage_documents(cur, documents: dict[str, str]) -> None:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_documents (number varchar(64) PRIMARY KEY, "
+                    "sha256 varchar(64) NOT NULL) ON COMMIT DROP")
+        cur.execute("TRUNCATE stage_documents")
+        with cur.copy("COPY stage_documents (number, sha256) FROM STDIN") as copy:
+            copy.write("".join(f"{number}\t{digest}\n" for number, digest in documents.items()))
 
     def finish(self) -> None:
         """Nothing to do: the staging tables drop at commit."""
@@ -167,7 +199,7 @@ class SQLiteLoader(_Tally):
         cur.execute("DELETE FROM stage_seen")
         cur.close()
 
-    def _insert_directly(self, cur, numbers: list[str]) -> bool:
+    def _insert_directly(self, cur, numbers: list[str], documents: dict[str, str] | None) -> bool:
         """The chunk's distinct numbers inserted straight into report_numbers (salts from
         ``os.urandom``, the OS's CSPRNG) under a savepoint: True when every one went in; False,
         nothing of the chunk kept, when one clashed — the batch is then staged from this chunk
@@ -176,10 +208,13 @@ class SQLiteLoader(_Tally):
         salts = os.urandom(16 * len(unique))
         iid, quarter, batch, at = self._params
         rows = [(number, iid, quarter, batch, at, salts[16 * i:16 * i + 16]) for i, number in enumerate(unique)]
+        if documents:
+            rows = [(*row, documents.get(row[0])) for row in rows]
+        sha = ", sha256" if documents else ""
         cur.execute("SAVEPOINT rnr_direct")
         before = self._raw.total_changes
-        cur.executemany("INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, "
-                        "registered_at, salt) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        cur.executemany(f"INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, "
+                        f"registered_at, salt{sha}) VALUES (?, ?, ?, ?, ?, ?{', ?' if documents else ''})", rows)
         if self._raw.total_changes - before != len(unique):
             cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
             cur.execute("RELEASE SAVEPOINT rnr_direct")
@@ -189,20 +224,21 @@ class SQLiteLoader(_Tally):
             cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM report_numbers "
                         "WHERE institution_id = ? AND batch_id = ?", (iid, batch))
             return False
-        cur.executemany("INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
-                        "VALUES ('register', ?, ?, ?, ?, ?, ?)",
-                        ((number, iid, batch, quarter, at, salt) for number, iid, quarter, batch, at, salt in rows))
+        cur.executemany(f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
+                        f"VALUES ('register', ?, ?, ?, ?, ?, ?{', ?' if documents else ''})",
+                        ((number, iid, batch, quarter, at, *rest) for number, iid, quarter, batch, at, *rest in rows))
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(unique)
         self.inserted += len(unique)
         return True
 
-    def load(self, numbers: list[str]) -> None:
+    def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None:
+        """Load a chunk of numbers, with the document fingerprints of some of them (number → hex)."""
         if not numbers:
             return
         cur = self._raw.cursor()
-        if self._direct and self._insert_directly(cur, numbers):
+        if self._direct and self._insert_directly(cur, numbers, documents):
             cur.close()
             return
         cur.execute("DELETE FROM stage_numbers")
@@ -210,19 +246,27 @@ class SQLiteLoader(_Tally):
         before = self._raw.total_changes
         cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM stage_numbers")
         fresh = self._raw.total_changes - before
-        # each new row with its salt (randomblob: SQLite's CSPRNG) and its pending log entry
+        # each new row with its salt (randomblob: SQLite's CSPRNG), its document fingerprint if
+        # any, and its pending log entry
+        sha, source = "", "stage_numbers s"
+        if documents:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_documents (number TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+            cur.execute("DELETE FROM stage_documents")
+            cur.executemany("INSERT INTO stage_documents (number, sha256) VALUES (?, ?)", documents.items())
+            sha, source = ", sha256", "stage_numbers s LEFT JOIN stage_documents d ON d.number = s.number"
         cur.execute(
-            "INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt) "
-            "SELECT DISTINCT s.number, ?, ?, ?, ?, randomblob(16) FROM stage_numbers s RETURNING number, salt",
+            f"INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt{sha}) "
+            f"SELECT DISTINCT s.number, ?, ?, ?, ?, randomblob(16){sha.replace('sha256', 'd.sha256')} FROM {source} "
+            f"RETURNING number, salt{sha}",
             self._params,
         )
         fresh_rows = cur.fetchall()
         inserted = len(fresh_rows)
         iid, quarter, batch, at = self._params
         cur.executemany(
-            "INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt) "
-            "VALUES ('register', ?, ?, ?, ?, ?, ?)",
-            ((number, iid, batch, quarter, at, salt) for number, salt in fresh_rows))
+            f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
+            f"VALUES ('register', ?, ?, ?, ?, ?, ?{', ?' if documents else ''})",
+            ((number, iid, batch, quarter, at, *rest) for number, *rest in fresh_rows))
         cur.close()
         self.staged += len(numbers)
         self.distinct += fresh
@@ -234,6 +278,9 @@ class SQLiteLoader(_Tally):
         cur.execute("DELETE FROM stage_numbers")
         cur.execute("DELETE FROM stage_seen")
         cur.close()
+
+
+_PG_LOADS = {documents: _with_documents(_PG_LOAD, documents) for documents in (False, True)}
 
 
 def make_loader(session: Session, **batch) -> NumberLoader:

@@ -50,6 +50,10 @@ class ReportNumber(Base):
     # 16 random bytes of the registration's commitment in the transparency log (registry/tlog),
     # reused by its withdrawal and restore entries
     salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    # the SHA-256 (64 lowercase hex) of the issued report file, when the institution registered
+    # one with the number: the verify answer compares a holder's file with it, and the log's
+    # commitment includes it (docs/transparency.md)
+    sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 REPORT_NUMBER_PARTITIONS = 16

@@ -50,7 +50,7 @@ class RowsPipeline:
 
     _DONE = object()
 
-    def __init__(self, load: Callable[[list[str]], None]) -> None:
+    def __init__(self, load: Callable[..., None]) -> None:
         self._load = load
         self._queue: Queue = Queue(maxsize=IN_FLIGHT)
         self._error: BaseException | None = None
@@ -59,19 +59,20 @@ class RowsPipeline:
 
     def _run(self) -> None:
         while True:
-            chunk = self._queue.get()
-            if chunk is self._DONE:
+            work = self._queue.get()
+            if work is self._DONE:
                 return
             if self._error is None:
                 try:
-                    self._load(chunk)
+                    self._load(*work)
                 except BaseException as exc:  # handed to the caller's thread
                     self._error = exc
 
-    def submit(self, chunk: list[str]) -> None:
+    def submit(self, *work) -> None:
+        """Hand the loader its next call's arguments (a chunk of numbers, …)."""
         if self._error is not None:
             raise self._error
-        self._queue.put(chunk)
+        self._queue.put(work)
 
     def join(self) -> None:
         self._queue.put(self._DONE)

@@ -182,8 +182,13 @@ class RegistrationService:
         created_by: str | None = None,
         rejected: Callable[[], int] = lambda: 0,
         progress: Callable[[int], None] | None = None,
+        documents: dict[str, str] | None = None,
     ) -> Receipt:
         """Register already-normalised ``numbers`` as one batch. All or nothing.
+
+        ``documents`` holds document fingerprints (number → 64 lowercase hex): a reader's
+        ``documents``, filled before it yields the numbers they belong to; each chunk takes its
+        own out of it. A fingerprint is stored only with the registration its number creates.
 
         ``numbers`` may be a generator over millions of rows (it is consumed in chunks); any
         exception it raises rolls the whole batch back. Bits are set in the Bloom index before the
@@ -212,7 +217,8 @@ class RegistrationService:
                     )
                     session.add(batch)
                     session.flush()
-                    counts = self._load(session, writer, batch, numbers, now=now, progress=progress)
+                    counts = self._load(session, writer, batch, numbers, now=now, progress=progress,
+                                        documents=documents)
                     batch.accepted = counts.inserted
                     batch.duplicates = counts.in_file_duplicates + counts.already_registered
                     batch.rejected = rejected()
@@ -231,7 +237,7 @@ class RegistrationService:
             return receipt
 
     def _load(self, session: Session, writer, batch: Batch, numbers: Iterable[str], *, now: dt.datetime,
-              progress: Callable[[int], None] | None = None) -> LoadCounts:
+              progress: Callable[[int], None] | None = None, documents: dict[str, str] | None = None) -> LoadCounts:
         """Set the bits of ``numbers`` and load their rows into ``batch``, inside the caller's
         transaction; both are finished before this returns, so the bits precede the commit."""
         loader = make_loader(session, institution_id=batch.institution_id, quarter=batch.quarter,
@@ -242,7 +248,8 @@ class RegistrationService:
         try:
             for chunk in chunked(numbers, CHUNK):
                 bits.submit(chunk)
-                rows.submit(chunk)
+                # the chunk's own fingerprints (a sandboxed reader may hold the next record's too)
+                rows.submit(chunk, {n: documents.pop(n) for n in chunk if n in documents} if documents else None)
                 done += len(chunk)
                 if progress:
                     progress(done)
@@ -308,7 +315,7 @@ class RegistrationService:
                     update(ReportNumber)
                     .where(ReportNumber.number == number, ReportNumber.institution_id == institution_id, state)
                     .values(**values)
-                    .returning(ReportNumber.batch_id, ReportNumber.quarter, ReportNumber.salt)
+                    .returning(ReportNumber.batch_id, ReportNumber.quarter, ReportNumber.salt, ReportNumber.sha256)
                     .execution_options(synchronize_session=False)
                 ).first()
                 if done:
@@ -319,7 +326,7 @@ class RegistrationService:
                     # the transparency log's entry, with the registration's salt (registry/tlog)
                     session.add(PendingEntry(action="withdraw" if withdraw else "restore", number=number,
                                              institution_id=institution_id, batch_id=done.batch_id,
-                                             quarter=done.quarter, at=when, salt=done.salt))
+                                             quarter=done.quarter, at=when, salt=done.salt, sha256=done.sha256))
                 elif self._registered(session, institution_id, number):
                     unchanged += 1
                 else:
@@ -390,14 +397,16 @@ class RegistrationService:
 
     # --- continuous registration and the quarter overview (issue 6) ---------------------------
     def register_continuous(
-        self, *, institution_id: int, quarter: Quarter, numbers: list[str], created_by: str | None = None
+        self, *, institution_id: int, quarter: Quarter, numbers: list[str], created_by: str | None = None,
+        documents: dict[str, str] | None = None,
     ) -> tuple[Receipt, "ContinuousCounts"]:
         """Add already-normalised ``numbers`` to the institution's API batch of today (Shanghai
         date) for ``quarter``, creating it on the first call of the day: a lab system that
         registers each report as it is issued leaves one batch per day and quarter, not thousands.
 
         Bits are set before the rows commit, as in :meth:`register`. Returns the day's batch and
-        the counts of this call alone.
+        the counts of this call alone. ``documents``: document fingerprints of some of the
+        numbers (number → 64 lowercase hex), stored with the registrations this call creates.
         """
         late = self.check_quarter(quarter)
         now = self._clock()
@@ -425,7 +434,7 @@ class RegistrationService:
                             if attempt == 2:
                                 raise
                             continue
-                    counts = self._load(session, writer, batch, numbers, now=now)
+                    counts = self._load(session, writer, batch, numbers, now=now, documents=dict(documents or {}))
                     duplicates = counts.in_file_duplicates + counts.already_registered
                     batch.accepted += counts.inserted
                     batch.duplicates += duplicates

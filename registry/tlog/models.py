@@ -29,6 +29,7 @@ class PendingEntry(Base):
     quarter: Mapped[str] = mapped_column(String(6))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    sha256: Mapped[str | None] = mapped_column(String(64))  # the registration's document fingerprint
 
 
 class LogEntry(Base):

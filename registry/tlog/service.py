@@ -62,10 +62,11 @@ class OwnEntry:
     at: dt.datetime
     by: str | None  # the account or token that made the change, as recorded
     source: str | None
+    sha256: str | None = None  # the registration's document fingerprint, part of the commitment
 
     def to_json(self) -> dict:
         return {"leaf_index": self.leaf_index, "entry": self.entry, "action": self.action, "number": self.number,
-                "salt": self.salt, "sha256": None, "by": self.by, "source": self.source}
+                "salt": self.salt, "sha256": self.sha256, "by": self.by, "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ class TransparencyLog:
         if taken:
             usccs = self._usccs(session, {row[3] for row in taken})
             rows, leaves = [], []
-            for offset, (_id, action, number, institution_id, batch_id, quarter, at, salt) in enumerate(taken):
-                digest = commitment(usccs[institution_id], number, salt)
+            for offset, (_id, action, number, institution_id, batch_id, quarter, at, salt, sha256) in enumerate(taken):
+                digest = commitment(usccs[institution_id], number, salt, sha256)
                 entry = fast_entry_text(action=action, at=at, batch=batch_id, commitment=digest, quarter=quarter)
                 leaves.append(leaf_hash(entry.encode()))
                 rows.append((size + offset, action, number, institution_id, batch_id, quarter, at, salt, digest))
@@ -162,7 +163,7 @@ class TransparencyLog:
         """The institution's integrated entries from leaf ``since`` on (or its newest first),
         each with its number, salt and who made the change; the next ``since`` to ask for (None
         when there is no more), and the newest checkpoint's size."""
-        from registry.registration.models import Batch, NumberEvent
+        from registry.registration.models import Batch, NumberEvent, ReportNumber
 
         with self._sessions() as session:
             size = self._size(session)
@@ -181,6 +182,9 @@ class TransparencyLog:
                         NumberEvent.institution_id == institution_id,
                         NumberEvent.number.in_({r.number for r in changes}))):
                     events[(event.number, event.kind, event.at)] = event
+            fingerprints = dict(session.execute(select(ReportNumber.number, ReportNumber.sha256).where(
+                ReportNumber.number.in_({r.number for r in rows}), ReportNumber.institution_id == institution_id,
+                ReportNumber.sha256.is_not(None))).all()) if rows else {}
         out = []
         for row in rows:
             if row.action == "register":
@@ -190,7 +194,8 @@ class TransparencyLog:
                 event = events.get((row.number, "withdrawn" if row.action == "withdraw" else "restored", row.at))
                 by, source = (event.actor, event.source) if event else (None, None)
             out.append(OwnEntry(leaf_index=row.leaf_index, entry=text_of(row), action=row.action, number=row.number,
-                                salt=b64(row.salt), at=row.at, by=by, source=source))
+                                salt=b64(row.salt), at=row.at, by=by, source=source,
+                                sha256=fingerprints.get(row.number)))
         following = (rows[-1].leaf_index + 1 if not newest_first else None) if more else None
         return out, following, size
 
@@ -286,17 +291,21 @@ class TransparencyLog:
         """The ``log`` of a verify answer with ``proof=1``: every entry of each (number,
         institution id, USCC) registration, with its inclusion proof in the newest checkpoint, or
         ``pending`` while it waits for the integrator."""
+        from registry.registration.models import ReportNumber
+
         out: list[dict] = []
         with self._sessions() as session:
             newest = self._newest(session)
             size = newest.size if newest is not None else 0
             tree = Tree(TileReader(session))
             for number, institution_id, uscc in registrations:
+                fingerprint = session.scalar(select(ReportNumber.sha256).where(
+                    ReportNumber.number == number, ReportNumber.institution_id == institution_id))
                 stored = session.scalars(select(LogEntry).where(
                     LogEntry.number == number, LogEntry.institution_id == institution_id).order_by(LogEntry.leaf_index))
                 for row in stored:
                     item = {"entry": text_of(row), "uscc": uscc, "number": number, "salt": b64(row.salt),
-                            "sha256": None}
+                            "sha256": fingerprint}
                     if row.leaf_index < size:
                         item.update(leaf_index=row.leaf_index,
                                     inclusion=[b64(h) for h in tree.inclusion(row.leaf_index, size)])
@@ -307,16 +316,16 @@ class TransparencyLog:
                     PendingEntry.number == number, PendingEntry.institution_id == institution_id)
                     .order_by(PendingEntry.id))
                 for row in waiting:
-                    digest = commitment(uscc, number, row.salt)
+                    digest = commitment(uscc, number, row.salt, row.sha256)
                     out.append({"entry": entry_text(action=row.action, at=row.at, batch=row.batch_id,
                                                     commitment=digest, quarter=row.quarter),
                                 "pending": True, "uscc": uscc, "number": number, "salt": b64(row.salt),
-                                "sha256": None})
+                                "sha256": row.sha256})
         return {"checkpoint": newest.note if newest is not None else None, "entries": out}
 
 
 _ENTRY_COLUMNS = "leaf_index, action, number, institution_id, batch_id, quarter, at, salt, commitment"
-_PENDING_COLUMNS = "id, action, number, institution_id, batch_id, quarter, at, salt"
+_PENDING_COLUMNS = "id, action, number, institution_id, batch_id, quarter, at, salt, sha256"
 
 
 def _take_pending(session: Session, chunk: int) -> list[tuple]:
@@ -332,10 +341,10 @@ def _take_pending(session: Session, chunk: int) -> list[tuple]:
     cur.close()
     rows.sort(key=lambda row: row[0])
     out = []
-    for id_, action, number, institution_id, batch_id, quarter, at, salt in rows:
+    for id_, action, number, institution_id, batch_id, quarter, at, salt, sha256 in rows:
         at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)  # SQLite keeps text
         out.append((id_, action, number, institution_id, batch_id, quarter, at.replace(tzinfo=dt.timezone.utc),
-                    bytes(salt)))
+                    bytes(salt), sha256))
     return out
 
 
@@ -428,7 +437,7 @@ def check_log(session: Session, verifiers: Sequence, *, chunk: int = VERIFY_CHUN
         numbers = {row.number for row in rows}
         registered = {(r.number, r.institution_id): r for r in session.execute(
             select(ReportNumber.number, ReportNumber.institution_id, ReportNumber.batch_id, ReportNumber.quarter,
-                   ReportNumber.registered_at, ReportNumber.withdrawn_at, ReportNumber.salt)
+                   ReportNumber.registered_at, ReportNumber.withdrawn_at, ReportNumber.salt, ReportNumber.sha256)
             .where(ReportNumber.number.in_(numbers)))}
         for row in rows:
             i = row.leaf_index
@@ -438,8 +447,11 @@ def check_log(session: Session, verifiers: Sequence, *, chunk: int = VERIFY_CHUN
             expected += 1
             key = (row.number, row.institution_id)
             uscc = usccs.get(row.institution_id)
-            if uscc is None or commitment(uscc, row.number, row.salt) != row.commitment:
-                check.problems.append(Problem(i, f"entry {i}'s commitment does not match its registration data"))
+            reg = registered.get(key)
+            fingerprint = reg.sha256 if reg is not None else None
+            if uscc is None or commitment(uscc, row.number, row.salt, fingerprint) != row.commitment:
+                check.problems.append(Problem(i, f"entry {i}'s commitment does not match its registration data "
+                                                 "(institution, number, document fingerprint, salt)"))
             leaf = leaf_hash(text_of(row).encode())
             try:
                 stored_leaf = reader.hashes(0, i, 1)[0]
@@ -463,7 +475,6 @@ def check_log(session: Session, verifiers: Sequence, *, chunk: int = VERIFY_CHUN
                 check.problems.append(Problem(i, f"checkpoint {edge.size} does not match the entries before it"))
             if i >= newest:
                 check.problems.append(Problem(i, f"entry {i} lies beyond the newest checkpoint ({newest})"))
-            reg = registered.get(key)
             if reg is None:
                 check.problems.append(Problem(i, f"entry {i} ({row.action}) names a registration that "
                                                  "report_numbers no longer holds"))

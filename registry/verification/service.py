@@ -30,13 +30,16 @@ class BloomLookup(Protocol):
 STATUSES = ("found", "withdrawn", "mismatch", "ambiguous", "not_found")
 
 _BY_NUMBER = (
-    "SELECT institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
+    "SELECT institution_id, quarter, registered_at, withdrawn_at, withdraw_reason{} "
     "FROM report_numbers WHERE number = {}"
 )
 _BY_NUMBERS = (
-    "SELECT number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason "
+    "SELECT number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason{} "
     "FROM report_numbers WHERE number {}"
 )
+# with a document fingerprint to compare, the same statements read the registered one too
+_DOCUMENT = ", sha256"
+DOCUMENT_ANSWERS = ("match", "mismatch", "none_registered")
 
 
 class Query(NamedTuple):
@@ -45,6 +48,7 @@ class Query(NamedTuple):
     number: str
     asked: InstitutionInfo | None
     resolved: bool | None  # None: no institution given
+    document: str | None = None  # a document fingerprint to compare (64 lowercase hex)
 
 
 class Registration(NamedTuple):
@@ -53,6 +57,29 @@ class Registration(NamedTuple):
     registered_at: dt.datetime
     withdrawn_at: dt.datetime | None
     withdraw_reason: str | None
+    sha256: str | None = None  # read only when a document is compared
+
+
+def _registration(r) -> Registration:
+    return Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4], *r[5:])
+
+
+def document_answer(verdict: "Verdict", rows: list[Registration], document: str) -> str:
+    """``match``, ``mismatch`` or ``none_registered``: the document against the fingerprint of
+    the registration the answer names (the registrant of a found or withdrawn number; any of an
+    ambiguous number's candidates). An answer that names no registration — ``not_found``, or a
+    ``mismatch`` naming an institution that never registered the number — has none registered:
+    another institution's fingerprint is never compared (nor revealed)."""
+    if verdict.status in ("found", "withdrawn") and verdict.institution is not None:
+        named = [r for r in rows if r.institution_id == verdict.institution.id]
+    elif verdict.status == "ambiguous":
+        named = rows
+    else:
+        named = []
+    registered = {r.sha256 for r in named if r.sha256 is not None}
+    if not registered:
+        return "none_registered"
+    return "match" if document in registered else "mismatch"
 
 
 def _settles(rows: list[Registration], query: Query) -> bool:
@@ -89,9 +116,10 @@ class Verdict:
     pending_until: dt.date | None = None
     source: str = "bloom"  # bloom | database: where a negative came from
     replica: bool = False  # a read replica gave the rows (never for a negative)
+    document: str | None = None  # match | mismatch | none_registered, when a document was compared
 
     def to_json(self) -> dict:
-        return {
+        answer = {
             "number": self.number,
             "status": self.status,
             "institution": self.institution.to_json() if self.institution else None,
@@ -104,6 +132,9 @@ class Verdict:
             "pending_until": self.pending_until.isoformat() if self.pending_until else None,
             "checked_at": iso_local(self.checked_at),
         }
+        if self.document is not None:  # only when the question gave a document fingerprint
+            answer["document"] = self.document
+        return answer
 
 
 def to_json_many(verdicts: list[Verdict]) -> list[dict]:
@@ -128,7 +159,7 @@ def to_json_many(verdicts: list[Verdict]) -> list[dict]:
             made = texts[value] = iso_local(value) if isinstance(value, dt.datetime) else value.isoformat()
         return made
 
-    return [{
+    answers = [{
         "number": v.number,
         "status": v.status,
         "institution": institution(v.institution),
@@ -141,6 +172,10 @@ def to_json_many(verdicts: list[Verdict]) -> list[dict]:
         "pending_until": moment(v.pending_until),
         "checked_at": moment(v.checked_at),
     } for v in verdicts]
+    for answer, verdict in zip(answers, verdicts):
+        if verdict.document is not None:
+            answer["document"] = verdict.document
+    return answers
 
 
 class VerificationService:
@@ -158,10 +193,13 @@ class VerificationService:
         ``engine``; possible hits are looked up there while it is fresh (registry/verification/replicas.py)."""
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        self._by_number = _BY_NUMBER.format("%s" if self._postgres else "?")
+        mark = "%s" if self._postgres else "?"
+        self._by_number = _BY_NUMBER.format("", mark)
+        self._by_number_document = _BY_NUMBER.format(_DOCUMENT, mark)
         # PostgreSQL: ``= ANY(array)`` over the partitions' primary-key indexes (the reader's
         # connection never scans report_numbers sequentially: see _reader)
-        self._by_numbers = _BY_NUMBERS.format("= ANY(%s)") if self._postgres else None
+        self._by_numbers = {document: _BY_NUMBERS.format(_DOCUMENT if document else "", "= ANY(%s)")
+                            for document in (False, True)} if self._postgres else None
         self._primary = ReadConnections(engine)  # the per-thread read connection; a forked child makes its own
         self._replicas = Replicas(list(replicas), primary=self._primary, max_lag=replica_max_lag,
                                   count=self._count) if replicas else None
@@ -182,19 +220,21 @@ class VerificationService:
         """The verifier's clock (the ``checked_at`` of an answer without verdicts)."""
         return self._clock()
 
-    def verify(self, raw_number: str, institution_text: str | None = None) -> Verdict:
+    def verify(self, raw_number: str, institution_text: str | None = None, document: str | None = None) -> Verdict:
         """Raises :class:`InvalidValue` for a malformed number, :class:`Unavailable` when the
-        database is needed and down."""
-        query = self.prepare(raw_number, institution_text)
+        database is needed and down. ``document``: a fingerprint to compare (as :meth:`prepare`)."""
+        query = self.prepare(raw_number, institution_text, document)
         return self.answer(query, self._bloom.lookup(query.number))
 
-    def prepare(self, raw_number: str, institution_text: str | None = None) -> Query:
-        """Normalise the number and resolve the institution text (no I/O); raises :class:`InvalidValue`."""
+    def prepare(self, raw_number: str, institution_text: str | None = None, document: str | None = None) -> Query:
+        """Normalise the number and resolve the institution text (no I/O); raises :class:`InvalidValue`.
+        ``document``: a document fingerprint (64 lowercase hex, validated by the caller) to
+        compare with the registered one."""
         number = normalize_number(raw_number)
         if institution_text and institution_text.strip():
             asked = self._directory.resolve(institution_text)
-            return Query(number, asked, asked is not None)
-        return Query(number, None, None)
+            return Query(number, asked, asked is not None, document)
+        return Query(number, None, None, document)
 
     def answer(self, query: Query, maybe: bool | None) -> Verdict:
         """The verdict, given the Bloom index's answer for the number: False is final (no SQL);
@@ -209,7 +249,10 @@ class VerificationService:
         if query.resolved is not None and not directory:
             raise Unavailable("the institution directory is not loaded yet")
         if maybe is False:
-            return self._negative(query.number, "not_found", query.asked, query.resolved, now)
+            verdict = self._negative(query.number, "not_found", query.asked, query.resolved, now)
+            if query.document is not None:
+                verdict.document = "none_registered"
+            return verdict
         rows, replica = self._rows(query, maybe)
         if rows and not directory:
             raise Unavailable("the institution directory is not loaded yet")
@@ -219,6 +262,8 @@ class VerificationService:
         verdict.replica = replica
         if maybe is None:
             verdict.source = "database"
+        if query.document is not None:
+            verdict.document = document_answer(verdict, rows, query.document)
         return verdict
 
     def answer_many(self, queries: list[Query], maybes: list[bool | None]) -> list[Verdict]:
@@ -239,12 +284,16 @@ class VerificationService:
             if maybe is False:
                 verdicts.append(Verdict(number=query.number, status="not_found", institution=query.asked,
                                         institution_resolved=query.resolved, checked_at=now,
-                                        pending_since=since, pending_until=until))
+                                        pending_since=since, pending_until=until,
+                                        document=None if query.document is None else "none_registered"))
                 continue
-            verdict = self._decide(query.number, rows.get(query.number, []), query.asked, query.resolved, now)
+            registrations = rows.get(query.number, [])
+            verdict = self._decide(query.number, registrations, query.asked, query.resolved, now)
             verdict.replica = query.number in on_replica
             if maybe is None:
                 verdict.source = "database"
+            if query.document is not None:
+                verdict.document = document_answer(verdict, registrations, query.document)
             verdicts.append(verdict)
         return verdicts
 
@@ -254,35 +303,38 @@ class VerificationService:
         did not settle and the numbers the index could not judge on the primary (one statement)."""
         wanted = {q.number for q, maybe in zip(queries, maybes) if maybe is not False}
         hits = {q.number for q, maybe in zip(queries, maybes) if maybe is True}
+        document = any(q.document is not None for q in queries)
         replica = self._replicas.pick() if hits and self._replicas is not None else None
         settled: dict[str, list[Registration]] = {}
         if replica is not None:
             try:
-                found = self._rows_of(hits, replica.reads)
+                found = self._rows_of(hits, replica.reads, document)
             except Unavailable as exc:
                 self._replicas.failed(replica, exc)
             else:
                 unsettled = {q.number for q, maybe in zip(queries, maybes)
                              if maybe is True and not _settles(found.get(q.number, []), q)}
                 settled = {n: found[n] for n in hits - unsettled}
-        rows = self._rows_of(wanted - settled.keys(), self._primary)
+        rows = self._rows_of(wanted - settled.keys(), self._primary, document)
         rows.update(settled)
         return rows, set(settled)
 
-    def _rows_of(self, numbers: set[str], reads: ReadConnections) -> dict[str, list[Registration]]:
-        """The registrations of several numbers: one statement (``= ANY(array)`` on PostgreSQL,
-        ``IN (…)`` on SQLite), counted once in ``lookups``; none for no numbers."""
+    def _rows_of(self, numbers: set[str], reads: ReadConnections, document: bool = False) -> dict[str, list[Registration]]:
+        """The registrations of several numbers (with their document fingerprints when
+        ``document``): one statement (``= ANY(array)`` on PostgreSQL, ``IN (…)`` on SQLite),
+        counted once in ``lookups``; none for no numbers."""
         if not numbers:
             return {}
         numbers = sorted(numbers)
         if self._postgres:
-            statement, params = self._by_numbers, (numbers,)
+            statement, params = self._by_numbers[document], (numbers,)
         else:
-            statement, params = _BY_NUMBERS.format(f"IN ({', '.join('?' * len(numbers))})"), tuple(numbers)
+            statement = _BY_NUMBERS.format(_DOCUMENT if document else "", f"IN ({', '.join('?' * len(numbers))})")
+            params = tuple(numbers)
         out: dict[str, list[Registration]] = {}
         self.lookups += 1
         for r in reads.fetch(statement, params):
-            out.setdefault(r[0], []).append(Registration(r[1], r[2], _utc(r[3]), _utc(r[4]), r[5]))
+            out.setdefault(r[0], []).append(_registration(r[1:]))
         return out
 
     def _rows(self, query: Query, maybe: bool | None) -> tuple[list[Registration], bool]:
@@ -296,19 +348,18 @@ class VerificationService:
 
         A possible hit goes to a fresh replica first; its rows stand when they answer the query
         (:func:`_settles`), else the primary is asked too (registry/verification/replicas.py)."""
+        statement = self._by_number if query.document is None else self._by_number_document
         replica = self._replicas.pick() if maybe is True and self._replicas is not None else None
         if replica is not None:
             try:
                 self.lookups += 1
-                rows = [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4])
-                        for r in replica.reads.fetch(self._by_number, (query.number,))]
+                rows = [_registration(r) for r in replica.reads.fetch(statement, (query.number,))]
             except Unavailable as exc:
                 self._replicas.failed(replica, exc)
             else:
                 if _settles(rows, query):
                     return rows, True
-        return [Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4])
-                for r in self._fetch(self._by_number, (query.number,))], False
+        return [_registration(r) for r in self._fetch(statement, (query.number,))], False
 
     def _fetch(self, statement: str, params: tuple) -> list[tuple]:
         """Run one read statement on this thread's primary reader (counted in ``lookups``); its rows."""

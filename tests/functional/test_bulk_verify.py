@@ -37,7 +37,7 @@ def bulk(client, key, items, **kwargs):
 
 
 def single(client, item):
-    params = {k: v for k, v in item.items() if k in ("number", "institution")}
+    params = {k: v for k, v in item.items() if k in ("number", "institution", "sha256")}
     return client.get("/api/v1/verify", query_string=params).get_json()
 
 
@@ -53,7 +53,7 @@ MIXED = [
     {"number": "2020-0001"},  # ambiguous
     {"number": "BG-2020-Q4-0001", "institution": "杭州老检测站"},  # found by a former name
     {"number": "NOPE-0002", "institution": "不存在的实验室"},  # not found, institution unresolved
-    {"number": "WT2020-000123", "sha256": "00" * 32},  # sha256 ignored for now
+    {"number": "WT2020-000123", "sha256": "00" * 32},  # found, no fingerprint registered: document none_registered
 ]
 INVALID = [{"number": ""}, {"number": 12345}, {"institution": "x"}, {"number": "\x00\x01"}, {"number": "x" * 500}]
 
@@ -142,11 +142,12 @@ def test_shapes_and_sizes(client, reg, labs, key):
     assert response.status_code == 200 and len(body["results"]) == 1000
     response, body = bulk(client, key, [])
     assert response.status_code == 200 and body["results"] == []
-    # a document fingerprint: checked, then answered as without it (no "document" key yet)
+    # a document fingerprint (either case): its item answers "document"; a null one is no fingerprint
     fingerprinted = [{"number": "N-1", "sha256": "aB" * 32}, {"number": "N-2", "sha256": None}]
     response, body = bulk(client, key, fingerprinted)
     assert response.status_code == 200 and [r["status"] for r in body["results"]] == ["not_found"] * 2
-    assert all("document" not in r for r in body["results"])
+    assert [r.get("document") for r in body["results"]] == ["none_registered", None]
+    assert "document" not in body["results"][1]
 
 
 def test_quota_counts_items_and_refuses_a_request_whole(client, reg, labs, app):

@@ -323,3 +323,37 @@ def test_neither_utf8_nor_gb18030_falls_back_to_charset_normalizer():
     assert open_table(io.BytesIO(data), "a.csv").encoding not in {"utf-8", "gb18030"}
     numbers, numbers_file = read(data)
     assert len(numbers) == 50 and [p.line for p in numbers_file.problems] == [52]
+
+
+# --- document fingerprints (文件摘要 / sha256) -----------------------------------------------------
+DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.mark.parametrize("header", ["文件摘要", "sha256", "SHA-256", "文件摘要（可选）", "Document SHA256"])
+def test_a_fingerprint_column_in_csv(header):
+    data = csv_bytes([["报告编号", header], ["A-1", DIGEST.upper()], ["A-2", ""], ["A-3", f" {DIGEST} "]])
+    numbers_file = read_report_numbers(io.BytesIO(data), "numbers.csv")
+    taken = {}
+    for number in numbers_file.numbers():  # each fingerprint is there before its number is yielded
+        taken.update(numbers_file.documents)
+        numbers_file.documents.clear()
+        assert number not in taken or taken[number] == DIGEST
+    assert taken == {"A-1": DIGEST, "A-3": DIGEST} and numbers_file.problems == []
+
+
+def test_a_fingerprint_column_in_xlsx_with_bad_values_rejecting_their_rows():
+    data = xlsx_bytes([["Report No.", "sha256"], ["X-1", DIGEST], ["X-2", DIGEST[:-2]], ["X-3~X-5", DIGEST],
+                       ["X-1", DIGEST], ["X-6", "0" * 64], ["X-6", "1" * 64], ["X-7", 12345]])
+    numbers, numbers_file = read(data, "numbers.xlsx")
+    assert numbers == ["X-1", "X-1", "X-6"]
+    assert numbers_file.documents == {"X-1": DIGEST, "X-6": "0" * 64}
+    assert [(p.location, p.code) for p in numbers_file.problems] == [
+        ("Sheet1!B3", "bad_sha256"), ("Sheet1!B4", "sha256_range"), ("Sheet1!B7", "sha256_conflict"),
+        ("Sheet1!B8", "bad_sha256")]
+    assert all(p.message_zh and p.message_en for p in numbers_file.problems)
+    assert "文件摘要" in numbers_file.problems[0].message_zh
+
+
+def test_without_the_column_nothing_is_collected():
+    numbers, numbers_file = read(csv_bytes([["报告编号", "备注"], ["A-1", DIGEST]]))
+    assert numbers == ["A-1"] and numbers_file.documents == {}

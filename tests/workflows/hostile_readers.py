@@ -40,3 +40,16 @@ def allocate_midway(fileobj, filename, **options):
                 yield number
 
     return Midway()
+
+
+def forged_documents(fileobj, filename, **options):
+    """Sends a document-fingerprint record that is not a (number, 64-hex) pair (and ends well)."""
+    import sys
+
+    out = sys.stdout.buffer
+    out.write(b"O[]\n")
+    out.write(b"DA-1\tnot-a-digest\n")
+    out.write(b"NA-1\n")
+    out.write(b"E[1,[],null]\n")
+    out.flush()
+    os._exit(0)

@@ -121,3 +121,24 @@ def environment_reader(fileobj, filename, **options):
             yield from names or ["NONE"]
 
     return Names()
+
+
+def test_document_fingerprints_travel_before_their_numbers():
+    digest = "ab" * 32
+    data = ("报告编号,文件摘要\n" + "".join(f"FP-{i:05d},{digest if i % 3 == 0 else ''}\n" for i in range(9000))).encode()
+    with Sandbox().report_numbers(io.BytesIO(data), "fp.csv") as parsed:
+        taken = {}
+        for number in parsed.numbers():
+            if int(number[3:]) % 3 == 0:
+                assert parsed.documents.get(number, taken.get(number)) == digest  # there before the number
+            taken.update(parsed.documents)
+            parsed.documents.clear()
+    assert len(taken) == 3000 and set(taken.values()) == {digest}
+
+
+def test_a_forged_fingerprint_record_refuses_the_file():
+    sandbox = Sandbox(readers={"numbers": f"{HOSTILE}:forged_documents"})
+    with pytest.raises(FileRefused) as refused:
+        with sandbox.report_numbers(io.BytesIO(b"A-1\n"), "x.csv") as parsed:
+            list(parsed.numbers())
+    assert refused.value.code == "unparseable"
