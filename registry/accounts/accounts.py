@@ -59,8 +59,14 @@ RECOVERY_CODES = 10
 TOTP_ISSUER = "报告编号登记 Report Number Registry"
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
-# A hash to compare against when the username is unknown, so both paths cost one scrypt.
-_DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to compare against when the username is unknown, so both paths cost one scrypt.
+    Made on first use, not at import: every process (a CLI import, an RQ work-horse) would pay
+    one scrypt and its 32 MiB at start-up for it."""
+    return generate_password_hash("not a password", method="scrypt")
 
 
 def _sha256(text: str) -> str:
@@ -399,7 +405,7 @@ class AccountService:
         key = _sha256(f"{name.lower()}\0{client}")
         with self._sessions() as session:
             account = session.scalar(select(Account).where(Account.username == name)) if len(name) <= 64 else None
-            ok = check_password_hash(account.password_hash if account is not None else _DUMMY_HASH, password or "")
+            ok = check_password_hash(account.password_hash if account is not None else _dummy_hash(), password or "")
             throttle = session.get(LoginThrottle, key)
             if throttle is not None and now - throttle.last_failure_at > THROTTLE_FORGET:
                 throttle.failures, throttle.blocked_until = 0, None
