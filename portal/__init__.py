@@ -34,8 +34,7 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_BYTES"],
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        RATELIMIT_STORAGE_URI=settings["REDIS_URL"] or f"hostfile://{Path(settings['INSTANCE_DIR']) / 'ratelimit-pages.bin'}",
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2} if settings["REDIS_URL"] else {},
+        **_ratelimit_storage(settings),
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_KEY_PREFIX="rnr",
@@ -43,6 +42,23 @@ def _load_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         JSON_AS_ASCII=False,
     )
     configure_logging(settings["LOG_FORMAT"])
+
+
+def _ratelimit_storage(settings: Mapping[str, Any]) -> dict:
+    """Flask-Limiter's storage: the registry's Redis (through its Sentinels when
+    ``REDIS_SENTINELS`` is set: the ``limits`` library's ``redis+sentinel://`` storage), else a
+    file of this host."""
+    if not settings["REDIS_URL"]:
+        return {"RATELIMIT_STORAGE_URI": f"hostfile://{Path(settings['INSTANCE_DIR']) / 'ratelimit-pages.bin'}",
+                "RATELIMIT_STORAGE_OPTIONS": {}}
+    timeouts = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
+    if not settings.get("REDIS_SENTINELS"):
+        return {"RATELIMIT_STORAGE_URI": settings["REDIS_URL"], "RATELIMIT_STORAGE_OPTIONS": timeouts}
+    from workflows.services import url_auth
+
+    sentinels = ",".join(f"{host}:{port}" for host, port in settings["REDIS_SENTINELS"])
+    return {"RATELIMIT_STORAGE_URI": f"redis+sentinel://{sentinels}/{settings['REDIS_SENTINEL_MASTER']}",
+            "RATELIMIT_STORAGE_OPTIONS": {**timeouts, **url_auth(settings["REDIS_URL"]), "sentinel_kwargs": timeouts}}
 
 
 def _register_extensions(app: Flask) -> None:

@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy.engine import make_url
 
@@ -97,6 +97,8 @@ class ServiceSettings:
     complaint_contact_days: int = 1095
     outbox_days: int = 90
     database_replica_urls: tuple[str, ...] = ()
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
     replica_max_lag_seconds: float = 2.0
     tlog_origin: str = "registry.localhost/tlog"
     tlog_signing_key: str = ""  # only on the log's one integrator
@@ -115,6 +117,8 @@ class ServiceSettings:
         return cls(
             database_url=values["DATABASE_URL"],
             redis_url=values.get("REDIS_URL") or "",
+            redis_sentinels=tuple((host, int(port)) for host, port in values.get("REDIS_SENTINELS") or ()),
+            redis_sentinel_master=values.get("REDIS_SENTINEL_MASTER") or "",
             bloom_dir=Path(values["BLOOM_DIR"]),
             files_dir=Path(values["FILES_DIR"]),
             secret_key=values["SECRET_KEY"],
@@ -173,12 +177,38 @@ def snapshot_signer(value: str) -> SnapshotSigner:
     return SnapshotSigner(load_signing_key(value))
 
 
-def make_redis(url: str):
+REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "health_check_interval": 30,
+                 "retry_on_timeout": False}
+
+
+def make_redis(url: str, sentinels: Sequence[tuple[str, int]] = (), master: str = ""):
+    """The registry's Redis client. With ``sentinels`` (``REDIS_SENTINELS``), a client of the
+    primary that the Sentinels name for ``master`` (redis-py's ``Sentinel.master_for``): each new
+    connection asks them where the primary is, so after a promotion the reconnects reach the new
+    one; ``url`` then gives the database, user, password and TLS only."""
     import redis
 
-    return redis.Redis.from_url(
-        url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30, retry_on_timeout=False
-    )
+    if not sentinels:
+        return redis.Redis.from_url(url, **REDIS_OPTIONS)
+    from redis.sentinel import Sentinel
+
+    auth = url_auth(url)
+    # the Sentinels are asked with the URL's user and password too (as the rate limiter's
+    # ``limits`` storage does): a deployment gives them the primary's
+    asked = {key: auth[key] for key in ("username", "password") if key in auth}
+    asked.update((key, REDIS_OPTIONS[key]) for key in ("socket_timeout", "socket_connect_timeout"))
+    return Sentinel(list(sentinels), sentinel_kwargs=asked, **REDIS_OPTIONS).master_for(master, **auth)
+
+
+def url_auth(url: str) -> dict:
+    """The database, user, password and TLS of a Redis URL (its host and port left out)."""
+    from redis.connection import SSLConnection, parse_url
+
+    parsed = parse_url(url)
+    out = {key: parsed[key] for key in ("db", "username", "password") if parsed.get(key) is not None}
+    if parsed.get("connection_class") is SSLConnection:
+        out["ssl"] = True
+    return out
 
 
 class Services:
@@ -197,7 +227,8 @@ class Services:
         self.replica_engines = [(make_url(url).render_as_string(hide_password=True), make_engine(url))
                                 for url in settings.database_replica_urls]
         self.sessions = make_session_factory(self.engine)
-        self.redis = make_redis(settings.redis_url) if settings.redis_url else None
+        self.redis = make_redis(settings.redis_url, settings.redis_sentinels,
+                                settings.redis_sentinel_master) if settings.redis_url else None
         # per-thread connection for the verify hot path: the Bloom probe and the rate-limit count share its exchange
         self.hot_redis = DirectRedis(self.redis) if self.redis is not None else None
         settings.bloom_dir.mkdir(parents=True, exist_ok=True)

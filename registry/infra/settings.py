@@ -76,6 +76,19 @@ def _replica_urls(value: str) -> list[str]:
     return urls
 
 
+def _sentinels(value: str) -> list[tuple[str, int]]:
+    """``REDIS_SENTINELS``: comma-separated ``host:port`` of Redis Sentinels, zero or more."""
+    out = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS must list host:port, comma-separated, not {part!r}")
+        out.append((host, int(port)))
+    return out
+
+
 def _positive_seconds(value: str, name: str) -> float:
     number = _float(value, name)
     if not number > 0:
@@ -170,6 +183,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance),
         "DATABASE_URL": env.get("DATABASE_URL") or "",
         "REDIS_URL": env.get("REDIS_URL") or "",
+        # Sentinels that name the current Redis primary of REDIS_SENTINEL_MASTER (workflows/services.py)
+        "REDIS_SENTINELS": _sentinels(env.get("REDIS_SENTINELS") or ""),
+        "REDIS_SENTINEL_MASTER": (env.get("REDIS_SENTINEL_MASTER") or "").strip(),
         # streaming replicas of DATABASE_URL for the positive lookups (registry/verification/replicas.py)
         "DATABASE_REPLICA_URLS": _replica_urls(env.get("DATABASE_REPLICA_URLS") or ""),
         "REPLICA_MAX_LAG_SECONDS": _positive_seconds(env.get("REPLICA_MAX_LAG_SECONDS", "2"), "REPLICA_MAX_LAG_SECONDS"),
@@ -273,6 +289,16 @@ def is_demo_site(config: Mapping[str, Any]) -> bool:
     return (config.get("SITE_OPERATOR") or DEMO_OPERATOR) == DEMO_OPERATOR
 
 
+def redis_url(config: Mapping[str, Any]) -> str:
+    """``REDIS_URL``; with ``REDIS_SENTINELS`` it gives the database, user and password only (the
+    Sentinels give the address), and defaults to database 0 of ``REDIS_SENTINEL_MASTER``."""
+    if not config.get("REDIS_SENTINELS"):
+        return config.get("REDIS_URL") or ""
+    if not config.get("REDIS_SENTINEL_MASTER"):
+        raise ValueError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the Sentinels monitor)")
+    return config.get("REDIS_URL") or f"redis://{config['REDIS_SENTINEL_MASTER']}/0"
+
+
 def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Fill the defaults that depend on other settings (paths under the instance folder)."""
     instance = Path(config["INSTANCE_DIR"])
@@ -283,6 +309,7 @@ def finish_settings(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("BLOOM_DIR", str(instance / "bloom"))
     if not config.get("PROMETHEUS_MULTIPROC_DIR"):
         config["PROMETHEUS_MULTIPROC_DIR"] = str(instance / "metrics")
+    config["REDIS_URL"] = redis_url(config)
     config["PUBLIC_BASE_URL"] = _base_url(config.get("PUBLIC_BASE_URL") or DEFAULT_PUBLIC_BASE_URL, "PUBLIC_BASE_URL")
     _private_folders(instance, Path(config["FILES_DIR"]))
     if not config.get("SECRET_KEY"):

@@ -39,11 +39,51 @@ def test_read_replicas_are_a_list_of_postgresql_urls():
     assert s["REPLICA_MAX_LAG_SECONDS"] == 0.5
 
 
+def test_redis_sentinels_are_host_port_pairs_and_need_the_master_name(tmp_path):
+    from portal import _ratelimit_storage
+
+    s = load_settings({"REDIS_SENTINELS": " s1:26379, ,10.0.0.2:26380 ", "REDIS_SENTINEL_MASTER": "rnr",
+                       "REDIS_URL": "redis://:secret@rnr/4", "INSTANCE_DIR": str(tmp_path)})
+    assert s["REDIS_SENTINELS"] == [("s1", 26379), ("10.0.0.2", 26380)]
+    assert finish_settings(s)["REDIS_URL"] == "redis://:secret@rnr/4"
+    storage = _ratelimit_storage(s)
+    assert storage["RATELIMIT_STORAGE_URI"] == "redis+sentinel://s1:26379,10.0.0.2:26380/rnr"
+    assert storage["RATELIMIT_STORAGE_OPTIONS"]["db"] == 4 and storage["RATELIMIT_STORAGE_OPTIONS"]["password"] == "secret"
+    # without REDIS_URL: database 0, no password
+    bare = finish_settings(load_settings({"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "rnr",
+                                          "INSTANCE_DIR": str(tmp_path)}))
+    assert bare["REDIS_URL"] == "redis://rnr/0"
+    with pytest.raises(ValueError, match="REDIS_SENTINEL_MASTER"):
+        finish_settings(load_settings({"REDIS_SENTINELS": "s1:26379", "INSTANCE_DIR": str(tmp_path)}))
+
+
+def test_rq_worker_settings_follow_the_sentinels(monkeypatch):
+    """``rq worker -c workflows.rq_settings``: RQ's own SENTINEL setting, from the registry's."""
+    import importlib
+
+    from rq.cli.helpers import get_redis_from_config
+
+    import workflows.rq_settings
+
+    monkeypatch.setenv("REDIS_SENTINELS", "127.0.0.1:26379")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "rnr")
+    monkeypatch.setenv("REDIS_URL", "redis://:secret@rnr/2")
+    settings = vars(importlib.reload(workflows.rq_settings))
+    client = get_redis_from_config(settings)
+    assert client.connection_pool.service_name == "rnr"
+    assert client.connection_pool.connection_kwargs["db"] == 2
+    monkeypatch.delenv("REDIS_SENTINELS")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6399/5")
+    settings = vars(importlib.reload(workflows.rq_settings))
+    assert settings["SENTINEL"] is None and settings["REDIS_URL"] == "redis://127.0.0.1:6399/5"
+
+
 @pytest.mark.parametrize("env", [{"BLOOM_CAPACITY": "lots"}, {"BLOOM_ERROR_RATE": "0"}, {"TRUSTED_PROXIES": "x"},
                                  {"QUERY_LOG_DAYS": "0"}, {"COMPLAINT_CONTACT_DAYS": "three years"},
                                  {"DATABASE_REPLICA_URLS": "sqlite:///replica.db"},
                                  {"REPLICA_MAX_LAG_SECONDS": "0"}, {"REPLICA_MAX_LAG_SECONDS": "soon"},
-                                 {"SNAPSHOT_SIGNING_KEY": "not-a-key"}, {"SNAPSHOT_SIGNING_KEY": "AAAA"}])
+                                 {"SNAPSHOT_SIGNING_KEY": "not-a-key"}, {"SNAPSHOT_SIGNING_KEY": "AAAA"},
+                                 {"REDIS_SENTINELS": "s1"}, {"REDIS_SENTINELS": "s1:port"}])
 def test_bad_settings_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         load_settings(env)
