@@ -85,6 +85,7 @@ class ServiceSettings:
     bloom_capacity: int = 10_000_000
     bloom_error_rate: float = 0.001
     bloom_shards: int = 0
+    bloom_rebuild_memory_mb: int = 512
     background_interval: float = 3.0
     max_upload_bytes: int = 200 * 1024 * 1024
     upload_files_days: int = 90
@@ -127,6 +128,7 @@ class ServiceSettings:
             bloom_capacity=int(values["BLOOM_CAPACITY"]),
             bloom_error_rate=float(values["BLOOM_ERROR_RATE"]),
             bloom_shards=int(values["BLOOM_SHARDS"]),
+            bloom_rebuild_memory_mb=int(values.get("BLOOM_REBUILD_MEMORY_MB", 512)),
             background_interval=float(values["BACKGROUND_INTERVAL"]),
             max_upload_bytes=int(values["MAX_UPLOAD_BYTES"]),
             upload_files_days=int(values.get("UPLOAD_FILES_DAYS", 90)),
@@ -244,7 +246,8 @@ class Services:
         # --- numbers: registration and verification ---
         self.bloom = open_bloom_index(
             config=BloomConfig(
-                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards
+                capacity=settings.bloom_capacity, error_rate=settings.bloom_error_rate, shards=settings.bloom_shards,
+                rebuild_memory=settings.bloom_rebuild_memory_mb * 1024 * 1024,
             ),
             engine=self.engine,
             directory=settings.bloom_dir,

@@ -206,6 +206,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "BLOOM_ERROR_RATE": error_rate,
         "BLOOM_CAPACITY": _int(env.get("BLOOM_CAPACITY", "10000000"), "BLOOM_CAPACITY"),
         "BLOOM_SHARDS": _int(env.get("BLOOM_SHARDS", "0"), "BLOOM_SHARDS"),
+        "BLOOM_REBUILD_MEMORY_MB": _positive(env.get("BLOOM_REBUILD_MEMORY_MB", "512"), "BLOOM_REBUILD_MEMORY_MB"),
         "TRUSTED_PROXIES": _int(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES"),
         "BACKGROUND_INTERVAL": _float(env.get("BACKGROUND_INTERVAL", "3"), "BACKGROUND_INTERVAL"),
         "API_TOKEN_DAYS": _int(env.get("API_TOKEN_DAYS", "365"), "API_TOKEN_DAYS"),

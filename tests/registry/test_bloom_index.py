@@ -17,6 +17,7 @@ import redis as redis_lib
 from sqlalchemy import insert, select, text
 
 from registry.bloom import BloomConfig, BloomStoreError, RebuildInProgress, open_bloom_index
+from registry.bloom.layout import HEADER_SIZE
 from registry.infra.db import make_session_factory
 from registry.institutions.models import Authority, Institution
 from registry.registration.models import Batch, ReportNumber
@@ -81,13 +82,15 @@ def open_index(store_kind, engine, tmp_path):
     """Opens index objects over one shared store (each stands for a separate process)."""
     opened = []
 
-    def _open(capacity: int = 20_000, shards: int = 2, *, redis_url: str | None = None, **redis_kwargs):
+    def _open(capacity: int = 20_000, shards: int = 2, *, redis_url: str | None = None, rebuild_memory: int = 0,
+              **redis_kwargs):
         client = None
         if store_kind == "redis":
             redis_kwargs.setdefault("socket_timeout", 2)
             redis_kwargs.setdefault("socket_connect_timeout", 2)
             client = redis_lib.Redis.from_url(redis_url or os.environ["TEST_REDIS_URL"], **redis_kwargs)
-        index = open_bloom_index(config=BloomConfig(capacity=capacity, shards=shards), engine=engine,
+        index = open_bloom_index(config=BloomConfig(capacity=capacity, shards=shards, rebuild_memory=rebuild_memory),
+                                 engine=engine,
                                  directory=tmp_path / "bloom", redis=client)
         opened.append((index, client))
         return index
@@ -337,6 +340,26 @@ def test_rebuild_grows_capacity(open_index, session_factory, engine):
     assert report["capacity"] == 10_000 and report["missing_count"] == 0
     assert report["estimated_false_positive_rate"] < 0.001
     assert all(index.lookup(n) is True for n in numbers("G", 5000))
+
+
+def test_a_rebuild_in_several_passes_sets_the_same_bits_as_one(open_index, session_factory, engine):
+    """Shard bitmaps are built per pass within BLOOM_REBUILD_MEMORY_MB: with room for one shard
+    only, four shards take four passes over the table, and the bits are the same as one pass's."""
+    with session_factory() as session:
+        batch_id = make_batch(session, make_institution(session))
+        insert_numbers(session, numbers("P", 6000), batch_id=batch_id)
+        session.commit()
+    bits = []
+    for memory in (0, 1):  # the default (one pass), then one shard per pass
+        index = open_index(capacity=12_000, shards=4, rebuild_memory=memory)
+        figures = index.rebuild()
+        assert figures["rows"] == 6000 and figures["shards"] == 4
+        index.check_marker(newest_batch(engine))
+        report = index.check()
+        assert report["missing_count"] == 0 and report["mode"] == "bloom"
+        pointer = index._store.read_pointer()
+        bits.append([index._store.shard_bytes(pointer, shard)[HEADER_SIZE:] for shard in range(4)])
+    assert bits[0] == bits[1] and all(any(shard) for shard in bits[0])
 
 
 def test_only_one_rebuild_at_a_time(open_index, store_kind):
