@@ -111,7 +111,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(log.bp)
     csrf.exempt(log.bp)
     from . import account, admin, auth, institution, upload_api
-    from . import sanctions, statistics  # noqa: F401 - add their routes to the institution and regulator blueprints
+    from . import sanctions, statistics, statistics_admin  # noqa: F401 - add their routes to the institution, regulator and admin blueprints
     from . import onboarding  # noqa: F401 - adds its routes to the auth and regulator blueprints
 
     app.register_blueprint(auth.bp)

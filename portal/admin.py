@@ -192,6 +192,8 @@ LOG_ACTIONS = {
     "create": _l("创建账号"), "disable": _l("停用账号"), "enable": _l("启用账号"), "reset": _l("重置密码"),
     "holiday_add": _l("添加节假日"), "holiday_delete": _l("删除节假日"),
     "platform_issue": _l("签发平台密钥"), "platform_revoke": _l("吊销平台密钥"),
+    "stat_calendar": _l("设置统计直报日程"), "stat_sections": _l("设置年度报告章节"),
+    "stat_review_groups": _l("设置行业评审组对照表"),
     "onboard_approve": _l("批准账号申请"), "onboard_refuse": _l("拒绝账号申请"), "onboard_bulk": _l("按证书清单创建账号"),
 }
 

@@ -13,7 +13,8 @@
   opening (first working day of a quarter), a reminder five working days before it closes to
   institutions with no upload for last quarter, and an alert when public queries named the
   institution with numbers not registered (its name claimed for reports it never registered):
-  the numbers, how often and when — never who asked.
+  the numbers, how often and when — never who asked; and, when an operator runs ``statistics
+  remind YEAR``, a reminder to file the annual statistics (once a day at most).
 
 :meth:`Notices.sweep` (every minute) follows the trail, batches, withdrawals and tokens past a
 high-water mark kept in ``registry_state``; :meth:`Notices.daily` runs the dated ones. Every
@@ -284,6 +285,32 @@ class Notices:
                 self._notifier.send("window_reminder", account.verified_email, account_id=account.id,
                                     dedupe=f"window:{last_quarter}:remind:{account.id}", quarter=str(last_quarter),
                                     closes=closes.isoformat(), link=self._notifier.link("/institution/upload"))
+
+    def statistics_reminders(self, year: int, file_by: dt.date, rows) -> int:
+        """``statistics remind YEAR``: an e-mail to every verified address of each institution in
+        ``rows`` (the queue rows of those that have not filed), at most once a day each (the
+        dedupe key carries the day). Returns how many messages were queued."""
+        today = local_day(self._clock())
+        statuses = {row.institution_id: row.status for row in rows}
+        if not statuses:
+            return 0
+        with self._sessions() as session:
+            accounts = list(session.scalars(select(Account).where(
+                Account.role == "institution", Account.institution_id.in_(statuses), Account.active.is_(True),
+                Account.email_verified_at.is_not(None))))
+            names = dict(session.execute(select(Institution.id, Institution.name)
+                                         .where(Institution.id.in_(statuses))).all())
+        queued = 0
+        for account in accounts:
+            if not account.verified_email:
+                continue
+            queued += self._notifier.send(
+                "statistics_reminder", account.verified_email, account_id=account.id,
+                dedupe=f"statistics:{year}:remind:{today.isoformat()}:{account.id}", year=year,
+                institution=names.get(account.institution_id, ""), file_by=file_by.isoformat(),
+                overdue=today > file_by, started=statuses[account.institution_id] == "draft",
+                link=self._notifier.link(f"/institution/statistics/{year}")) is not None
+        return queued
 
     def name_claims(self, day: dt.date | None = None) -> None:
         """Yesterday's (or ``day``'s) public queries that named an institution with a number it

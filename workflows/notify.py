@@ -35,10 +35,12 @@ CHOICES: dict[str, tuple[str, str]] = {
     "batch_receipt": ("每批编号的登记回执", "A receipt for each batch of numbers"),
     "upload_window": ("报送期开始与截止前提醒", "Upload window opening, and a reminder before it closes"),
     "name_claimed": ("本机构名义被用于未登记编号的提醒", "Alerts when our name is claimed for numbers we never registered"),
+    "statistics_reminder": ("年度统计直报填报提醒", "Reminders to file the annual statistics"),
 }
 CHOICE_ROLES: dict[str, tuple[str, ...]] = {  # which roles receive each kind
     "officer_new_complaint": ("regulator",), "officer_deadline": ("regulator",),
     "batch_receipt": ("institution",), "upload_window": ("institution",), "name_claimed": ("institution",),
+    "statistics_reminder": ("institution",),
 }
 GROUPS = {"officer_digest": "officer_deadline", "window_open": "upload_window", "window_reminder": "upload_window"}
 

@@ -60,15 +60,19 @@ def open_year(year: str, file_by: str | None, review_by: str | None):
 @statistics.command("remind")
 @click.argument("year")
 def remind(year: str):
-    """List the institutions that have not filed YEAR, one line each (USCC, status, name)."""
+    """List the institutions that have not filed YEAR, one line each (USCC, status, name), and
+    queue an e-mail reminder to each one's verified addresses (at most once a day)."""
     number = _year(year)
+    reg = registry()
     try:
-        rows = registry().statistics.not_filed(number)
+        rows = reg.statistics.not_filed(number)
     except StatisticsRefused:
         click.echo(f"error: the {number} filing is not open", err=True)
         sys.exit(2)
     for row in rows:
         click.echo(f"{row.uscc}\t{row.status}\t{row.name}")
+    file_by = next(y.file_by for y in reg.statistics.years() if y.year == number)
+    reg.notices.statistics_reminders(number, file_by, rows)
 
 
 @statistics.command("export")

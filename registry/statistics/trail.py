@@ -4,8 +4,9 @@ chain built by the admin log's machinery (:class:`registry.accounts.adminlog.Adm
 sibling of the complaint audit chain): the same key ring, its own counter row, subkey and head.
 
 Each entry's sealed ``detail`` carries the filing's state after it (:func:`filing_state`, a digest
-of its status, reviewer, answers and comments, and of its reports' texts and attachments), so a filing row changed around the trail no
-longer matches its newest entry (:meth:`StatisticsTrail.intact_for`).
+of its status, reviewer, answers and comments, and of its reports' texts and attachments), so a
+filing row changed around the trail no longer matches its newest entry
+(:meth:`StatisticsTrail.intact_for`).
 """
 from __future__ import annotations
 

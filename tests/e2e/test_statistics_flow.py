@@ -142,3 +142,36 @@ def test_file_return_resubmit_approve_and_count(browser, server, rapp, rreg, sta
     assert phone.problems == [] and desk.problems == []
     context.close()
     desk_context.close()
+
+
+def test_the_admin_edits_the_calendar_sections_and_review_groups(browser, server, rapp, rreg, stack):
+    name = stack["STACK"]
+    make_account(rreg, "admin", username="stats-admin")
+    rreg.statistics.open_year(2026, actor="e2e")
+    for size, label in ((PHONE, "phone"), (DESKTOP, "desktop")):
+        context, page = new_page(browser, size)
+        sign_in(page, server, "stats-admin")
+        page.goto(f"{server}/admin/statistics")
+        page.fill("#file_by-2026", "2027-02-05")
+        page.click("#year-2026 ~ .actions button[type=submit]")
+        page.wait_for_load_state()
+        assert "已保存 2026 年的日程" in page.inner_text("body")
+        assert fits(page)
+        shot(page, f"{label}-6-admin-calendar", name)
+        page.goto(f"{server}/admin/statistics/2026/sections")
+        page.fill("#title_zh_6", "诚信承诺书")
+        page.click("#save-sections")
+        page.wait_for_load_state()
+        assert page.input_value("#title_zh_6") == "诚信承诺书"
+        assert fits(page)
+        shot(page, f"{label}-7-admin-sections", name, at="#row-6")
+        page.goto(f"{server}/admin/statistics/review-groups")
+        page.select_option("#group_metrology", "43")
+        page.click("#save-groups")
+        page.wait_for_load_state()
+        assert fits(page)
+        shot(page, f"{label}-8-admin-groups", name)
+        assert page.problems == []
+        context.close()
+    assert rreg.statistics.review_groups()["metrology"] == "43"
+    assert rreg.statistics.years()[0].file_by.isoformat() == "2027-02-05"

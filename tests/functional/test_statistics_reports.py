@@ -196,3 +196,102 @@ def test_the_draft_saves_in_the_background(rapp, rreg, lab):
     locked = client.post("/institution/statistics/2026/draft", data={"csrf_token": token, "revenue": "1"})
     assert locked.status_code == 409 and locked.get_json()["saved"] is False
     assert rreg.statistics.filing_for(lab.id, 2026, actor="lab").answers["revenue"] == GOOD["revenue"]
+
+
+# --- the admin's pages ---------------------------------------------------------------------------
+def _admin_entries(rreg, action):
+    with rreg.sessions() as session:
+        from registry.accounts.models import AdminLogEntry
+        from sqlalchemy import select
+
+        return list(session.scalars(select(AdminLogEntry).where(AdminLogEntry.action == action)))
+
+
+def test_the_admin_sets_the_calendar_sealed_in_the_admin_log(rapp, rreg, lab):
+    admin = sign_in(rapp, rreg, "admin")
+    page = admin.get("/admin/statistics")
+    assert page.status_code == 200 and 'value="2027-01-31"' in page.get_data(as_text=True)
+    token = csrf(admin, "/admin/statistics")
+    dates = {"year": "2026", "opens_on": "2026-12-01", "file_by": "2027-02-05", "review_by": "2027-03-05",
+             "check_by": "2027-04-15", "csrf_token": token}
+    for bad, message in (({"file_by": "2027-05-01"}, "日期须依次为"), ({"check_by": "明年"}, "请按“2027-01-31”的格式")):
+        response = admin.post("/admin/statistics", data={**dates, **bad})
+        assert response.status_code == 400 and message in response.get_data(as_text=True)
+    assert admin.post("/admin/statistics", data={**dates, "year": "2019"}).status_code == 400  # not open
+    assert _admin_entries(rreg, "stat_calendar") == []  # nothing changed
+    assert admin.post("/admin/statistics", data=dates).status_code == 303
+    year = rreg.statistics.years()[0]
+    assert (year.file_by.isoformat(), year.review_by.isoformat(), year.check_by.isoformat()) == (
+        "2027-02-05", "2027-03-05", "2027-04-15")
+    [entry] = _admin_entries(rreg, "stat_calendar")
+    assert entry.target == "statistics:2026" and "2027-02-05" in entry.detail
+    with rreg.sessions() as session:
+        assert rreg.admin_log.verify(session).ok
+    assert "填报截止 2027-02-05" in sign_in(rapp, rreg, "institution", institution=lab).get(
+        "/institution/statistics/2026").get_data(as_text=True)
+
+
+def test_the_admin_defines_the_years_sections(rapp, rreg, lab):
+    admin = sign_in(rapp, rreg, "admin")
+    page = admin.get("/admin/statistics/2026/sections").get_data(as_text=True)
+    assert 'value="integrity_statement"' in page and 'value="sr_commitment"' in page
+    count = len(DEFAULT_SECTIONS) + 3
+    token = csrf(admin, "/admin/statistics/2026/sections")
+    rows = {"csrf_token": token, "rows": str(count)}
+    for i, s in enumerate(DEFAULT_SECTIONS):
+        if s.key == "complaints_handled":
+            continue  # removed
+        rows.update({f"key_{i}": s.key, f"report_{i}": s.report, f"title_zh_{i}": s.title_zh,
+                     f"title_en_{i}": s.title_en, f"applies_{i}": s.applies, f"required_{i}": "1"})
+    i = len(DEFAULT_SECTIONS)
+    rows.update({f"key_{i}": "lab_safety", f"report_{i}": "annual", f"title_zh_{i}": "实验室安全",
+                 f"title_en_{i}": "Laboratory safety", f"applies_{i}": "all"})  # optional
+    for bad, message in (({f"key_{i}": "Lab Safety"}, "代码须以小写字母开头"), ({f"key_{i}": "revenue"}, "已被调查表字段使用"),
+                         ({f"key_{i}": "basic_info"}, "代码重复"), ({f"title_en_{i}": ""}, "请填写中文和英文标题"),
+                         ({f"applies_{i}": "everyone"}, "请从列出的选项中选择")):
+        response = admin.post("/admin/statistics/2026/sections", data={**rows, **bad})
+        assert response.status_code == 400 and message in response.get_data(as_text=True), bad
+    assert admin.post("/admin/statistics/2026/sections", data={"csrf_token": token}).status_code == 400
+    assert _admin_entries(rreg, "stat_sections") == []
+    assert admin.post("/admin/statistics/2026/sections", data=rows).status_code == 303
+    sections = {s.key: s for s in rreg.statistics.sections(2026)}
+    assert "complaints_handled" not in sections and not sections["lab_safety"].required
+    assert len(_admin_entries(rreg, "stat_sections")) == 1
+    assert admin.get("/admin/statistics/2031/sections").status_code == 404
+    page = sign_in(rapp, rreg, "institution", institution=lab).get("/institution/statistics/2026?lang=en")
+    html = page.get_data(as_text=True)
+    assert "Laboratory safety" in html and 'name="section_complaints_handled"' not in html
+    # the reviewer may comment on the new section; a removed one is no longer a section
+    service = rreg.statistics
+    service.save(lab.id, 2026, _answers(lab), actor="lab", report=REPORT)
+    filing_id = service.submit(lab.id, 2026, actor="lab").filing.id
+    with pytest.raises(StatisticsRefused, match="unknown_field"):
+        service.return_filing(_officer(rreg), filing_id, {"complaints_handled": "x"})
+    service.return_filing(_officer(rreg), filing_id, {"lab_safety": "请说明危化品管理"})
+
+
+def test_the_admin_maps_professional_fields_to_review_groups(rapp, rreg, lab):
+    from registry.statistics.service import REVIEW_GROUPS
+
+    service = rreg.statistics
+    assert service.review_groups()["food"] == REVIEW_GROUPS["food"]
+    admin = sign_in(rapp, rreg, "admin")
+    page = admin.get("/admin/statistics/review-groups").get_data(as_text=True)
+    assert 'name="group_food"' in page and 'name="group_metrology"' in page
+    token = csrf(admin, "/admin/statistics/review-groups")
+    assert admin.post("/admin/statistics/review-groups", data={"csrf_token": token, "group_food": "15"}).status_code == 400
+    assert admin.post("/admin/statistics/review-groups", data={"csrf_token": token}).status_code == 400
+    assert admin.post("/admin/statistics/review-groups",
+                      data={"csrf_token": token, "group_food": "", "group_metrology": "43"}).status_code == 303
+    groups = service.review_groups()
+    assert groups["food"] is None and groups["metrology"] == "43" and groups["vehicle"] == REVIEW_GROUPS["vehicle"]
+    [entry] = _admin_entries(rreg, "stat_review_groups")
+    assert '"metrology": "43"' in entry.detail
+    # a national-certificate holder in metrology may now choose review group 43, one in food no longer 43
+    national = institution(rreg, province="00", name="国家计量检测中心")
+    with rreg.sessions() as session:
+        from registry.institutions.models import Institution
+
+        inst = session.get(Institution, national.id)
+        choices = {a.code for a in service.reviewer_choices(session, inst, ["metrology", "food"])}
+    assert "43" in choices and "40" in choices
