@@ -147,11 +147,11 @@ def test_the_filing_page_takes_texts_and_files_and_serves_them_only_to_who_may_s
     assert view.report["basic_info"] == REPORT["basic_info"]
     attachment = view.filing.attachments[0]["id"]
     url = f"/institution/statistics/filings/{view.filing.id}/attachments/{attachment}"
-    download = client.get(url)
-    assert download.status_code == 200 and download.data.startswith(b"%PDF-")
+    with client.get(url) as download:
+        body = download.get_data()
+    assert download.status_code == 200 and body.startswith(b"%PDF-")
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert download.headers["X-Content-Type-Options"] == "nosniff" and download.mimetype == "application/pdf"
-    download.close()
     assert client.get(url[:-1] + "0").status_code == 404
     assert client.get(f"/institution/statistics/filings/{view.filing.id}/attachments/..%2Fx").status_code == 404
     stranger = sign_in(rapp, rreg, "institution", institution=institution(rreg, province="15", name="另一家"))
@@ -161,8 +161,8 @@ def test_the_filing_page_takes_texts_and_files_and_serves_them_only_to_who_may_s
     assert client.post("/institution/statistics/2026", data=data).status_code == 303
     review_url = f"/regulator/statistics/filings/{view.filing.id}/attachments/{attachment}"
     for code, status in (("15", 200), ("00", 200), ("19", 403)):
-        response = officer_client(rapp, rreg, code).get(review_url)
-        response.close()
+        with officer_client(rapp, rreg, code).get(review_url) as response:
+            response.get_data()
         assert response.status_code == status, code
     shandong = officer_client(rapp, rreg, "15")
     review = shandong.get(f"/regulator/statistics/filings/{view.filing.id}").get_data(as_text=True)
