@@ -212,6 +212,8 @@ class SQLiteLoader(_Tally):
             rows = [(*row, documents.get(row[0])) for row in rows]
         sha = ", sha256" if documents else ""
         cur.execute("SAVEPOINT rnr_direct")
+        # rows appended to a rowid table get rowids above the largest: this chunk's are those above
+        top = cur.execute("SELECT coalesce(max(rowid), 0) FROM report_numbers").fetchone()[0]
         before = self._raw.total_changes
         cur.executemany(f"INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, "
                         f"registered_at, salt{sha}) VALUES (?, ?, ?, ?, ?, ?{', ?' if documents else ''})", rows)
@@ -224,9 +226,13 @@ class SQLiteLoader(_Tally):
             cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM report_numbers "
                         "WHERE institution_id = ? AND batch_id = ?", (iid, batch))
             return False
-        cur.executemany(f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
-                        f"VALUES ('register', ?, ?, ?, ?, ?, ?{', ?' if documents else ''})",
-                        ((number, iid, batch, quarter, at, *rest) for number, iid, quarter, batch, at, *rest in rows))
+        # their log entries copied inside SQLite, in the same order (one statement instead of
+        # binding every row again from Python: ~1.4 s of CPU less a million numbers, bench/import)
+        cur.execute(f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
+                    f"SELECT 'register', number, institution_id, batch_id, quarter, registered_at, salt{sha} "
+                    f"FROM report_numbers WHERE rowid > ? ORDER BY rowid", (top,))
+        if cur.rowcount != len(unique):  # rowids past 2**63 - 1 are random: never in a registry's life
+            raise RuntimeError("report_numbers rowids are exhausted; the batch is not registered")
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(unique)
