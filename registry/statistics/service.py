@@ -30,10 +30,9 @@ from registry.statistics.reports import (MAX_SECTION_CHARS, PdfRefused, Section,
                                          sections_from, sections_to_store, store_pdf)
 from registry.statistics.survey import FieldError, Schema, keep_answers, load_schema, validate, version_for_year
 from registry.statistics.tables import Tables, build_tables
-from registry.statistics.trail import StatisticsTrail
+from registry.statistics.trail import EDITABLE, StatisticsTrail
 
 STATUSES = ("draft", "submitted", "returned", "resubmitted", "approved", "reopened")
-EDITABLE = frozenset({"draft", "returned", "reopened"})
 UNDER_REVIEW = frozenset({"submitted", "resubmitted"})
 FILED = frozenset({"submitted", "returned", "resubmitted", "approved", "reopened"})
 MIN_YEAR, MAX_YEAR = 2000, 2100

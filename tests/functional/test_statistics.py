@@ -214,3 +214,23 @@ def test_demo_data_shows_every_case(rapp, rreg):
     rules = {f.rule for r in rows if r.filing_id for f in rreg.statistics.view(samr, r.filing_id).findings}
     assert {"numbers_missing", "numbers_undeclared", "late_filing", "certificate_not_own"} <= rules
     assert rreg.statistics.tables(2024).approved == sum(r.status == "approved" for r in rows)
+
+
+def test_a_draft_saved_as_it_is_typed_stays_intact_and_a_change_around_the_trail_does_not(rreg, lab):
+    """Autosave keeps a draft's answers moving between transitions: the seal then holds what the
+    institution cannot change (status, reviewer, the reviewer's comments), and that is checked."""
+    service = rreg.statistics
+    view = service.filing_for(lab.id, 2026, actor="lab")
+    service.save(lab.id, 2026, _answers(lab, revenue="700"), actor="lab")
+    service.save(lab.id, 2026, _answers(lab, revenue="710"), actor="lab", report=REPORT)
+    assert service.own_view(lab.id, view.filing.id).intact  # edited twice since it was opened
+    service.submit(lab.id, 2026, actor="lab")
+    service.return_filing(_officer(rreg), view.filing.id, {"revenue": "请核对"})
+    service.save(lab.id, 2026, _answers(lab, revenue="720"), actor="lab")
+    assert service.own_view(lab.id, view.filing.id).intact  # returned and corrected, not yet resubmitted
+    from registry.statistics.models import Filing
+
+    with rreg.sessions() as session:  # the reviewer's comment quietly removed
+        session.get(Filing, view.filing.id).comments = {}
+        session.commit()
+    assert not service.own_view(lab.id, view.filing.id).intact
