@@ -296,21 +296,20 @@ class BulkEdge(VerifyEdge):
         return 200, body, decision.headers()
 
     def take_and_probe(self, platform, items: int, numbers: list[str]) -> tuple[Decision, list[bool | None]]:
-        """The one Redis exchange of a bulk request: the quota's command and every number's Bloom
-        probe in one write (local shards: the probes are answered at once, in one pass)."""
+        """The one Redis exchange of a bulk request: the quota's command and the Bloom probes of
+        every number (a command per touched shard) in one write (local shards: the probes are
+        answered at once, in one pass)."""
         probes = self.services.bloom.probe_many(numbers)
         commands = self.quota.commands(platform, items)
-        sent = [p.command for p in probes if p.command is not None]
-        if not sent and not commands:
-            return self.quota.take_on_host(platform, items), [p.result for p in probes]
+        if not probes.commands and not commands:
+            return self.quota.take_on_host(platform, items), probes.results
         try:
-            replies = self.services.hot_redis.exchange([*commands, *sent])
+            replies = self.services.hot_redis.exchange([*commands, *probes.commands])
         except RedisError as exc:
             decision = self.quota.failed(platform, items, exc) if commands else self.quota.take_on_host(platform, items)
-            return decision, [p.failed(exc) if p.command is not None else p.result for p in probes]
+            return decision, probes.failed(exc) if probes.commands else probes.results
         decision = self.quota.decide(platform, items, replies[:len(commands)])
-        answers = iter(replies[len(commands):])
-        return decision, [p.answer(next(answers)) if p.command is not None else p.result for p in probes]
+        return decision, probes.answer(replies[len(commands):]) if probes.commands else probes.results
 
 
 @contextmanager

@@ -98,6 +98,63 @@ class Probe:
         return None
 
 
+class BatchProbe:
+    """The lookups of many numbers (see :meth:`BloomIndex.probe_many`), in two halves as
+    :class:`Probe`: ``commands`` to send in one exchange — one ``BITFIELD_RO`` per touched Redis
+    shard; none when the answers are known already, in ``results`` (local shards, database mode)
+    — then ``answer(replies)``, or ``failed(exc)`` when the exchange failed. Each answer is True
+    (maybe registered), False (certainly not) or None (ask the database), number by number."""
+
+    __slots__ = ("_index", "numbers", "_pointer", "_shards", "_sent", "_orders", "commands", "results")
+
+    def __init__(self, index: "BloomIndex", numbers: list[str], pointer: Pointer | None,
+                 commands: list[tuple], results: list[bool | None] | None, shards=None) -> None:
+        self._index, self.numbers, self._pointer, self._shards = index, numbers, pointer, shards
+        self._sent = [shard for shard, _, _ in commands]  # (shard, command, order): RedisStore.probe_batch_commands
+        self.commands = [command for _, command, _ in commands]
+        self._orders = [order for _, _, order in commands]
+        self.results = results
+
+    def answer(self, replies: list) -> list[bool | None]:
+        """The answers from the commands' replies, in order (an error reply in a command's place
+        means "ask the database" for its numbers; a shard of another generation is settled as a
+        single probe's would be)."""
+        pointer = self._pointer
+        slices = pointer.layout.num_slices
+        if len(self._sent) == 1 and not isinstance(replies[0], Exception):
+            try:  # one shard (up to 10 M numbers by default): the reply is the answer, in order
+                return RedisStore.probe_batch_reply(pointer.generation, replies[0], self._orders[0], slices)
+            except StaleShard:
+                pass
+        positions = self._positions()
+        out: list[bool | None] = [None] * len(self.numbers)
+        for shard, order, reply in zip(self._sent, self._orders, replies):
+            at = positions[shard]
+            if isinstance(reply, Exception):
+                self._index._failed("lookup", reply)
+                continue
+            try:
+                found = RedisStore.probe_batch_reply(pointer.generation, reply, order, slices)
+            except StaleShard as exc:
+                found = [self._index._after_stale(self.numbers[i], pointer, exc.generation) for i in at]
+            for i, result in zip(at, found):
+                out[i] = result
+        return out
+
+    def _positions(self) -> dict[int, list[int]]:
+        """The positions of each sent shard's numbers, in the order its command asks them."""
+        if len(self._sent) == 1:
+            return {shard: list(range(len(self.numbers))) for shard in self._sent}
+        import numpy as np
+
+        return {shard: np.flatnonzero(self._shards == shard).tolist() for shard in self._sent}
+
+    def failed(self, exc: Exception) -> list[None]:
+        """The exchange that carried the commands failed: ask the database for every number."""
+        self._index._failed("lookup", exc)
+        return [None] * len(self.numbers)
+
+
 class Writer:
     """Sets bits for one unit of work; handed out by `BloomIndex.writing`."""
 
@@ -352,21 +409,24 @@ class BloomIndex:
             result = None
         return Probe(self, number, pointer, None, result)
 
-    def probe_many(self, numbers: list[str]) -> list["Probe"]:
-        """:meth:`probe` for each number (a bulk verification): on Redis a command each, for the
-        caller to send in one exchange; on local shards answered in one pass over the mapped
-        shards (each shard checked once). Should that pass meet anything unusual (a shard
-        replaced, a failing store), each number is probed on its own, which settles it."""
+    def probe_many(self, numbers: list[str]) -> "BatchProbe":
+        """:meth:`probe` for many numbers at once (a bulk verification), hashed together (numpy):
+        on Redis one command per touched shard, for the caller to send in one exchange; on local
+        shards answered in one pass over the mapped shards (each shard checked once). Should that
+        pass meet anything unusual (a shard replaced, a failing store), each number is probed on
+        its own, which settles it."""
         pointer = self._pointer
-        batch = getattr(self._store, "probe_batch", None)
-        if pointer is None or batch is None or self._breaker_until > time.monotonic():
-            return [self.probe(number) for number in numbers]
-        layout = pointer.layout
+        if not numbers or pointer is None or self._breaker_until > time.monotonic():
+            return BatchProbe(self, numbers, pointer, [], [None] * len(numbers) if numbers else [])
+        shards, offsets = pointer.layout.offsets_many(numbers)
+        if isinstance(self._store, RedisStore):
+            return BatchProbe(self, numbers, pointer,
+                              self._store.probe_batch_commands(pointer.generation, shards, offsets), None, shards)
         try:
-            found = batch(pointer.generation, [layout.offsets(number) for number in numbers])
+            found = self._store.probe_batch(pointer.generation, shards, offsets)
         except Exception:  # noqa: BLE001 - StaleShard or a store failure: the single path knows what to do
-            return [self.probe(number) for number in numbers]
-        return [Probe(self, number, pointer, None, result) for number, result in zip(numbers, found)]
+            found = [self.probe(number).result for number in numbers]
+        return BatchProbe(self, numbers, pointer, [], found)
 
     def _after_stale(self, number: str, seen: Pointer, found: int) -> bool | None:
         """A shard did not carry our generation: a switch happened (adopt it), one is under way

@@ -20,7 +20,7 @@ from typing import Iterator, Protocol
 from bitarray import bitarray
 from redis.exceptions import ResponseError
 
-from registry.infra.redisdirect import DirectRedis
+from registry.infra.redisdirect import DirectRedis, Packed
 from registry.bloom.layout import HEADER_BITS, HEADER_SIZE, HeaderError, Pointer, generation_of, parse_header
 
 
@@ -190,7 +190,9 @@ class LocalStore:
             self._maps[shard] = (st.st_ino, mm)
             return mm
 
-    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+    def _mapped(self, generation: int, shard: int) -> mmap.mmap:
+        """The shard's current mapping (remapped when its file was replaced); raises
+        :class:`StaleShard` when the file is missing or of another generation."""
         try:
             ino = os.stat(self.shard_path(shard)).st_ino
         except FileNotFoundError:
@@ -199,36 +201,31 @@ class LocalStore:
         mm = entry[1] if entry is not None and entry[0] == ino else self._remap(shard, ino)
         if int.from_bytes(mm[:8], "big") != generation:
             raise StaleShard(int.from_bytes(mm[:8], "big"))
+        return mm
+
+    def probe(self, generation: int, shard: int, offsets: list[int]) -> bool:
+        mm = self._mapped(generation, shard)
         for o in offsets:
             if not mm[HEADER_SIZE + (o >> 3)] & (0x80 >> (o & 7)):
                 return False
         return True
 
-    def probe_batch(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
-        """:meth:`probe` for many numbers in one pass: each shard's inode and generation are
-        checked once for the batch (a bulk verification), not once per number. Raises
-        :class:`StaleShard` as :meth:`probe` does."""
-        maps: dict[int, mmap.mmap] = {}
-        out = []
-        for shard, offsets in items:
-            mm = maps.get(shard)
-            if mm is None:
-                try:
-                    ino = os.stat(self.shard_path(shard)).st_ino
-                except FileNotFoundError:
-                    raise StaleShard(0) from None
-                entry = self._maps.get(shard)
-                mm = entry[1] if entry is not None and entry[0] == ino else self._remap(shard, ino)
-                if int.from_bytes(mm[:8], "big") != generation:
-                    raise StaleShard(int.from_bytes(mm[:8], "big"))
-                maps[shard] = mm
-            for o in offsets:
-                if not mm[HEADER_SIZE + (o >> 3)] & (0x80 >> (o & 7)):
-                    out.append(False)
-                    break
-            else:
-                out.append(True)
-        return out
+    def probe_batch(self, generation: int, shards, offsets) -> list[bool]:
+        """:meth:`probe` for many numbers in one pass (a bulk verification): ``shards`` and
+        ``offsets`` as :meth:`Layout.offsets_many` gives them (numpy arrays); each touched shard's
+        inode and generation are checked once, and its bits read for all its numbers at once.
+        Raises :class:`StaleShard` as :meth:`probe` does."""
+        import numpy as np
+
+        found = np.empty(len(shards), dtype=bool)
+        for shard in np.unique(shards).tolist():
+            bits = np.frombuffer(self._mapped(generation, shard), dtype=np.uint8)
+            mine = shards == shard
+            offs = offsets[mine]
+            held = bits[(offs >> np.uint64(3)).astype(np.intp) + HEADER_SIZE] & \
+                (np.uint8(0x80) >> (offs & np.uint64(7)).astype(np.uint8))
+            found[mine] = held.all(axis=1)
+        return found.tolist()
 
     def probe_many(self, generation: int, items: list[tuple[int, list[int]]]) -> list[bool]:
         out = []
@@ -470,6 +467,42 @@ _MERGE_KEY_SECONDS = 3600
 MERGE_SOCKET_SECONDS = 60
 
 
+def bit_reads(key: str, bits) -> tuple[Packed, object]:
+    """``BITFIELD_RO key GET i64 0 GET u1 <bit> …`` for every bit of ``bits`` (a numpy array of
+    offsets below 2**32), packed in the Redis protocol here: redis-py's and hiredis's packers take
+    ~0.5 µs an argument in Python calls, 5 ms for a bulk request's 30,000 arguments, where numpy
+    writes the offsets' digits a column at a time for all of them (bits of one digit count
+    together). Returns the command and the order the bits are asked in: the reply's ``1 + i``-th
+    value is the bit ``bits[order[i]]``."""
+    import numpy as np
+
+    bits = bits.astype(np.uint32)
+    widths = np.searchsorted(_POWERS_OF_TEN, bits, side="right") + 1  # decimal digits of each
+    counts = np.bincount(widths)
+    parts, order = [], []
+    for width in np.flatnonzero(counts).tolist():
+        these = np.flatnonzero(widths == width) if counts[width] != len(bits) else np.arange(len(bits))
+        order.append(these)
+        prefix = f"$3\r\nGET\r\n$2\r\nu1\r\n${width}\r\n".encode()
+        # one column per byte of the argument triple, one row per bit; transposed when joined
+        table = np.empty((len(prefix) + width + 2, len(these)), dtype=np.uint8)
+        table[:len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)[:, None]
+        table[-2:] = np.frombuffer(b"\r\n", dtype=np.uint8)[:, None]
+        value = bits[these]
+        for column in range(len(prefix) + width - 1, len(prefix), -1):
+            rest = value // np.uint32(10)
+            table[column] = value - rest * np.uint32(10) + np.uint32(48)
+            value = rest
+        table[len(prefix)] = value + np.uint32(48)
+        parts.append(table.T.tobytes())
+    head = f"*{5 + 3 * len(bits)}\r\n$11\r\nBITFIELD_RO\r\n${len(key.encode())}\r\n{key}\r\n" \
+           "$3\r\nGET\r\n$3\r\ni64\r\n$1\r\n0\r\n"
+    return Packed(head.encode() + b"".join(parts)), np.concatenate(order) if order else np.arange(0)
+
+
+_POWERS_OF_TEN = [10**i for i in range(1, 10)]
+
+
 class RedisStore:
     """One Redis string per shard (`rnr:bloom:g{gen}:s{shard}`); a lookup is one `BITFIELD_RO` on one key."""
 
@@ -571,6 +604,35 @@ class RedisStore:
         for o in offsets:
             args += ("GET", "u1", HEADER_BITS + o)
         return tuple(args)
+
+    def probe_batch_commands(self, generation: int, shards, offsets) -> list[tuple[int, Packed, object]]:
+        """The probes of many numbers (``shards`` and ``offsets`` as :meth:`Layout.offsets_many`
+        gives them) as one ``BITFIELD_RO`` per touched shard — its generation marker, then every
+        bit of its numbers — so that Redis answers a thousand numbers with one reply instead of a
+        thousand: (shard, command, order) each, to send in one exchange and to read with
+        :meth:`probe_batch_reply`. The command is packed here (:func:`bit_reads`)."""
+        import numpy as np
+
+        commands = []
+        for shard in np.unique(shards).tolist():
+            mine = shards == shard
+            bits = (offsets if mine.all() else offsets[mine]) + np.uint64(HEADER_BITS)
+            command, order = bit_reads(self.key(generation, shard), bits.ravel())
+            commands.append((shard, command, order))
+        return commands
+
+    @staticmethod
+    def probe_batch_reply(generation: int, reply, order, num_slices: int) -> list[bool]:
+        """Read a batch command's reply (``order`` as :meth:`probe_batch_commands` gave it): for
+        each of its numbers, in their order, are all of its bits set? Raises :class:`StaleShard`
+        for another generation."""
+        import numpy as np
+
+        if reply[0] != generation:
+            raise StaleShard(reply[0])
+        bits = np.empty(len(order), dtype=np.uint8)
+        bits[order] = np.frombuffer(bytes(reply[1:]), dtype=np.uint8)
+        return bits.reshape(-1, num_slices).all(axis=1).tolist()
 
     @staticmethod
     def probe_reply(generation: int, reply) -> bool:

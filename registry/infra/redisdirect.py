@@ -25,6 +25,15 @@ except ImportError:  # pragma: no cover - hiredis is a dependency; stay correct 
     pack_command = None
 
 
+class Packed(bytes):
+    """A command already in the Redis protocol's bytes (a bulk probe's, registry/bloom/stores.py),
+    sent by :meth:`DirectRedis.exchange` as it is."""
+
+
+def _pack(command) -> bytes:
+    return command if command.__class__ is Packed else pack_command(command)
+
+
 class DirectRedis:
     def __init__(self, client) -> None:
         pool = client.connection_pool
@@ -54,18 +63,19 @@ class DirectRedis:
         """One command, one reply; an error reply is raised."""
         return checked(self.exchange([args]))[0]
 
-    def exchange(self, commands: list[tuple]) -> list:
-        """Several commands in one write; their replies in order, an error reply as its
-        :class:`ResponseError` in its place (not raised). A failure of the exchange itself
-        (timeout, reset) drops the connection and is raised."""
+    def exchange(self, commands: list[tuple | Packed]) -> list:
+        """Several commands (argument tuples, or :class:`Packed`) in one write; their replies in
+        order, an error reply as its :class:`ResponseError` in its place (not raised). A failure
+        of the exchange itself (timeout, reset) drops the connection and is raised."""
         if not commands:
             return []
         conn = self.connection()
         try:
             if pack_command is not None:
-                conn.send_packed_command([b"".join(map(pack_command, commands))])
+                conn.send_packed_command([b"".join(map(_pack, commands))])
             else:
-                conn.send_packed_command(conn.pack_commands(commands))
+                conn.send_packed_command([c if c.__class__ is Packed else b"".join(conn.pack_command(*c))
+                                          for c in commands])
             replies = []
             for _ in commands:
                 try:

@@ -5,7 +5,7 @@ import threading
 import pytest
 import redis
 
-from registry.infra.redisdirect import DirectRedis
+from registry.infra.redisdirect import DirectRedis, Packed
 
 
 @pytest.fixture
@@ -20,6 +20,12 @@ def test_call_and_pipeline_talk_to_the_clients_database(direct, redis_client):
     assert direct.call("GET", "k") == b"v"
     assert direct.exchange([("INCR", "n"), ("EXPIRE", "n", 60, "NX"), ("PTTL", "n")])[0] == 1
     assert 0 < redis_client.pttl("n") <= 60_000
+
+
+def test_a_packed_command_goes_as_it_is_among_the_others(direct, redis_client):
+    redis_client.set("p", "v")
+    packed = Packed(b"*2\r\n$3\r\nGET\r\n$1\r\np\r\n")
+    assert direct.exchange([("SET", "q", "w"), packed, ("GET", "q")]) == [b"OK", b"v", b"w"]
 
 
 def test_an_error_reply_stays_in_its_place_and_the_next_call_is_clean(direct, redis_client):
