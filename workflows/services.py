@@ -296,7 +296,8 @@ class Services:
                                  enqueue=lambda message_id: self.jobs.enqueue_mail(message_id),
                                  secret_key=settings.secret_key)
         self.tokens = TokenService(sessions=self.sessions, clock=clock, days=settings.api_token_days)
-        self.platforms = PlatformService(sessions=self.sessions, clock=clock, admin_log=self.admin_log)
+        self.platforms = PlatformService(sessions=self.sessions, engine=self.engine, clock=clock,
+                                         admin_log=self.admin_log)
         self.idempotency = IdempotencyStore(sessions=self.sessions, clock=clock)
         # --- complaints and compliance ---
         self.holidays = HolidayService(sessions=self.sessions, admin_log=self.admin_log)
@@ -401,6 +402,7 @@ class Services:
         self.query_log.flush()
         self.metrics.write()
         self.verifier.close_reader()
+        self.platforms.close()
         try:
             self.bloom.close()
         finally:

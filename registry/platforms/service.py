@@ -11,12 +11,13 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Engine, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.numbers.quarters import Clock, system_clock
 from registry.platforms.models import PlatformKey
 from registry.verification.models import QueryLog
+from registry.verification.readers import ReadConnections
 
 KEY_PREFIX = "rnrp_"
 MAX_QUOTA = 1_000_000_000
@@ -57,11 +58,29 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+_BY_HASH = ("SELECT id, name, per_minute, per_day, origins, revoked_at, expires_at "
+            "FROM platform_keys WHERE key_hash = {}")
+
+
+def _utc(value) -> dt.datetime | None:
+    """A driver's timestamp as aware UTC (SQLite gives text, PostgreSQL naive UTC), as UTCDateTime reads it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc)
+
+
 class PlatformService:
-    def __init__(self, *, sessions: sessionmaker[Session], clock: Clock = system_clock, admin_log=None) -> None:
+    def __init__(self, *, sessions: sessionmaker[Session], engine: Engine, clock: Clock = system_clock,
+                 admin_log=None) -> None:
         self._sessions = sessions
         self._clock = clock
         self._log = admin_log  # an AdminLog (registry/accounts/adminlog.py): every issue and revoke is sealed
+        # every bulk request authenticates: one statement on the thread's read connection, as a
+        # verification's lookup (the ORM's session and compilation cost 0.3–1 ms a request)
+        self._reads = ReadConnections(engine)
+        self._by_hash = _BY_HASH.format("%s" if engine.dialect.name == "postgresql" else "?")
 
     def _record(self, session: Session, actor: str | None, action: str, key: PlatformKey, **detail) -> None:
         if self._log is not None and actor:
@@ -116,16 +135,26 @@ class PlatformService:
             return key is not None
 
     def authenticate(self, plaintext: str) -> Platform | None:
-        """The platform of a live key (not revoked, not expired), or None: one indexed statement."""
+        """The platform of a live key (not revoked, not expired), or None: one indexed statement
+        (raises :class:`Unavailable` when the database is down)."""
         if not plaintext or not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
             return None
-        with self._sessions() as session:
-            key = session.scalars(select(PlatformKey).where(PlatformKey.key_hash == hash_key(plaintext))).first()
-            if key is None or key.revoked_at is not None:
-                return None
-            if key.expires_at is not None and key.expires_at <= self._clock():
-                return None
-            return Platform(key.id, key.name, key.per_minute, key.per_day, tuple(key.origins or ()))
+        rows = self._reads.fetch(self._by_hash, (hash_key(plaintext),))
+        if not rows:
+            return None
+        key_id, name, per_minute, per_day, origins, revoked_at, expires_at = rows[0]
+        if revoked_at is not None:
+            return None
+        expires_at = _utc(expires_at)
+        if expires_at is not None and expires_at <= self._clock():
+            return None
+        if isinstance(origins, str):  # SQLite keeps JSON as text
+            origins = json.loads(origins)
+        return Platform(key_id, name, per_minute, per_day, tuple(origins or ()))
+
+    def close(self) -> None:
+        """Give back this thread's read connection (at shutdown)."""
+        self._reads.close()
 
     def origin_registered(self, origin: str) -> bool:
         """Whether some live key registered this browser origin (a CORS preflight carries no key)."""
