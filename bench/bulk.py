@@ -53,6 +53,17 @@ def run_wrk(port: int, script: str, args: list[str], duration: int, connections:
             "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server; one that has not stopped within a minute (gunicorn waits for its workers)
+    is killed, so that an error of the run is what the bench reports."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
     work, env, dbname = prepare_backend(backend, size, "bulk")
     made = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "create-platform-key", "bench",
@@ -87,8 +98,7 @@ def bench_one(backend: str, size: int, duration: int, rounds: int) -> dict:
                 into.append(run())
         alone = run_wrk(port, "bulk.lua", [str(bodies), key], duration, 1, threads=1)  # one request at a time
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
         drop_backend(work, dbname)
     ratios = sorted(m["rps"] * ITEMS / s["rps"] for s, m in zip(single, many))
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
