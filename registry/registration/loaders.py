@@ -35,6 +35,7 @@ class NumberLoader(Protocol):
     def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None: ...
     def counts(self) -> LoadCounts: ...
     def finish(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class _Tally:
@@ -183,6 +184,16 @@ class PostgresLoader(_Tally):
     def finish(self) -> None:
         """Nothing to do: the staging tables drop at commit."""
 
+    def close(self) -> None:
+        """Nothing to do."""
+
+
+#: SQLite's page cache of the importing connection while a batch loads (KiB). The connection's
+#: usual cache (registry/infra/db.py, 32 MiB, for lookups) fills with the batch's dirty pages
+#: and made a 1 M-number import's peak RSS 37 MiB above a 100 k one's; at this size SQLite
+#: spills them to the WAL sooner, at no measured cost in CPU (bench/import).
+IMPORT_CACHE_KIB = 4 * 1024
+
 
 class SQLiteLoader(_Tally):
     """executemany into temporary tables inside the batch's one transaction."""
@@ -193,6 +204,8 @@ class SQLiteLoader(_Tally):
         self._params = (institution_id, quarter, batch_id, _naive_utc(registered_at).strftime("%Y-%m-%d %H:%M:%S.%f"))
         self._direct = True  # until the first clash
         cur = self._raw.cursor()
+        self._cache_size = cur.execute("PRAGMA cache_size").fetchone()[0]
+        cur.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_numbers (number TEXT NOT NULL)")
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_seen (number TEXT PRIMARY KEY) WITHOUT ROWID")
         cur.execute("DELETE FROM stage_numbers")
@@ -284,6 +297,10 @@ class SQLiteLoader(_Tally):
         cur.execute("DELETE FROM stage_numbers")
         cur.execute("DELETE FROM stage_seen")
         cur.close()
+
+    def close(self) -> None:
+        """The connection's page cache back to its usual size (after the batch, loaded or not)."""
+        self._raw.execute(f"PRAGMA cache_size={int(self._cache_size)}")
 
 
 _PG_LOADS = {documents: _with_documents(_PG_LOAD, documents) for documents in (False, True)}
