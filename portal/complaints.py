@@ -21,7 +21,7 @@ from registry.complaints.service import (
     normalize_tracking_code,
     store_attachment,
 )
-from registry.numbers.normalize import InvalidValue
+from registry.numbers.normalize import InvalidValue, normalize_document_sha256
 from registry.verification.service import Unavailable
 
 from .errors import error_response
@@ -161,7 +161,21 @@ def new():
         institution=request.args.get("institution", "")[:200],
         category=CATEGORY_FOR_STATUS.get(status),
     )
+    if request.args.get("document") == "mismatch":
+        # from the verdict page's document check: the file in hand is not the one registered
+        form.category.data = "altered"
+        form.description.data = _document_mismatch_note(request.args.get("sha256", ""))
     return _form_page(form)
+
+
+def _document_mismatch_note(sha256: str) -> str:
+    """The complaint's prefilled description after a document check that did not match."""
+    note = _("在结果页核对报告文件时，我所持报告文件的 SHA-256 摘要与出具机构为该报告编号登记的文件摘要不一致：文件可能被修改过，或不是机构出具的那份报告。")
+    try:
+        digest = normalize_document_sha256(sha256)
+    except InvalidValue:
+        return note
+    return note + "\n" + _("所持文件的 SHA-256：%(sha256)s", sha256=digest)
 
 
 @bp.post("")

@@ -11,7 +11,7 @@ import pytest
 
 from registry.accounts.tokens import TokenService
 from registry.complaints.holidays import HolidayService
-from tests.builders import make_institution
+from tests.builders import make_institution, register
 from tests.functional.test_institution_portal import (  # noqa: F401 - fixtures
     CSV, confirm, csrf_token, login, make_account, portal_app, preg, upload_file)
 
@@ -218,6 +218,23 @@ def test_the_public_api_routes_are_open_to_everyone(portal_app, world):
             response = client.get(path)
             response.close()
             assert response.status_code == 200, (path, actor)
+
+
+def test_the_verdict_pages_log_evidence_is_open_to_everyone_with_the_pages_ticket(portal_app, world, preg):
+    """/verify/log: the transparency log's evidence of a verdict page (its browser check), for any
+    caller holding the page's signed ticket — and for nobody without one."""
+    clients, _ids, _token = world
+    with preg.sessions() as session:
+        lab = make_institution(session)
+    register(preg, lab, ["LOG-ACCESS-1"])
+    preg.tlog.integrate()
+    html = clients["anonymous"].get(f"/verify?number=LOG-ACCESS-1&institution={lab.uscc}").get_data(as_text=True)
+    url = re.search(r'data-evidence-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    for actor, client in clients.items():
+        response = client.get(url)
+        assert response.status_code == 200 and response.get_json()["entries"], actor
+        refused = client.get("/verify/log")
+        assert refused.status_code == 400, actor
 
 
 def test_every_route_of_the_metrics_blueprint_is_refused_to_outside_addresses(portal_app, world):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from registry.accounts.tokens import TokenService
@@ -203,3 +205,66 @@ def test_a_changed_fingerprint_breaks_the_log(runner, reg, documented):
     result = runner.invoke(args=["tlog", "verify"])
     assert result.exit_code == 1
     assert f"log BROKEN at index {index}: entry {index}'s commitment does not match" in result.output
+
+
+def test_the_verdict_page_checks_the_document(client, reg, documented):
+    """The page's form sends only the fingerprint (the file input has no name); the answer shows
+    match / mismatch / none registered in the page's language; a mismatch offers the complaint
+    form prefilled; a malformed fingerprint is the search page with the reason; every check counts
+    on the verify budget."""
+    lab, _ = documented
+    page = client.get("/verify", query_string={"number": "DOC-1", "institution": lab.uscc})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "X-RateLimit-Remaining" in page.headers
+    assert 'id="document-form"' in html and 'name="sha256"' in html and "document_check.js" in html
+    assert re.search(r'<input type="file" id="document-file">', html)  # no name: the file is never sent
+    assert "文件不会离开您的设备" in html and 'id="document-result"' not in html
+    for lang, sha, state, words in (
+            ("zh", GENUINE, "match", "文件一致"), ("en", GENUINE.upper(), "match", "The file matches"),
+            ("zh", ALTERED, "mismatch", "文件不一致"), ("en", ALTERED, "mismatch", "The file does not match")):
+        html = client.get("/verify", query_string={"number": "DOC-1", "institution": lab.uscc, "sha256": sha,
+                                                   "lang": lang}).get_data(as_text=True)
+        assert f'data-document="{state}"' in html and words in html, (lang, state)
+        assert f'<span class="mono">{sha.lower()}</span>' in html  # the fingerprint as compared
+    link = re.search(r'id="document-complaint" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "document=mismatch" in link and f"sha256={ALTERED}" in link and "number=DOC-1" in link
+    form = client.get(link).get_data(as_text=True)
+    assert 'value="DOC-1"' in form and f'value="{lab.uscc}"' in form
+    assert re.search(r'<input checked id="category-\d" name="category" required type="radio" value="altered">', form)
+    assert "did not match the fingerprint the issuing institution registered" in form and ALTERED in form
+    html = client.get(f"/v/{lab.uscc}/DOC-2", query_string={"sha256": GENUINE, "lang": "en"}).get_data(as_text=True)
+    assert 'data-document="none_registered"' in html and "No document fingerprint registered" in html
+    bad = client.get("/verify", query_string={"number": "DOC-1", "sha256": "abc", "lang": "zh"})
+    assert bad.status_code == 400 and "64 位十六进制数字" in bad.get_data(as_text=True)
+    # a number the page names no registration for offers no document check
+    assert 'id="document-form"' not in client.get("/verify", query_string={"number": "NEVER-9"}).get_data(as_text=True)
+
+
+def test_the_verdict_page_lets_the_browser_fetch_its_log_evidence(client, reg, documented, monkeypatch):
+    """The page costs its one verification and nothing more (its evidence is fetched afterwards
+    with the page's signed ticket, no second verification); a ticket not signed here, or too
+    old, is refused."""
+    import portal.public
+
+    lab, _ = documented
+    html = client.get("/verify", query_string={"number": "DOC-1", "institution": lab.uscc}).get_data(as_text=True)
+    assert 'id="log-check"' in html and "tlog_check.js" in html and 'data-key-url="/log/key"' in html
+    assert f'data-usccs="{lab.uscc}"' in html and 'href="/docs/api#transparency"' in html
+    url = re.search(r'data-evidence-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert url.startswith("/verify/log?ticket=")
+    lookups = reg.verifier.lookups
+    response = client.get(url)
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert reg.verifier.lookups == lookups  # no second verification
+    evidence = response.get_json()
+    assert evidence["checkpoint"].startswith("registry.localhost/tlog\n")
+    assert [(e["number"], e["uscc"], e["sha256"]) for e in evidence["entries"]] == [("DOC-1", lab.uscc, GENUINE)]
+    forged = "/verify/log?ticket=" + URLSafeTimedSerializer("not-this-site", salt="verdict-log-evidence").dumps(
+        ["DOC-1", [[lab.id, lab.uscc]]])
+    for bad in ("/verify/log", "/verify/log?ticket=abc", forged):
+        refused = client.get(bad)
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "invalid_request", bad
+    monkeypatch.setattr(portal.public, "LOG_TICKET_SECONDS", -1)
+    assert client.get(url).status_code == 400  # expired: the page asks to be reloaded
+    # not found: no registration named, no log section, no ticket
+    assert 'id="log-check"' not in client.get("/verify", query_string={"number": "NEVER-9"}).get_data(as_text=True)
