@@ -11,37 +11,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from registry.institutions.authorities import seed_authorities
 from tests.builders import register
-from tests.e2e.live import DESKTOP, PHONE, live_server, new_page
-from tests.e2e.test_browser import accessibility_problems, lab
+from tests.e2e.live import DESKTOP, PHONE, new_page
+from tests.e2e.test_browser import lab
+from tests.e2e.test_verdict_checks import fits, server, shot  # noqa: F401 - server is a fixture
 
 pytestmark = pytest.mark.browser
 
-SCREENS = os.environ.get("SCREENS_DIR")
 REPORT = b"%PDF-1.7\n% the test report FP2026-0001 as issued\n" + bytes(range(256)) * 40
 OTHER = REPORT.replace(b"as issued", b"as altered")
-
-
-def shot(page, name: str) -> None:
-    if SCREENS:
-        Path(SCREENS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENS) / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def server(app, reg):
-    with reg.sessions() as session:
-        seed_authorities(session)
-        session.commit()
-    with live_server(app) as url:
-        yield url
 
 
 @pytest.fixture
@@ -67,12 +49,6 @@ def log_state(page) -> str:
     status = page.locator("#log-status")
     page.wait_for_function("() => document.getElementById('log-status').dataset.state !== 'checking'", timeout=10_000)
     return status.get_attribute("data-state")
-
-
-def fits(page) -> None:
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 0, (page.url, overflow)
-    assert accessibility_problems(page) == [], page.url
 
 
 @pytest.mark.parametrize("stack", ["postgres-redis"], indirect=True)
