@@ -9,10 +9,10 @@ moment; it does not prove the report's content true (docs/transparency.md).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import segno
-from fpdf import FPDF
 
 from registry.numbers.quarters import iso_local
 
@@ -62,64 +62,73 @@ def verdict_state(verdict) -> str:
     return verdict.status
 
 
-class _Receipt(FPDF):
-    def __init__(self, font: tuple[str, int]) -> None:
-        super().__init__(format="A4")
-        path, index = font
-        self.add_font("cjk", fname=path, collection_font_number=index)
-        self.set_auto_page_break(auto=True, margin=18)
-        self.set_margins(18, 16, 18)
-        self.set_title("检验检测报告编号查询凭证 Verification receipt")
-        self.set_creator("Report Number Registry")
+@functools.cache
+def _receipt_class():
+    """The receipt's PDF class. fpdf2 is imported on the first receipt, not with the app: it is
+    half a second of every process's start-up (an ``import-numbers`` run, an RQ work-horse)
+    that only the receipt route needs."""
+    from fpdf import FPDF
 
-    def footer(self) -> None:
-        self.set_y(-13)
-        self.set_font("cjk", size=7)
-        self.set_text_color(110)
-        self.cell(0, 5, f"{self.page_no()}/{{nb}}", align="R")
+    class _Receipt(FPDF):
+        def __init__(self, font: tuple[str, int]) -> None:
+            super().__init__(format="A4")
+            path, index = font
+            self.add_font("cjk", fname=path, collection_font_number=index)
+            self.set_auto_page_break(auto=True, margin=18)
+            self.set_margins(18, 16, 18)
+            self.set_title("检验检测报告编号查询凭证 Verification receipt")
+            self.set_creator("Report Number Registry")
 
-    def heading(self, zh: str, en: str) -> None:
-        self.ln(3)
-        self.set_font("cjk", size=11)
-        self.set_text_color(20)
-        self.cell(0, 6, f"{zh}  {en}", new_x="LMARGIN", new_y="NEXT")
-        self.set_draw_color(180)
-        self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
-        self.ln(1.5)
+        def footer(self) -> None:
+            self.set_y(-13)
+            self.set_font("cjk", size=7)
+            self.set_text_color(110)
+            self.cell(0, 5, f"{self.page_no()}/{{nb}}", align="R")
 
-    def field(self, zh: str, en: str, value: str, *, width: float = 0) -> None:
-        label_w = 42
-        self.set_font("cjk", size=8)
-        self.set_text_color(90)
-        y = self.get_y()
-        self.multi_cell(label_w, 4.2, f"{zh}\n{en}", new_x="RIGHT", new_y="TOP")
-        self.set_font("cjk", size=10)
-        self.set_text_color(10)
-        self.multi_cell(width or (self.w - self.r_margin - self.get_x()), 5, value or "—",
-                        new_x="LMARGIN", new_y="NEXT")
-        self.set_y(max(self.get_y(), y + 9))
+        def heading(self, zh: str, en: str) -> None:
+            self.ln(3)
+            self.set_font("cjk", size=11)
+            self.set_text_color(20)
+            self.cell(0, 6, f"{zh}  {en}", new_x="LMARGIN", new_y="NEXT")
+            self.set_draw_color(180)
+            self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
+            self.ln(1.5)
 
-    def small(self, text: str, size: float = 6.5) -> None:
-        self.set_font("cjk", size=size)
-        self.set_text_color(40)
-        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT", wrapmode="CHAR")
+        def field(self, zh: str, en: str, value: str, *, width: float = 0) -> None:
+            label_w = 42
+            self.set_font("cjk", size=8)
+            self.set_text_color(90)
+            y = self.get_y()
+            self.multi_cell(label_w, 4.2, f"{zh}\n{en}", new_x="RIGHT", new_y="TOP")
+            self.set_font("cjk", size=10)
+            self.set_text_color(10)
+            self.multi_cell(width or (self.w - self.r_margin - self.get_x()), 5, value or "—",
+                            new_x="LMARGIN", new_y="NEXT")
+            self.set_y(max(self.get_y(), y + 9))
 
-    def qr(self, link: str, x: float, y: float, size: float) -> None:
-        code = segno.make(link, error="m", micro=False)
-        matrix = [list(row) for row in code.matrix]
-        cell = size / (len(matrix) + 4)
-        self.set_fill_color(0)
-        for r, row in enumerate(matrix):
-            for c, dark in enumerate(row):
-                if dark:
-                    self.rect(x + (c + 2) * cell, y + (r + 2) * cell, cell, cell, style="F")
+        def small(self, text: str, size: float = 6.5) -> None:
+            self.set_font("cjk", size=size)
+            self.set_text_color(40)
+            self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT", wrapmode="CHAR")
+
+        def qr(self, link: str, x: float, y: float, size: float) -> None:
+            code = segno.make(link, error="m", micro=False)
+            matrix = [list(row) for row in code.matrix]
+            cell = size / (len(matrix) + 4)
+            self.set_fill_color(0)
+            for r, row in enumerate(matrix):
+                for c, dark in enumerate(row):
+                    if dark:
+                        self.rect(x + (c + 2) * cell, y + (r + 2) * cell, cell, cell, style="F")
+
+    return _Receipt
 
 
 def build_receipt(*, verdict, institution_text: str | None, link: str, log: dict | None,
                   font: tuple[str, int]) -> bytes:
     """The receipt's PDF bytes. ``log`` is the transparency log's evidence for the registrations the
     answer names (``TransparencyLog.evidence``), or None when it could not be read."""
-    pdf = _Receipt(font)
+    pdf = _receipt_class()(font)
     pdf.add_page()
     top = pdf.get_y()
     pdf.set_font("cjk", size=16)
