@@ -282,30 +282,39 @@ class BatchBits:
 
     def write(self, store: ShardStore, targets: list[tuple[Pointer, bool]], *, sync: bool) -> dict[int, bool]:
         """Merge the gathered bits into each target generation whose layout they were gathered
-        for; per generation, False when a shard was missing or replaced."""
+        for; per generation, False when a shard was missing or replaced. Written once: each
+        bitmap is let go as soon as every target has it, so that a registry of few, big shards
+        (64 MiB each) holds one at a time, not all of them."""
         import numpy as np
 
-        valid: dict[int, bool] = {}
-        for pointer, building in targets:
-            key = _hash_key(pointer.layout)
-            if key not in self.layouts:
-                continue  # announced after this batch began: see Writer.merge
-            ok = True
-            for (k, shard), bitmap in self._bitmaps.items():
-                if k == key and ok:
-                    ok = store.merge_bits(pointer, shard, bitmap, building=building, sync=sync)
-            for (k, shard), parts in self._offsets.items():
-                if k != key or not ok:
-                    continue
-                offs = np.concatenate(parts)
-                if len(offs) * BYTES_PER_OFFSET >= pointer.layout.bits_bytes:  # past the budget: one at a time
-                    bitmap = np.zeros(pointer.layout.bits_bytes, dtype=np.uint8)
-                    _set_bits(bitmap, offs)
-                    ok = store.merge_bits(pointer, shard, bitmap, building=building, sync=sync)
-                    del bitmap
-                else:
-                    ok = store.write_bits(pointer, {shard: offs.tolist()}, building=building, sync=sync)
-            valid[pointer.generation] = ok
+        mine = [(pointer, building, _hash_key(pointer.layout)) for pointer, building in targets]
+        # announced after this batch began: see Writer.merge
+        valid: dict[int, bool] = {pointer.generation: True for pointer, _, key in mine if key in self.layouts}
+        for k, shard in list(self._bitmaps):
+            bitmap = self._bitmaps.pop((k, shard))
+            for pointer, building, key in mine:
+                if key == k and valid[pointer.generation]:
+                    valid[pointer.generation] = store.merge_bits(pointer, shard, bitmap, building=building, sync=sync)
+            del bitmap
+        for k, shard in list(self._offsets):
+            offs = np.concatenate(self._offsets.pop((k, shard)))
+            layout = self.layouts[k]
+            if len(offs) * BYTES_PER_OFFSET >= layout.bits_bytes:  # past the budget: one bitmap at a time
+                bitmap = np.zeros(layout.bits_bytes, dtype=np.uint8)
+                _set_bits(bitmap, offs)
+                del offs
+                for pointer, building, key in mine:
+                    if key == k and valid[pointer.generation]:
+                        valid[pointer.generation] = store.merge_bits(pointer, shard, bitmap, building=building,
+                                                                     sync=sync)
+                del bitmap
+            else:
+                listed = offs.tolist()
+                for pointer, building, key in mine:
+                    if key == k and valid[pointer.generation]:
+                        valid[pointer.generation] = store.write_bits(pointer, {shard: listed}, building=building,
+                                                                     sync=sync)
+        self._dense_bytes = 0
         return valid
 
 

@@ -460,6 +460,8 @@ redis.call('BITOP', 'OR', KEYS[1], KEYS[1], KEYS[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
+#: bytes of a shard's bitmap a merge sends per command
+MERGE_SLICE = 8 * 1024 * 1024
 #: a merge's temporary key outlives a client that died between sending it and merging it by this long
 _MERGE_KEY_SECONDS = 3600
 #: socket timeout of the merges' own connection: one sends up to a 64 MiB shard and waits for a BITOP
@@ -679,11 +681,15 @@ class RedisStore:
         is not this generation's."""
         key = self.key(pointer.generation, shard)
         temp = f"{key}:merge:{uuid.uuid4().hex}"
-        pipe = self._merging().pipeline(transaction=False)
-        pipe.setrange(temp, HEADER_SIZE, memoryview(bits).cast("B"))
-        pipe.expire(temp, _MERGE_KEY_SECONDS)
-        self._merge_bits(keys=[key, temp], args=[pointer.generation.to_bytes(8, "big")], client=pipe)
-        return pipe.execute()[-1] == 1
+        client = self._merging()
+        view = memoryview(bits).cast("B")
+        # in slices: the client copies each command whole while packing it, so a 64 MiB shard sent
+        # as one SETRANGE cost 64 MiB more of the importer's memory; a slice costs MERGE_SLICE
+        for start in range(0, len(view), MERGE_SLICE):
+            client.setrange(temp, HEADER_SIZE + start, view[start:start + MERGE_SLICE])
+            if start == 0:
+                client.expire(temp, _MERGE_KEY_SECONDS)
+        return self._merge_bits(keys=[key, temp], args=[pointer.generation.to_bytes(8, "big")], client=client) == 1
 
     def _merging(self):
         """A client of the same server (same connection class and settings) with a socket timeout
