@@ -137,40 +137,39 @@ class Verdict:
         return answer
 
 
+class _Texts(dict):
+    """Each moment's text, made on its first use (``None`` stays ``None``): a dict lookup, not a
+    call, for every moment of every item of a bulk answer."""
+
+    def __missing__(self, value):
+        made = self[value] = iso_local(value) if isinstance(value, dt.datetime) else value.isoformat()
+        return made
+
+
 def to_json_many(verdicts: list[Verdict]) -> list[dict]:
     """``[v.to_json() for v in verdicts]``, the same JSON, with each institution's JSON and each
     moment's text made once for the whole list (a bulk answer repeats them item after item)."""
     institutions: dict[int, dict] = {}
-    texts: dict = {}
+    texts = _Texts({None: None})
 
     def institution(info):
-        if info is None:
-            return None
         made = institutions.get(info.id)
         if made is None:
             made = institutions[info.id] = info.to_json()
         return made
 
-    def moment(value):
-        if value is None:
-            return None
-        made = texts.get(value)
-        if made is None:
-            made = texts[value] = iso_local(value) if isinstance(value, dt.datetime) else value.isoformat()
-        return made
-
     answers = [{
         "number": v.number,
         "status": v.status,
-        "institution": institution(v.institution),
+        "institution": None if v.institution is None else institution(v.institution),
         "institution_resolved": v.institution_resolved,
         "quarter": v.quarter,
-        "registered_at": moment(v.registered_at),
-        "withdrawn_at": moment(v.withdrawn_at),
-        "candidates": [{"name": c.name, "uscc": c.uscc} for c in v.candidates],
-        "pending_since": moment(v.pending_since),
-        "pending_until": moment(v.pending_until),
-        "checked_at": moment(v.checked_at),
+        "registered_at": texts[v.registered_at],
+        "withdrawn_at": texts[v.withdrawn_at],
+        "candidates": [{"name": c.name, "uscc": c.uscc} for c in v.candidates] if v.candidates else [],
+        "pending_since": texts[v.pending_since],
+        "pending_until": texts[v.pending_until],
+        "checked_at": texts[v.checked_at],
     } for v in verdicts]
     for answer, verdict in zip(answers, verdicts):
         if verdict.document is not None:
