@@ -83,10 +83,11 @@ class ReadConnections:
                     # to the same one partition. (Set on the driver's connection: it is setup, not
                     # a statement of any verification.)
                     driver.execute("SET plan_cache_mode = force_generic_plan")
-                    # A bulk lookup (``number = ANY(array)``) on a table the planner has no
-                    # statistics for yet (just loaded) was planned as sequential scans of every
-                    # partition (0.7 s for 500 numbers); both read statements are primary-key
-                    # lookups, so this connection never scans sequentially.
+                    # A bulk lookup (the asked numbers joined to report_numbers) on a table the
+                    # planner has no statistics for yet (just loaded) could be planned as
+                    # sequential scans of every partition (0.7 s for 500 numbers, seen with
+                    # ``number = ANY(array)``); both read statements are primary-key lookups, so
+                    # this connection never scans sequentially.
                     driver.execute("SET enable_seqscan = off")
                 reader = slots.reader = _Reader(conn, driver, driver.cursor())
             except (OperationalError, DBAPIError) as exc:

@@ -37,6 +37,14 @@ _BY_NUMBERS = (
     "SELECT number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason{} "
     "FROM report_numbers WHERE number {}"
 )
+# PostgreSQL: the asked numbers joined to report_numbers, a nested loop whose inner side is pruned
+# at run time to the one hash partition of each number. ``number = ANY(array)`` looked for every
+# number in each of the 16 partitions' indexes: 23 ms of the server's CPU for 505 numbers, 4.7 ms
+# so (the read connection never scans sequentially, so the join is never a hash join over the table)
+_BY_NUMBERS_JOINED = (
+    "SELECT r.number, institution_id, quarter, registered_at, withdrawn_at, withdraw_reason{} "
+    "FROM unnest(%s::text[]) AS asked(number) JOIN report_numbers r ON r.number = asked.number"
+)
 # with a document fingerprint to compare, the same statements read the registered one too
 _DOCUMENT = ", sha256"
 DOCUMENT_ANSWERS = ("match", "mismatch", "none_registered")
@@ -195,9 +203,8 @@ class VerificationService:
         mark = "%s" if self._postgres else "?"
         self._by_number = _BY_NUMBER.format("", mark)
         self._by_number_document = _BY_NUMBER.format(_DOCUMENT, mark)
-        # PostgreSQL: ``= ANY(array)`` over the partitions' primary-key indexes (the reader's
-        # connection never scans report_numbers sequentially: see _reader)
-        self._by_numbers = {document: _BY_NUMBERS.format(_DOCUMENT if document else "", "= ANY(%s)")
+        # PostgreSQL: the numbers joined to the table, each looked up in its own partition
+        self._by_numbers = {document: _BY_NUMBERS_JOINED.format(_DOCUMENT if document else "")
                             for document in (False, True)} if self._postgres else None
         self._primary = ReadConnections(engine)  # the per-thread read connection; a forked child makes its own
         self._replicas = Replicas(list(replicas), primary=self._primary, max_lag=replica_max_lag,
@@ -320,8 +327,8 @@ class VerificationService:
 
     def _rows_of(self, numbers: set[str], reads: ReadConnections, document: bool = False) -> dict[str, list[Registration]]:
         """The registrations of several numbers (with their document fingerprints when
-        ``document``): one statement (``= ANY(array)`` on PostgreSQL, ``IN (…)`` on SQLite),
-        counted once in ``lookups``; none for no numbers."""
+        ``document``): one statement (the array joined to the table on PostgreSQL, ``IN (…)`` on
+        SQLite), counted once in ``lookups``; none for no numbers."""
         if not numbers:
             return {}
         numbers = sorted(numbers)
