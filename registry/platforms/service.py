@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.numbers.quarters import Clock, system_clock
 from registry.platforms.models import PlatformKey
 from registry.verification.models import QueryLog
-from registry.verification.readers import ReadConnections
+from registry.verification.readers import ReadConnections, utc
 
 KEY_PREFIX = "rnrp_"
 MAX_QUOTA = 1_000_000_000
@@ -60,15 +60,6 @@ def hash_key(plaintext: str) -> str:
 
 _BY_HASH = ("SELECT id, name, per_minute, per_day, origins, revoked_at, expires_at "
             "FROM platform_keys WHERE key_hash = {}")
-
-
-def _utc(value) -> dt.datetime | None:
-    """A driver's timestamp as aware UTC (SQLite gives text, PostgreSQL naive UTC), as UTCDateTime reads it."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc)
 
 
 class PlatformService:
@@ -145,7 +136,7 @@ class PlatformService:
         key_id, name, per_minute, per_day, origins, revoked_at, expires_at = rows[0]
         if revoked_at is not None:
             return None
-        expires_at = _utc(expires_at)
+        expires_at = utc(expires_at)
         if expires_at is not None and expires_at <= self._clock():
             return None
         if isinstance(origins, str):  # SQLite keeps JSON as text

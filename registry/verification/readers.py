@@ -2,12 +2,23 @@
 (the primary's, and each read replica's: registry/verification/replicas.py)."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from registry.infra.forklocal import ForkLocal
+
+
+def utc(value) -> dt.datetime | None:
+    """A timestamp a read statement gave, as aware UTC: SQLite gives text, PostgreSQL naive
+    timestamps (the columns hold UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc)
 
 
 class Unavailable(RuntimeError):

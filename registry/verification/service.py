@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from registry.institutions.directory import InstitutionDirectory, InstitutionInfo
 from registry.numbers.normalize import normalize_number
 from registry.numbers.quarters import Clock, iso_local, local_date, pending_window, system_clock
-from registry.verification.readers import ReadConnections, Unavailable, _Reader
+from registry.verification.readers import ReadConnections, Unavailable, _Reader, utc
 from registry.verification.replicas import Replicas
 
 
@@ -69,7 +69,7 @@ class Registration(NamedTuple):
 
 
 def _registration(r) -> Registration:
-    return Registration(r[0], r[1], _utc(r[2]), _utc(r[3]), r[4], *r[5:])
+    return Registration(r[0], r[1], utc(r[2]), utc(r[3]), r[4], *r[5:])
 
 
 def document_answer(verdict: "Verdict", rows: list[Registration], document: str) -> str:
@@ -97,15 +97,6 @@ def _settles(rows: list[Registration], query: Query) -> bool:
     if query.asked is not None:
         return any(r.institution_id == query.asked.id for r in rows)
     return bool(rows)
-
-
-def _utc(value) -> dt.datetime | None:
-    """Driver values as aware UTC: SQLite gives text, PostgreSQL naive timestamps."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass
