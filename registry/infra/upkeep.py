@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.bloom.stores import RebuildInProgress
 from registry.institutions.directory import InstitutionDirectory
 from registry.registration.models import Batch
 from registry.verification.querylog import QueryLogBuffer
@@ -78,6 +79,9 @@ class Upkeep:
                 log.warning("Bloom index untrusted: rebuilding from the database")
                 figures = self._bloom.rebuild()
                 log.warning("Bloom index rebuilt: %s", figures)
+            except RebuildInProgress:  # another process started one first: its switch is adopted
+                log.warning("Bloom rebuild already running in another process; "
+                            "verification answers from the database until it switches")
             except Exception:
                 log.exception("Bloom rebuild failed; verification keeps answering from the database")
             finally:

@@ -11,7 +11,7 @@ from tests.faults.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 
-BIG = 100_000
+BIG = 300_000  # big enough that 0.8 s after its first write an import (COPY, ~3× faster since) is still writing
 
 
 def _assert_whole(drill, *, batches: int, numbers: int) -> None:
@@ -39,7 +39,8 @@ def test_importer_killed_mid_import(drill, delay):
     wait_until(lambda: _writing_transaction(drill) or importer.poll() is not None, 120, interval=0.02,
                what="the importer writing")
     time.sleep(delay)
-    assert importer.poll() is None, "the import finished before it could be killed: make the file bigger"
+    assert importer.poll() is None and _writing_transaction(drill), \
+        "the import committed before it could be killed: make the file bigger"
     importer.send_signal(signal.SIGKILL)
     importer.wait(timeout=30)
     importer.stdout.close()
