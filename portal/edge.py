@@ -273,7 +273,7 @@ class BulkEdge(VerifyEdge):
                 if not number.strip():
                     raise InvalidValue("empty", "the item's 'number' is empty")
                 prepared.append(services.verifier.prepare(
-                    number, institution, None if document is None else document.lower()))
+                    number, institution, None if document is None else normalize_document_sha256(document)))
             except InvalidValue as exc:
                 prepared.append({"number": number, "error": {"code": "invalid_number", "message": str(exc)}})
         queries = [p for p in prepared if not isinstance(p, dict)]
