@@ -7,6 +7,7 @@ number comes from CRC-32, which pybloom does not use.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -79,6 +80,24 @@ def _offsets_function(num_slices: int, bits_per_slice: int):
     return offsets
 
 
+def _seeded_hash(salts) -> tuple | None:
+    """pybloom's salt ``i`` is its hash function fed ``H(pack("I", i))``, so a key's digest
+    ``salt.copy().update(key)`` equals ``H(seed + key)``: one call instead of three (0.51 against
+    0.61 µs a key). (hash function, seeds) when that holds for these salts — checked here, on a
+    probe key — else None (the salts are then used as they are)."""
+    name = getattr(salts[0], "name", None)
+    hashfn = getattr(hashlib, name, None) if isinstance(name, str) else None
+    if hashfn is None:
+        return None
+    seeds = [hashfn(struct.pack("I", i)).digest() for i in range(len(salts))]
+    for seed, salt in zip(seeds, salts):
+        probe = salt.copy()
+        probe.update(b"registry probe")
+        if probe.digest() != hashfn(seed + b"registry probe").digest():
+            return None
+    return hashfn, seeds
+
+
 def _many_offsets_function(num_slices: int, bits_per_slice: int):
     """``keys -> (n × num_slices) uint64 array`` of the same offsets as :func:`_offsets_function`,
     for a batch: the digests are taken one key at a time (hashlib), then unpacked and reduced in
@@ -96,8 +115,17 @@ def _many_offsets_function(num_slices: int, bits_per_slice: int):
     bases = np.arange(num_slices, dtype=np.uint64) * np.uint64(bits_per_slice)
     modulus = np.uint64(bits_per_slice)
 
+    seeded = _seeded_hash(salts)
+
     def many(keys: list[bytes]):
-        if len(salts) == 1:
+        if seeded is not None:
+            hashfn, seeds = seeded
+            if len(seeds) == 1:
+                seed = seeds[0]
+                digests = [hashfn(seed + key).digest() for key in keys]
+            else:
+                digests = [hashfn(seed + key).digest() for key in keys for seed in seeds]
+        elif len(salts) == 1:
             salt = salts[0]
             digests = []
             append = digests.append
@@ -179,8 +207,11 @@ class Layout:
             self._many.append(_many_offsets_function(self.num_slices, self.bits_per_slice))
         many = self._many[0]
         keys = [number.encode("utf-8") for number in numbers]
-        crc32 = zlib.crc32
-        shards = np.fromiter((crc32(key) for key in keys), dtype=np.int64, count=len(keys)) % self.shards
+        if self.shards == 1:
+            shards = np.zeros(len(keys), dtype=np.int64)
+        else:
+            crc32 = zlib.crc32
+            shards = np.fromiter((crc32(key) for key in keys), dtype=np.int64, count=len(keys)) % self.shards
         if many is None:
             offsets = np.array([self._hashes(key) for key in keys], dtype=np.uint64).reshape(len(keys), self.num_slices)
         else:
