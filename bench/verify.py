@@ -14,6 +14,11 @@ that the host's drifting speed cancels out instead of landing on one side.
 ``--headers-baseline`` adds a third server, the bare endpoint sending the headers the contract puts
 on every verify answer (security headers, Cache-Control, X-RateLimit-*), to show what those
 headers alone cost; the headline ratio stays the one against the bare endpoint.
+
+Each run also reads from /proc the CPU that the server's processes, PostgreSQL and Redis used
+(:func:`cpu_seconds`, :func:`cpu_used`), printed as µs per request: it explains the ratio (what the web tier costs
+against the bare endpoint, and what the two servers add on a host that runs them too). On a host
+where other work uses PostgreSQL or Redis meanwhile, their figures include it.
 """
 from __future__ import annotations
 
@@ -78,6 +83,41 @@ def run_wrk(port: int, paths_file: Path, duration: int) -> dict:
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50": _ms(lat.get("50")), "p99": _ms(lat.get("99")), "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(server_pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + sys) used so far by each process of the gunicorn server ``server_pid``
+    (its master and workers), of PostgreSQL and of Redis, read from /proc: ``{pid: (group,
+    seconds)}``. Sampled around a wrk run, :func:`cpu_used` turns two samples into each side's CPU."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        ppid, used = int(rest[1]), (int(rest[11]) + int(rest[12])) / _HZ
+        if int(pid) == server_pid or ppid == server_pid:
+            out[int(pid)] = ("workers", used)
+        elif name.startswith("postgres"):
+            out[int(pid)] = ("PostgreSQL", used)
+        elif name.startswith("redis-server"):
+            out[int(pid)] = ("Redis", used)
+    return out
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """Seconds of CPU by group between two :func:`cpu_seconds` samples (a process that started
+    meanwhile from zero; one that ended meanwhile is not counted)."""
+    used = {"workers": 0.0, "PostgreSQL": 0.0, "Redis": 0.0}
+    for pid, (group, seconds) in after.items():
+        earlier = before.get(pid)
+        used[group] += seconds - (earlier[1] if earlier is not None and earlier[0] == group else 0.0)
+    return used
 
 
 def _ms(value: str | None) -> float:
@@ -154,9 +194,17 @@ def bench_one(backend: str, size: int, duration: int, rounds: int, headers_basel
             wait_http(f"http://127.0.0.1:{headers_port}/api/v1/verify?number=1")
             run_wrk(headers_port, paths, 3)
             servers.append((headers_port, with_headers))
+        pids = {app_port: procs[0].pid, bare_port: procs[1].pid}
+        if headers_baseline:
+            pids[headers_port] = procs[2].pid
         for i in range(rounds):  # alternate which goes first: the host's speed drifts
             for port, runs in (servers if i % 2 == 0 else servers[::-1]):
-                runs.append(run_wrk(port, paths, duration))
+                before = cpu_seconds(pids[port])
+                run = run_wrk(port, paths, duration)
+                after = cpu_seconds(pids[port])
+                requests = run["rps"] * duration
+                run["cpu_us"] = {k: v / requests * 1e6 for k, v in cpu_used(before, after).items()}
+                runs.append(run)
     finally:
         for proc in procs:
             proc.terminate()
@@ -172,6 +220,8 @@ def bench_one(backend: str, size: int, duration: int, rounds: int, headers_basel
         "bare_rps": med(bare, "rps"), "bare_p50": med(bare, "p50"), "bare_p99": med(bare, "p99"),
         "rps": med(ours, "rps"), "p50": med(ours, "p50"), "p99": med(ours, "p99"),
         "errors": sum(r["errors"] for r in ours),
+        "bare_cpu": {k: statistics.median(r["cpu_us"][k] for r in bare) for k in bare[0]["cpu_us"]},
+        "cpu": {k: statistics.median(r["cpu_us"][k] for r in ours) for k in ours[0]["cpu_us"]},
     }
 
 
@@ -200,6 +250,10 @@ def main(argv=None) -> int:
             print(f"  verify {r['rps']:8.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
                   f"ratio {r['ratio']:.2f}x (rounds {r['ratio_min']:.2f}–{r['ratio_max']:.2f})  non-2xx {r['errors']}",
                   flush=True)
+            cpu = r["cpu"]
+            print(f"  (explains: CPU per request, µs — bare: its workers {r['bare_cpu']['workers']:.0f}; verify: "
+                  f"its workers {cpu['workers']:.0f}, PostgreSQL {cpu['PostgreSQL']:.0f}, Redis {cpu['Redis']:.0f}; "
+                  f"the web tier alone {r['bare_cpu']['workers'] / cpu['workers']:.2f}x the bare endpoint's)", flush=True)
             if r["headers_ratio"] is not None:
                 print(f"  (explains: against the bare endpoint with the contract's headers {r['headers_ratio']:.2f}x)",
                       flush=True)
