@@ -95,14 +95,19 @@ class UploadSteps:
         repeat = self._registration.find_repeat(institution_id=upload.institution_id,
                                                 quarter=Quarter.parse(upload.quarter), sha256=upload.sha256)
         uploads.report_progress(upload, 0)
+        fingerprinted = 0  # numbers with a document fingerprint (文件摘要)
         with DistinctNumbers() as distinct:
             sample: list[str] = []
             try:
                 with open(uploads.path(upload), "rb") as fh, \
                         self._sandbox.report_numbers(fh, upload.file_name, max_bytes=self._max_bytes) as parsed:
                     count = 0
+                    documents = parsed.documents  # filled before the numbers they belong to
                     for number in parsed.numbers():
                         count += 1
+                        if documents:  # counted and let go: a file's fingerprints are not held in memory
+                            fingerprinted += len(documents)
+                            documents.clear()
                         if stop_after is not None and count > stop_after:
                             return None
                         if count <= SAMPLE_NUMBERS:
@@ -126,6 +131,7 @@ class UploadSteps:
             "in_file_duplicates": count - unique,
             "already_registered": registered,
             "new": unique - registered,
+            "documents": fingerprinted,
             "sample": sample,
             "column": parsed.column,
             "rejected": len(parsed.problems),

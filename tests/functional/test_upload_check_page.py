@@ -91,3 +91,31 @@ def test_progress_of_an_import_shows_done_of_total_and_a_percentage(portal_app, 
     assert "正在登记：已处理 300,000 / 1,200,000 个编号（25%）" in page
     english = _text(client.get(status_url + "?lang=en").get_data(as_text=True))
     assert "Registering: 300,000 of 1,200,000 numbers done (25%)" in english
+
+
+def test_check_page_counts_document_fingerprints_and_registers_them(portal_app, preg):
+    """A file with a 文件摘要 column: the check says how many numbers carry a fingerprint (without
+    holding the file's fingerprints in memory), and confirming stores them with their numbers."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from registry.registration.models import ReportNumber
+
+    client, _ = signed_in(portal_app, preg)
+    digest = hashlib.sha256(b"%PDF-1.7 report FP-1").hexdigest()
+    content = f"报告编号,文件摘要\nFP-1,{digest}\nFP-2,\nFP-3,{hashlib.sha256(b'FP-3').hexdigest()}\n".encode()
+    status_url = upload_file(client, content, name="fingerprinted.csv").headers["Location"]
+    page = _text(client.get(status_url + "?lang=zh").get_data(as_text=True))
+    assert "2 个编号附有文件摘要（SHA-256）" in page
+    english = _text(client.get(status_url + "?lang=en").get_data(as_text=True))
+    assert "2 numbers carry a document fingerprint (SHA-256)" in english
+    plain = _text(client.get(upload_file(client, "报告编号\nFP-9\n".encode(), name="plain.csv")
+                             .headers["Location"]).get_data(as_text=True))
+    assert "文件摘要" not in plain  # said only when the file has some
+
+    confirm(client, status_url)
+    with preg.sessions() as session:
+        stored = dict(session.execute(select(ReportNumber.number, ReportNumber.sha256)
+                                      .where(ReportNumber.number.in_(["FP-1", "FP-2", "FP-3"]))).all())
+    assert stored == {"FP-1": digest, "FP-2": None, "FP-3": hashlib.sha256(b"FP-3").hexdigest()}
