@@ -24,7 +24,7 @@ Run with two file sizes (default 1,000,000, the per-file cap, and 100,000), equa
 memory that does not grow with the file.
 
     .venv/bin/python -m bench.import_numbers [--sizes 1000000,100000] [--rounds 3]
-        [--stacks postgres-redis,embedded] [--paths cli,job]
+        [--stacks postgres-redis,embedded] [--paths cli,job] [--capacity 2300000000]
 """
 from __future__ import annotations
 
@@ -352,6 +352,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stacks", default="postgres-redis,embedded")
     parser.add_argument("--paths", default="cli,job")
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="BLOOM_CAPACITY of the stacks (default 10 × the largest size; production: 2300000000)")
     args = parser.parse_args(argv)
     if not shutil.which("psql"):
         print("bench/import needs psql", file=sys.stderr)
@@ -368,7 +370,7 @@ def main(argv=None) -> int:
     results: dict[tuple, list] = {}
     try:
         for name in stacks_wanted:
-            stacks[name] = Stack(name, work, capacity=max(sizes) * 10)
+            stacks[name] = Stack(name, work, capacity=args.capacity or max(sizes) * 10)
         bare_db = stacks["postgres-redis"].dbname if "postgres-redis" in stacks else None
         for size in sizes:
             for r in range(args.rounds):

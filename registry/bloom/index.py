@@ -22,7 +22,7 @@ from sqlalchemy import text
 from registry.bloom.gate import WriterGate
 from registry.bloom.layout import Layout, Pointer
 from registry.bloom.snapshot import SnapshotUnavailable, shard_bits
-from registry.bloom.stores import LocalStore, RebuildInProgress, RedisStore, ShardStore, StaleShard
+from registry.bloom.stores import LocalStore, RebuildInProgress, RedisStore, ShardStore, StaleShard, set_bits
 
 CHUNK = 50_000
 #: rows a rebuild reads and hashes at a time
@@ -36,10 +36,14 @@ MANY = 2_000
 #: the gathered bitmaps of one batch stay within this many bytes (shards past it gather offsets)
 DENSE_BUDGET = 64 * 1024 * 1024
 #: a shard's bits are sent whole (one merge) when its bitmap has at most this many bytes per bit
-#: to set, else offset by offset. Redis sets ~0.5 M offsets/s through the script (~48,000 numbers
-#: of 10 offsets a second) but takes and ORs a bitmap at ~1 GB/s, so the bitmap wins from about one
-#: offset per 2 KB; 512 keeps a margin (one big command holds Redis for its whole length)
-BYTES_PER_OFFSET = 512
+#: to set, else offset by offset. ``RedisStore.write_bits`` sets ~2.3 M offsets/s (packed
+#: ``BITFIELD``, ~0.17 µs of Redis CPU each), a 64 MiB bitmap's merge takes ~0.23 s (0.09 s of
+#: Redis): the same time as ~530,000 offsets, one per ~127 bytes (bench/bloom_writes.py, 2026-12-01)
+BYTES_PER_OFFSET = 128
+#: offsets a big batch gathers (for shards without a bitmap) before the writer spills them into
+#: the store (``Writer.spill``): 16 MiB as u32, so that the gathering's memory does not grow with
+#: the file whatever the registry's capacity, and the bits go while the rows load
+OFFSETS_BUDGET = 4_000_000
 #: after a store error, lookups answer None at once for this long instead of each waiting on a timeout.
 BREAKER_SECONDS = 5.0
 
@@ -199,6 +203,17 @@ class Writer:
             self._index._failed("write", exc, breaker=False)
             raise BloomStoreError(f"Bloom store read failed: {exc}") from exc
 
+    def spill(self, gathered: "BatchBits") -> None:
+        """Write ``gathered``'s offsets (once :attr:`BatchBits.full`) into every live generation
+        now, durably, keeping its bitmaps for :meth:`merge`; the marker waits for the merge.
+        Raises `BloomStoreError` when the store fails (the caller's batch rolls back)."""
+        index = self._index
+        try:
+            gathered.spill(index._store, index._write_targets(), sync=True)
+        except Exception as exc:
+            index._failed("write", exc, breaker=False)
+            raise BloomStoreError(f"Bloom store write failed: {exc}") from exc
+
     def merge(self, gathered: "BatchBits", *, batch_id: int) -> None:
         """Write gathered bits into every live generation (one merge per touched shard), durably,
         then advance the newest-batch marker. Raises `BloomStoreError` when the store fails.
@@ -236,15 +251,18 @@ class Writer:
 
 
 class BatchBits:
-    """The bits of a big batch gathered here, per layout and shard, then written with one merge
-    per touched shard (:meth:`write`): a ``BITOP OR`` of the shard's bitmap on Redis, one OR over
-    the mapped shard locally — instead of a script call per 4,096 offsets.
+    """The bits of a big batch gathered here, per layout and shard, and written per shard in
+    bulk (:meth:`write`, and :meth:`spill` on the way) — instead of a script call per offset.
 
-    Each shard of a layout gathers a bitmap (its filter's bytes, store order) while the
-    bitmaps stay within :data:`DENSE_BUDGET`, so memory does not grow with the batch; shards past
-    the budget (a registry sized for 亿 numbers) gather their offsets and are written shard by
-    shard at the end, as a bitmap or offset by offset, whichever moves fewer bytes
-    (:data:`BYTES_PER_OFFSET`)."""
+    A shard whose gathered offsets are dense enough (one per :data:`BYTES_PER_OFFSET` bytes of its
+    bitmap or more) gathers a bitmap instead (its filter's bytes, store order) while the bitmaps
+    stay within :data:`DENSE_BUDGET`, and is merged with one ``BITOP OR`` on Redis (one OR over the
+    mapped shard locally). The others keep their offsets; once they pass :data:`OFFSETS_BUDGET`
+    the writer spills them (:attr:`full`, ``Writer.spill``) — sparse shards offset by offset in
+    packed ``BITFIELD`` commands (``RedisStore.write_bits``), dense ones as a bitmap built and sent
+    a slice at a time (``merge_offsets``) — so memory does not grow with the batch, whatever the
+    registry's capacity: at national capacity (64 shards of 64 MiB) a 1 M-number file sets ~156,000
+    bits a shard, one per 3.4 KB, all of them spilled as offsets while its rows load."""
 
     def __init__(self, targets: list[tuple[Pointer, bool]]) -> None:
         self.layouts: dict[tuple, Layout] = {}
@@ -253,6 +271,13 @@ class BatchBits:
         self._bitmaps: dict[tuple, object] = {}  # (layout key, shard) -> numpy uint8 array
         self._offsets: dict[tuple, list] = {}  # (layout key, shard) -> numpy uint32 arrays
         self._dense_bytes = 0
+        self._pending = 0  # offsets in self._offsets
+        self._lost: set[int] = set()  # generations a spill found a shard of missing or replaced
+
+    @property
+    def full(self) -> bool:
+        """The gathered offsets reached :data:`OFFSETS_BUDGET`: spill them (``Writer.spill``)."""
+        return self._pending >= OFFSETS_BUDGET
 
     def add(self, numbers: list[str]) -> None:
         for key, layout in self.layouts.items():
@@ -263,72 +288,87 @@ class BatchBits:
 
         if layout.shards == 1:
             groups = [(0, offsets.ravel())]
-        else:
-            groups = [(int(shard), offsets[shards == shard].ravel()) for shard in np.unique(shards)]
+        else:  # one stable sort by shard instead of a mask per touched shard (64 at national capacity)
+            order = np.argsort(shards, kind="stable")
+            touched, starts = np.unique(shards[order], return_index=True)
+            ordered = offsets[order]
+            ends = starts[1:].tolist() + [len(order)]
+            groups = [(shard, ordered[a:b].ravel()) for shard, a, b in zip(touched.tolist(), starts.tolist(), ends)]
         for shard, offs in groups:
             bitmap = self._bitmaps.get((key, shard))
             if bitmap is not None:
-                _set_bits(bitmap, offs)
+                set_bits(bitmap, offs)
                 continue
             parts = self._offsets.setdefault((key, shard), [])
             parts.append(offs.astype(np.uint32))
+            self._pending += len(offs)
             # a shard becomes a bitmap once its offsets would cost more to send one by one
-            if (sum(len(p) for p in parts) * BYTES_PER_OFFSET >= layout.bits_bytes
+            gathered = sum(len(p) for p in parts)
+            if (gathered * BYTES_PER_OFFSET >= layout.bits_bytes
                     and self._dense_bytes + layout.bits_bytes <= DENSE_BUDGET):
                 bitmap = self._bitmaps[(key, shard)] = np.zeros(layout.bits_bytes, dtype=np.uint8)
                 self._dense_bytes += layout.bits_bytes
                 for part in self._offsets.pop((key, shard)):
-                    _set_bits(bitmap, part)
+                    set_bits(bitmap, part)
+                self._pending -= gathered
+
+    def detach(self) -> "BatchBits":
+        """The offsets gathered so far, handed over as a batch of their own (to spill in another
+        thread while this one gathers on); bitmaps stay here. A shard the spill finds lost is
+        reported by this one's :meth:`write` too."""
+        part = BatchBits([])
+        part.layouts, part._offsets, part._pending, part._lost = self.layouts, self._offsets, self._pending, self._lost
+        self._offsets, self._pending = {}, 0
+        return part
+
+    def spill(self, store: ShardStore, targets: list[tuple[Pointer, bool]], *, sync: bool) -> None:
+        """Write the gathered offsets into each target generation now (the bitmaps stay for
+        :meth:`write`); a generation that lost a shard meanwhile is reported by :meth:`write`."""
+        mine = [(pointer, building, _hash_key(pointer.layout)) for pointer, building in targets]
+        valid = {pointer.generation: True for pointer, _, key in mine if key in self.layouts}
+        self._write_offsets(store, mine, valid, sync)
+        self._lost.update(generation for generation, ok in valid.items() if not ok)
 
     def write(self, store: ShardStore, targets: list[tuple[Pointer, bool]], *, sync: bool) -> dict[int, bool]:
         """Merge the gathered bits into each target generation whose layout they were gathered
-        for; per generation, False when a shard was missing or replaced. Written once: each
-        bitmap is let go as soon as every target has it, so that a registry of few, big shards
-        (64 MiB each) holds one at a time, not all of them."""
-        import numpy as np
-
+        for; per generation, False when a shard was missing or replaced (now or at a spill).
+        Written once: each bitmap is let go as soon as every target has it, so that a registry
+        of few, big shards (64 MiB each) holds one at a time, not all of them."""
         mine = [(pointer, building, _hash_key(pointer.layout)) for pointer, building in targets]
         # announced after this batch began: see Writer.merge
-        valid: dict[int, bool] = {pointer.generation: True for pointer, _, key in mine if key in self.layouts}
+        valid: dict[int, bool] = {pointer.generation: pointer.generation not in self._lost
+                                  for pointer, _, key in mine if key in self.layouts}
         for k, shard in list(self._bitmaps):
             bitmap = self._bitmaps.pop((k, shard))
             for pointer, building, key in mine:
                 if key == k and valid[pointer.generation]:
                     valid[pointer.generation] = store.merge_bits(pointer, shard, bitmap, building=building, sync=sync)
             del bitmap
-        for k, shard in list(self._offsets):
-            offs = np.concatenate(self._offsets.pop((k, shard)))
-            layout = self.layouts[k]
-            if len(offs) * BYTES_PER_OFFSET >= layout.bits_bytes:  # past the budget: one bitmap at a time
-                bitmap = np.zeros(layout.bits_bytes, dtype=np.uint8)
-                _set_bits(bitmap, offs)
-                del offs
-                for pointer, building, key in mine:
-                    if key == k and valid[pointer.generation]:
-                        valid[pointer.generation] = store.merge_bits(pointer, shard, bitmap, building=building,
-                                                                     sync=sync)
-                del bitmap
-            else:
-                listed = offs.tolist()
-                for pointer, building, key in mine:
-                    if key == k and valid[pointer.generation]:
-                        valid[pointer.generation] = store.write_bits(pointer, {shard: listed}, building=building,
-                                                                     sync=sync)
         self._dense_bytes = 0
+        self._write_offsets(store, mine, valid, sync)
         return valid
 
+    def _write_offsets(self, store: ShardStore, mine: list, valid: dict[int, bool], sync: bool) -> None:
+        """Each shard's gathered offsets, let go as written: the dense ones merged as a bitmap
+        (built a slice at a time), the sparse ones of a layout in one ``write_bits`` per target."""
+        import numpy as np
 
-def _set_bits(bitmap, offsets) -> None:
-    """Set bit ``o`` (most significant first within a byte, as Redis) of ``bitmap`` for each offset,
-    with one unbuffered OR per offset (``np.bitwise_or.at``: repeated bytes are ORed, not
-    overwritten) — 0.19 µs a number of 10 offsets, against 0.33 µs for sorting them first."""
-    import numpy as np
-
-    if not len(offsets):
-        return
-    offsets = offsets.astype(np.uint64, copy=False)
-    np.bitwise_or.at(bitmap, (offsets >> np.uint64(3)).astype(np.intp),
-                     np.uint8(0x80) >> (offsets & np.uint64(7)).astype(np.uint8))
+        sparse: dict[tuple, dict[int, object]] = {}
+        for k, shard in list(self._offsets):
+            offs = np.concatenate(self._offsets.pop((k, shard)))
+            if len(offs) * BYTES_PER_OFFSET < self.layouts[k].bits_bytes:
+                sparse.setdefault(k, {})[shard] = offs
+                continue
+            for pointer, building, key in mine:
+                if key == k and valid[pointer.generation]:
+                    valid[pointer.generation] = store.merge_offsets(pointer, shard, offs, building=building,
+                                                                    sync=sync)
+            del offs
+        for k, by_shard in sparse.items():
+            for pointer, building, key in mine:
+                if key == k and valid[pointer.generation]:
+                    valid[pointer.generation] = store.write_bits(pointer, by_shard, building=building, sync=sync)
+        self._pending = 0
 
 
 def _hash_key(layout: Layout) -> tuple:
@@ -676,7 +716,7 @@ class BloomIndex:
                         continue
                     shards, offsets = layout.offsets_many(numbers)
                     for shard, bitmap in bitmaps.items():
-                        _set_bits(bitmap, offsets[shards == shard].ravel() if layout.shards > 1 else offsets.ravel())
+                        set_bits(bitmap, offsets[shards == shard].ravel() if layout.shards > 1 else offsets.ravel())
                 conn.rollback()
             scanned = max(scanned, passed)
             for shard, bitmap in bitmaps.items():
