@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from importers.errors import FileRefused
+from registry.bloom import BloomStoreError
 from registry.numbers.quarters import Quarter
 from registry.registration.service import RegistrationRefused
 from workflows.numbers import register_number_file
@@ -53,6 +54,9 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
         except RegistrationRefused as exc:
             progress.close()
             refuse(f"{name}: {exc.message_en}")
+        except BloomStoreError as exc:  # the batch rolled back: run the same command again
+            progress.close()
+            refuse(f"{name}: {exc}; nothing registered")
         progress.close()
     receipt = done.receipt
     if receipt.repeated:

@@ -41,9 +41,10 @@ DENSE_BUDGET = 64 * 1024 * 1024
 #: Redis): the same time as ~530,000 offsets, one per ~127 bytes (bench/bloom_writes.py, 2026-12-01)
 BYTES_PER_OFFSET = 128
 #: offsets a big batch gathers (for shards without a bitmap) before the writer spills them into
-#: the store (``Writer.spill``): 16 MiB as u32, so that the gathering's memory does not grow with
-#: the file whatever the registry's capacity, and the bits go while the rows load
-OFFSETS_BUDGET = 4_000_000
+#: the store (``Writer.spill``): 8 MiB as u32, so that the gathering's memory does not grow with
+#: the file whatever the registry's capacity, the bits go while the rows load, and what is left
+#: for the end (written after the last chunk, before the commit) is at most ~1 s of writes
+OFFSETS_BUDGET = 2_000_000
 #: after a store error, lookups answer None at once for this long instead of each waiting on a timeout.
 BREAKER_SECONDS = 5.0
 

@@ -258,8 +258,9 @@ class RegistrationService:
                     if progress:
                         progress(done)
             finally:
-                rows_error = _join(rows)
+                # bits first: their last writes go while the database thread loads the last chunks
                 bits_error = _join(bits)
+                rows_error = _join(rows)
             if rows_error or bits_error:
                 raise rows_error or bits_error
             # advances the newest-batch marker even for a batch without numbers (a zero declaration)

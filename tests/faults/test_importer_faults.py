@@ -53,6 +53,45 @@ def test_importer_killed_mid_import(drill, delay):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_redis_refusing_writes_mid_import_rolls_it_back(drill):
+    """(m) an import at a capacity where its bits are sparse (300 M: one bit per ~600 bytes of each
+    shard), so they go as ``BITFIELD`` writes spilled while the rows load: once the first has
+    reached Redis, Redis refuses every write (``maxmemory`` below its use: ``OOM``). The command
+    fails in one ``error:`` line, exit 2, nothing of the batch remains; with writes allowed again the same command
+    registers every number and ``bloom check`` finds them all."""
+    import redis
+
+    drill.env.update({"BLOOM_CAPACITY": "300000000", "BLOOM_SHARDS": "0"})
+    uscc = drill.institution()
+    numbers = [f"OOM-{i:07d}" for i in range(BIG)]
+    path = drill.number_file("oom.txt", numbers)
+    client = redis.Redis.from_url(drill.env["REDIS_URL"], socket_timeout=5)
+    try:
+        assert drill.flask("bloom", "check").returncode == 0  # the generation exists before the import
+        importer = drill.flask_popen("import-numbers", str(path), "--institution", uscc, "--quarter", "2026Q3")
+        wait_until(lambda: client.info("commandstats").get("cmdstat_bitfield", {}).get("calls", 0) > 0
+                   or importer.poll() is not None, 120, interval=0.01, what="the importer's first BITFIELD")
+        client.config_set("maxmemory", 1)
+        try:
+            assert importer.poll() is None, "the import ended before Redis refused writes: make the file bigger"
+            out, err = importer.communicate(timeout=180)
+        finally:
+            client.config_set("maxmemory", 0)
+        assert importer.returncode == 2, out + err
+        assert "Traceback" not in err, err
+        assert f"error: oom.txt: Bloom store write failed: command not allowed when used memory > 'maxmemory'.; " \
+               "nothing registered" in err.splitlines(), err
+        _assert_whole(drill, batches=0, numbers=0)
+        again = drill.import_numbers(path, uscc)
+        assert again.returncode == 0, again.stderr
+        _assert_whole(drill, batches=1, numbers=BIG)
+        check = drill.flask("bloom", "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        client.flushdb()  # 540 MB of shards
+        client.close()
+
+
 def test_same_file_imported_twice_at_once(drill):
     """(f) two ``import-numbers`` processes of the same file at the same moment: one batch, every
     number once; the other process gets the earlier receipt (or waits for it); both exit 0."""
