@@ -489,8 +489,8 @@ redis.call('BITOP', 'OR', KEYS[1], KEYS[1], KEYS[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
-#: bytes of a shard's bitmap a merge sends per command
-MERGE_SLICE = 8 * 1024 * 1024
+#: bytes of a shard's bitmap a merge sends per command (the client copies each while packing it)
+MERGE_SLICE = 4 * 1024 * 1024
 #: a merge's temporary key outlives a client that died between sending it and merging it by this long
 _MERGE_KEY_SECONDS = 3600
 #: socket timeout of the merges' own connection: one sends up to a 64 MiB shard and waits for a BITOP
@@ -770,17 +770,18 @@ class RedisStore:
         time, so that the importer never holds the whole bitmap (64 MiB at national capacity)."""
         import numpy as np
 
-        ordered = np.sort(offsets.astype(np.uint64, copy=False))
+        ordered = np.sort(offsets.astype(np.uint32, copy=False))  # u32, as gathered: no wider copy
         size = pointer.layout.bits_bytes
-        window_bits = np.uint64(MERGE_SLICE * 8)
 
         def pieces():
-            bounds = np.searchsorted(ordered, np.arange(0, size + MERGE_SLICE, MERGE_SLICE, dtype=np.uint64) * 8)
+            # each slice's first bit, and the filter's last + 1 (at most 2**32 - 512: a u32)
+            firsts = [start * 8 for start in range(0, size, MERGE_SLICE)] + [pointer.layout.num_bits]
+            bounds = np.searchsorted(ordered, np.array(firsts, dtype=np.uint32))
             for i, start in enumerate(range(0, size, MERGE_SLICE)):
                 mine = ordered[bounds[i]:bounds[i + 1]]
                 if len(mine):
                     piece = np.zeros(min(MERGE_SLICE, size - start), dtype=np.uint8)
-                    set_bits(piece, mine - np.uint64(i) * window_bits)
+                    set_bits(piece, mine - np.uint32(start * 8))
                     yield start, memoryview(piece)
 
         return self._merge(pointer, shard, pieces())
