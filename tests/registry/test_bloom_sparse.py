@@ -28,6 +28,13 @@ from tests.registry.test_bloom_index import (make_institution, newest_batch, num
 __all__ = ["open_index", "session_factory", "store_kind"]
 
 
+def _opened(open_index, shards: int):
+    """A checked index of ``shards`` shards (capacity 20,000), its store and current pointer."""
+    index = open_index(capacity=20_000, shards=shards)
+    index.check_marker(None)
+    return index, index._store, index._store.read_pointer()
+
+
 def test_bit_writes_are_packed_as_the_redis_protocol_has_them():
     bits = np.array([512, 9, 10, 99, 100, 4_294_967_295, 1_000_000_000, 999_999_999, 28_765_432, 513, 0],
                     dtype=np.uint64)
@@ -42,10 +49,7 @@ def test_bit_writes_are_packed_as_the_redis_protocol_has_them():
 def test_write_bits_sets_exactly_the_offsets_in_many_commands(open_index, monkeypatch):
     monkeypatch.setattr(stores_module, "_OPS_PER_COMMAND", 7)
     monkeypatch.setattr(stores_module, "_OPS_PER_EXCHANGE", 20)
-    index = open_index(capacity=20_000, shards=3)
-    index.check_marker(None)
-    store = index._store
-    pointer = store.read_pointer()
+    index, store, pointer = _opened(open_index, 3)
     layout = pointer.layout
     values = numbers("W", 700)
     by_shard: dict[int, list[int]] = {}
@@ -61,10 +65,7 @@ def test_write_bits_sets_exactly_the_offsets_in_many_commands(open_index, monkey
 
 @pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
 def test_a_write_into_a_lost_shard_says_so_and_leaves_no_key(open_index):
-    index = open_index(capacity=20_000, shards=2)
-    index.check_marker(None)
-    store = index._store
-    pointer = store.read_pointer()
+    index, store, pointer = _opened(open_index, 2)
     store.client.delete(store.key(pointer.generation, 1))
     assert not store.write_bits(pointer, {0: [5, 6], 1: [7, 8_000]}, building=False)
     assert not store.client.exists(store.key(pointer.generation, 1))  # the BITFIELD's key went again
@@ -77,10 +78,7 @@ def test_a_write_into_a_lost_shard_says_so_and_leaves_no_key(open_index):
 def test_merge_offsets_in_slices_equals_bits_set_one_by_one(open_index, monkeypatch):
     monkeypatch.setattr(stores_module, "MERGE_SLICE", 1000)  # several slices, some without a bit
     monkeypatch.setattr(stores_module, "SET_BITS_SLICE", 333)
-    index = open_index(capacity=20_000, shards=2)
-    index.check_marker(None)
-    store = index._store
-    pointer = store.read_pointer()
+    index, store, pointer = _opened(open_index, 2)
     layout = pointer.layout
     values = [v for v in numbers("M", 400) if layout.shard_of(v) == 0]
     offs = np.array([o for v in values for o in layout.offsets(v)[1]], dtype=np.uint32)
