@@ -1,11 +1,13 @@
 """Bulk loaders of report numbers: PostgreSQL COPY, SQLite executemany.
 
 A batch streams through in chunks. While no number clashes — the common file: all new, none
-twice — a chunk goes into ``report_numbers`` (and its transparency-log entries into
-``tlog_pending``) as it is under a savepoint, salts made by the client (``os.urandom``), and is
-counted as it is: on PostgreSQL two COPYs straight into the tables (bench/import: the import went
-from 0.21× to about 0.33× ``psql \\copy`` of the same rows when this replaced staging + one
-``INSERT … SELECT`` whose salts PostgreSQL made per row). The first clash
+twice — a chunk goes into ``report_numbers`` as it is under a savepoint, salts made by the client
+(``os.urandom``), and is counted as it is: on PostgreSQL a COPY straight into the table
+(bench/import: the import went from 0.21× to about 0.33× ``psql \\copy`` of the same rows when
+this replaced staging + one ``INSERT … SELECT`` whose salts PostgreSQL made per row). Each chunk's
+transparency-log entries wait in ``tlog_pending`` as ONE row, a span (registry/tlog/spans.py: the
+chunk's numbers, salts and document fingerprints packed), written in the same transaction: one
+small statement a chunk instead of a second copy of every row. The first clash
 (the unique key) rolls that savepoint back, and from then on each chunk is staged and its
 distinct numbers are inserted with "do nothing on conflict"; a per-batch "seen" table remembers
 the numbers found registered before (so that one repeated in the file counts once as registered,
@@ -22,6 +24,9 @@ from itertools import islice
 from typing import Iterable, Protocol
 
 from sqlalchemy.orm import Session
+
+from registry.tlog.entries import SALT_BYTES
+from registry.tlog.spans import pack
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,9 @@ class _Tally:
 PG_SALT = "substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) from 1 for 16)"
 
 # One chunk, one statement. The chunk's distinct numbers go straight into report_numbers, "do
-# nothing on conflict", each with a fresh salt, and each new row's transparency-log entry
-# waits in tlog_pending (same statement, same transaction). Only the numbers that clashed (few, usually none) are looked at again:
+# nothing on conflict", each with a fresh salt, and the new rows' transparency-log entries wait
+# in tlog_pending as one span (same statement, same transaction; none when nothing was new),
+# packed in the order of their numbers. Only the numbers that clashed (few, usually none) are looked at again:
 # a clash with a row of an earlier batch is a number already registered, counted once per file
 # through stage_seen; a clash with a row of this batch is a duplicate within the file. (Every
 # part of the statement reads the table as it was before the statement, so rows it inserts
@@ -64,8 +70,10 @@ WITH d AS MATERIALIZED (SELECT DISTINCT number{sha} FROM {source}),
      ins AS (INSERT INTO report_numbers (number, institution_id, quarter, batch_id, registered_at, salt{sha})
              SELECT number, %(iid)s, %(quarter)s, %(batch)s, %(at)s, {salt}{sha} FROM d
              ON CONFLICT DO NOTHING RETURNING number, salt{sha}),
-     logged AS (INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha})
-                SELECT 'register', number, %(iid)s, %(batch)s, %(quarter)s, %(at)s, salt{sha} FROM ins),
+     logged AS (INSERT INTO tlog_pending (action, institution_id, batch_id, quarter, at, count, numbers, salts{shas})
+                SELECT 'register', %(iid)s, %(batch)s, %(quarter)s, %(at)s, count(*),
+                       string_agg(number, E'\\n' ORDER BY number), string_agg(salt, ''::bytea ORDER BY number){shas}
+                FROM ins HAVING count(*) > 0),
      clash AS MATERIALIZED (SELECT number FROM d EXCEPT SELECT number FROM ins),
      old AS (INSERT INTO stage_seen (number)
              SELECT r.number FROM report_numbers r
@@ -76,36 +84,41 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
 """
 
 
-def copy_rows(numbers: list[str], *, iid: int, quarter: str, batch: int, at: dt.datetime,
-              documents: dict[str, str] | None = None) -> tuple[str, str]:
-    """A chunk's rows in COPY text format, for ``report_numbers`` (number, institution_id,
-    quarter, batch_id, registered_at, salt) and for ``tlog_pending`` (action, number,
-    institution_id, batch_id, quarter, at, salt): each number with a fresh salt, 16 bytes of
-    ``os.urandom`` (the OS's CSPRNG, taken for the whole chunk at once) as bytea hex.
+def copy_rows(numbers: list[str], salts: bytes, *, iid: int, quarter: str, batch: int, at: dt.datetime,
+              documents: dict[str, str] | None = None) -> str:
+    """A chunk's rows in COPY text format for ``report_numbers`` (number, institution_id,
+    quarter, batch_id, registered_at, salt): each number with its salt, 16 bytes of ``salts``
+    (``os.urandom``: the OS's CSPRNG, taken for the whole chunk at once) as bytea hex.
     Normalised numbers never contain tab, newline or backslash: they need no escaping. With
-    ``documents`` (a chunk carrying document fingerprints), both get one more column, ``sha256``
+    ``documents`` (a chunk carrying document fingerprints), one more column, ``sha256``
     (``\\N`` for a number without one)."""
-    hexed = os.urandom(16 * len(numbers)).hex()
-    salts = [hexed[i:i + 32] for i in range(0, len(hexed), 32)]
-    at_text = at.isoformat(sep=" ")
-    rows = f"\t{iid}\t{quarter}\t{batch}\t{at_text}\t\\\\x"
-    logged = f"\t{iid}\t{batch}\t{quarter}\t{at_text}\t\\\\x"
+    hexed = salts.hex()
+    cut = [hexed[i:i + 32] for i in range(0, len(hexed), 32)]
+    rows = f"\t{iid}\t{quarter}\t{batch}\t{at.isoformat(sep=' ')}\t\\\\x"
     if documents:
-        ends = [f"\t{documents.get(number, NULL)}\n" for number in numbers]
-        return ("".join([f"{number}{rows}{salt}{end}" for number, salt, end in zip(numbers, salts, ends)]),
-                "".join([f"register\t{number}{logged}{salt}{end}" for number, salt, end in zip(numbers, salts, ends)]))
-    return ("".join([f"{number}{rows}{salt}\n" for number, salt in zip(numbers, salts)]),
-            "".join([f"register\t{number}{logged}{salt}\n" for number, salt in zip(numbers, salts)]))
+        return "".join([f"{number}{rows}{salt}\t{documents.get(number, NULL)}\n" for number, salt in zip(numbers, cut)])
+    return "".join([f"{number}{rows}{salt}\n" for number, salt in zip(numbers, cut)])
 
 
 NULL = "\\N"  # COPY text format's NULL
 
 
+# the span's fingerprints, when the chunk carries some: NULL when none of its new rows has one
+_PG_SHAS = (", CASE WHEN count(sha256) > 0 THEN string_agg(coalesce(sha256, ''), E'\\n' ORDER BY number) END")
+
+#: a span of a chunk loaded directly: its numbers, salts and fingerprints packed client-side
+_PG_SPAN = ("INSERT INTO tlog_pending (action, institution_id, batch_id, quarter, at, count, numbers, salts, sha256s) "
+            "VALUES ('register', %(iid)s, %(batch)s, %(quarter)s, %(at)s, %(count)s, %(numbers)s, %(salts)b, "
+            "%(sha256s)s)")
+
+
 def _with_documents(statement: str, documents: bool) -> str:
     """The careful path's statement as it runs: the numbers alone (most chunks), or, for a chunk
     that carries document fingerprints, each with its fingerprint from ``stage_documents`` (the
-    same statement, one more column) — into report_numbers and into the log's pending entry."""
+    same statement, one more column) — into report_numbers and into the log's pending span."""
     return (statement.replace("{salt}", PG_SALT)
+            .replace("{shas}", ", sha256s" if documents else "", 1)
+            .replace("{shas}", _PG_SHAS if documents else "", 1)
             .replace("{sha}", ", sha256" if documents else "")
             .replace("{source}", "stage_numbers LEFT JOIN stage_documents USING (number)" if documents
                      else "stage_numbers"))
@@ -113,9 +126,10 @@ def _with_documents(statement: str, documents: bool) -> str:
 
 class PostgresLoader(_Tally):
     """While no number clashes, each chunk is COPYed (psycopg 3) straight into ``report_numbers``
-    (PostgreSQL routes the rows to its partitions) and its log entries into ``tlog_pending``,
-    with salts made here, under a savepoint; from the first clash on, COPY into temporary tables
-    that live until the transaction ends and one statement with conflict handling."""
+    (PostgreSQL routes the rows to its partitions) with salts made here, and its log entries
+    inserted as one span into ``tlog_pending``, under a savepoint; from the first clash on, COPY
+    into temporary tables that live until the transaction ends and one statement with conflict
+    handling (which writes the span of the rows it inserted)."""
 
     def __init__(self, session: Session, *, institution_id: int, quarter: str, batch_id: int, registered_at: dt.datetime):
         super().__init__()
@@ -128,13 +142,15 @@ class PostgresLoader(_Tally):
             cur.execute("TRUNCATE stage_numbers, stage_seen")
 
     def _insert_directly(self, cur, numbers: list[str], documents: dict[str, str] | None) -> bool:
-        """The chunk COPYed as it is into ``report_numbers`` and ``tlog_pending`` under a
-        savepoint (the unique key refuses a number registered before or twice in the chunk): True
-        when every number went in; False, nothing of it kept, when one clashed (and the batch is
-        loaded the careful way from now on: a file that clashes once is likely to clash again)."""
+        """The chunk COPYed as it is into ``report_numbers`` and its span inserted into
+        ``tlog_pending`` (the same salts, the chunk's order) under a savepoint (the unique key
+        refuses a number registered before or twice in the chunk): True when every number went
+        in; False, nothing of it kept, when one clashed (and the batch is loaded the careful way
+        from now on: a file that clashes once is likely to clash again)."""
         import psycopg
 
-        rows, logged = copy_rows(numbers, **self._params, documents=documents)
+        salts = os.urandom(SALT_BYTES * len(numbers))
+        rows = copy_rows(numbers, salts, **self._params, documents=documents)
         sha = ", sha256" if documents else ""
         cur.execute("SAVEPOINT rnr_direct")
         try:
@@ -146,9 +162,10 @@ class PostgresLoader(_Tally):
             cur.execute("RELEASE SAVEPOINT rnr_direct")
             self._direct = False
             return False
-        with cur.copy(f"COPY tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
-                      "FROM STDIN") as copy:
-            copy.write(logged)
+        count, packed, salts, sha256s = pack(
+            numbers, salts, [documents.get(number) for number in numbers] if documents else None)
+        cur.execute(_PG_SPAN, {**self._params, "count": count, "numbers": packed, "salts": salts,
+                               "sha256s": sha256s})
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(numbers)
@@ -215,19 +232,20 @@ class SQLiteLoader(_Tally):
 
     def _insert_directly(self, cur, numbers: list[str], documents: dict[str, str] | None) -> bool:
         """The chunk's distinct numbers inserted straight into report_numbers (salts from
-        ``os.urandom``, the OS's CSPRNG) under a savepoint: True when every one went in; False,
-        nothing of the chunk kept, when one clashed — the batch is then staged from this chunk
-        on, its numbers loaded so far first remembered as seen."""
+        ``os.urandom``, the OS's CSPRNG) and their span into ``tlog_pending`` under a savepoint:
+        True when every one went in; False, nothing of the chunk kept, when one clashed — the
+        batch is then staged from this chunk on, its numbers loaded so far first remembered as
+        seen."""
         unique = list(dict.fromkeys(numbers))
-        salts = os.urandom(16 * len(unique))
+        salts = os.urandom(SALT_BYTES * len(unique))
         iid, quarter, batch, at = self._params
         rows = [(number, iid, quarter, batch, at, salts[16 * i:16 * i + 16]) for i, number in enumerate(unique)]
+        digests = None
         if documents:
-            rows = [(*row, documents.get(row[0])) for row in rows]
+            digests = [documents.get(number) for number in unique]
+            rows = [(*row, digest) for row, digest in zip(rows, digests)]
         sha = ", sha256" if documents else ""
         cur.execute("SAVEPOINT rnr_direct")
-        # rows appended to a rowid table get rowids above the largest: this chunk's are those above
-        top = cur.execute("SELECT coalesce(max(rowid), 0) FROM report_numbers").fetchone()[0]
         before = self._raw.total_changes
         cur.executemany(f"INSERT OR IGNORE INTO report_numbers (number, institution_id, quarter, batch_id, "
                         f"registered_at, salt{sha}) VALUES (?, ?, ?, ?, ?, ?{', ?' if documents else ''})", rows)
@@ -240,13 +258,8 @@ class SQLiteLoader(_Tally):
             cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM report_numbers "
                         "WHERE institution_id = ? AND batch_id = ?", (iid, batch))
             return False
-        # their log entries copied inside SQLite, in the same order (one statement instead of
-        # binding every row again from Python: ~1.4 s of CPU less a million numbers, bench/import)
-        cur.execute(f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
-                    f"SELECT 'register', number, institution_id, batch_id, quarter, registered_at, salt{sha} "
-                    f"FROM report_numbers WHERE rowid > ? ORDER BY rowid", (top,))
-        if cur.rowcount != len(unique):  # rowids past 2**63 - 1 are random: never in a registry's life
-            raise RuntimeError("report_numbers rowids are exhausted; the batch is not registered")
+        # their log entries as one span, in the same order
+        cur.execute(_SQLITE_SPAN, (iid, batch, quarter, at, *pack(unique, salts, digests)))
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(unique)
@@ -266,8 +279,8 @@ class SQLiteLoader(_Tally):
         before = self._raw.total_changes
         cur.execute("INSERT OR IGNORE INTO stage_seen (number) SELECT number FROM stage_numbers")
         fresh = self._raw.total_changes - before
-        # each new row with its salt (randomblob: SQLite's CSPRNG), its document fingerprint if
-        # any, and its pending log entry
+        # each new row with its salt (randomblob: SQLite's CSPRNG) and its document fingerprint
+        # if any; then their pending span
         sha, source = "", "stage_numbers s"
         if documents:
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_documents (number TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
@@ -282,11 +295,11 @@ class SQLiteLoader(_Tally):
         )
         fresh_rows = cur.fetchall()
         inserted = len(fresh_rows)
-        iid, quarter, batch, at = self._params
-        cur.executemany(
-            f"INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt{sha}) "
-            f"VALUES ('register', ?, ?, ?, ?, ?, ?{', ?' if documents else ''})",
-            ((number, iid, batch, quarter, at, *rest) for number, *rest in fresh_rows))
+        if fresh_rows:  # the new rows' log entries as one span, in the order they came back
+            iid, quarter, batch, at = self._params
+            cur.execute(_SQLITE_SPAN, (iid, batch, quarter, at, *pack(
+                [row[0] for row in fresh_rows], b"".join([row[1] for row in fresh_rows]),
+                [row[2] for row in fresh_rows] if documents else None)))
         cur.close()
         self.staged += len(numbers)
         self.distinct += fresh
@@ -305,6 +318,9 @@ class SQLiteLoader(_Tally):
 
 
 _PG_LOADS = {documents: _with_documents(_PG_LOAD, documents) for documents in (False, True)}
+
+_SQLITE_SPAN = ("INSERT INTO tlog_pending (action, institution_id, batch_id, quarter, at, count, numbers, salts, "
+                "sha256s) VALUES ('register', ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def make_loader(session: Session, **batch) -> NumberLoader:

@@ -1,7 +1,9 @@
 """The transparency log's tables.
 
-``tlog_pending``: entries written in the transaction of the change they record (a registration's
-rows, a withdrawal, a restore), waiting for the integrator. ``tlog_entries``: the integrated
+``tlog_pending``: entries written in the transaction of the change they record, waiting for the
+integrator: a registration's chunk of up to 10,000 numbers as one row (a span: ``count`` entries
+packed in ``numbers``, ``salts`` and ``sha256s``), a withdrawal or a restore as one row of its own
+(``number``, ``salt``, ``sha256``; ``count`` 1), as was every registration written before 0020. ``tlog_entries``: the integrated
 entries by leaf index, with the private side of each commitment (number, institution, salt) that
 only its institution and the verify answer with ``proof=1`` reveal. ``tlog_tiles``: the tree's
 hashes in tiles of 256 (C2SP tlog-tiles: level 0 holds leaf hashes, level L the roots of subtrees
@@ -12,24 +14,32 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.infra.base import Base, BigId, UTCDateTime
 
 
 class PendingEntry(Base):
+    """One pending row: a single entry (``number``, ``salt``, ``sha256``), or a span of
+    ``count`` register entries of one batch in the order they are appended: ``numbers`` newline-
+    joined, ``salts`` 16 bytes each concatenated, ``sha256s`` newline-joined with an empty line
+    for a number without a document fingerprint (NULL when none of the span has one)."""
     __tablename__ = "tlog_pending"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     action: Mapped[str] = mapped_column(String(8))
-    number: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str | None] = mapped_column(String(64))
     institution_id: Mapped[int] = mapped_column(Integer)
     batch_id: Mapped[int] = mapped_column(BigInteger)
     quarter: Mapped[str] = mapped_column(String(6))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     sha256: Mapped[str | None] = mapped_column(String(64))  # the registration's document fingerprint
+    count: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
+    numbers: Mapped[str | None] = mapped_column(Text)
+    salts: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sha256s: Mapped[str | None] = mapped_column(Text)
 
 
 class LogEntry(Base):

@@ -2,8 +2,9 @@
 checkpoints, proofs and entries from what is stored (every host).
 
 Entries are written to ``tlog_pending`` in the transaction of the change they record (registry/registration:
-the loaders and withdraw/restore); :meth:`TransparencyLog.integrate` takes
-them in commit order, gives each the next leaf index, stores its hashes in tiles and signs a new
+the loaders, a span of up to 10,000 register entries a row, registry/tlog/spans.py; withdraw and
+restore, a row each); :meth:`TransparencyLog.integrate` takes them in commit order, expands the
+spans, gives each entry the next leaf index, stores its hashes in tiles and signs a new
 checkpoint, all in one transaction per chunk. Integrating refuses to sign a tree whose stored
 hashes no longer reproduce the previous checkpoint's root: the log only ever grows.
 """
@@ -24,6 +25,7 @@ from .entries import commitment, entry_text, fast_entry_text
 from .merkle import Tree, leaf_hash
 from .models import LogEntry, PendingEntry, StoredCheckpoint, VerifierKey
 from .note import Checkpoint, Signer, sign_checkpoint
+from .spans import unpack
 from .tiles import TileReader, append_hashes
 
 log = logging.getLogger(__name__)
@@ -226,7 +228,7 @@ class TransparencyLog:
         with self._sessions() as session:
             checkpoints = session.scalars(select(StoredCheckpoint).order_by(StoredCheckpoint.size.desc())
                                           .limit(recent)).all()
-            pending = session.scalar(select(func.count()).select_from(PendingEntry))
+            pending = _pending(session)
             tree = Tree(TileReader(session))
             broken = None
             for cp in reversed(checkpoints):
@@ -246,7 +248,7 @@ class TransparencyLog:
 
     def pending_count(self) -> int:
         with self._sessions() as session:
-            return session.scalar(select(func.count()).select_from(PendingEntry))
+            return _pending(session)
 
     # --- serving (every host) ------------------------------------------------------------------
     def checkpoint(self) -> StoredCheckpoint | None:
@@ -302,7 +304,8 @@ class TransparencyLog:
                 fingerprint = session.scalar(select(ReportNumber.sha256).where(
                     ReportNumber.number == number, ReportNumber.institution_id == institution_id))
                 stored = session.scalars(select(LogEntry).where(
-                    LogEntry.number == number, LogEntry.institution_id == institution_id).order_by(LogEntry.leaf_index))
+                    LogEntry.number == number, LogEntry.institution_id == institution_id)
+                    .order_by(LogEntry.leaf_index)).all()
                 for row in stored:
                     item = {"entry": text_of(row), "uscc": uscc, "number": number, "salt": b64(row.salt),
                             "sha256": fingerprint}
@@ -312,9 +315,20 @@ class TransparencyLog:
                     else:
                         item["pending"] = True
                     out.append(item)
-                waiting = session.scalars(select(PendingEntry).where(
+                waiting = list(session.scalars(select(PendingEntry).where(
                     PendingEntry.number == number, PendingEntry.institution_id == institution_id)
-                    .order_by(PendingEntry.id))
+                    .order_by(PendingEntry.id)))
+                if not any(row.action == "register" for row in stored) and not any(
+                        row.action == "register" for row in waiting):
+                    # registered in a chunk whose span waits: its entry is the registration's row
+                    registration = _waiting_in_span(session, number, institution_id)
+                    if registration is not None:
+                        digest = commitment(uscc, number, registration.salt, registration.sha256)
+                        out.append({"entry": entry_text(action="register", at=registration.registered_at,
+                                                        batch=registration.batch_id, commitment=digest,
+                                                        quarter=registration.quarter),
+                                    "pending": True, "uscc": uscc, "number": number,
+                                    "salt": b64(registration.salt), "sha256": registration.sha256})
                 for row in waiting:
                     digest = commitment(uscc, number, row.salt, row.sha256)
                     out.append({"entry": entry_text(action=row.action, at=row.at, batch=row.batch_id,
@@ -325,27 +339,58 @@ class TransparencyLog:
 
 
 _ENTRY_COLUMNS = "leaf_index, action, number, institution_id, batch_id, quarter, at, salt, commitment"
-_PENDING_COLUMNS = "id, action, number, institution_id, batch_id, quarter, at, salt, sha256"
+_PENDING_COLUMNS = "id, action, number, institution_id, batch_id, quarter, at, salt, sha256, count, numbers, salts, sha256s"
 
 
 def _take_pending(session: Session, chunk: int) -> list[tuple]:
-    """Delete and return the oldest ``chunk`` committed pending entries, in commit order: one
-    statement on the driver's connection (rows uncommitted elsewhere are neither seen nor lost)."""
+    """Delete the oldest committed pending rows, in commit (id) order, up to about ``chunk``
+    entries — rows while the entries before them number fewer than ``chunk``, so at least one
+    row, and at most one span's worth beyond — and return their entries in order, each span
+    expanded in its packed order: (id, action, number, institution_id, batch_id, quarter, at,
+    salt, sha256). One statement on the driver's connection (rows uncommitted elsewhere are
+    neither seen nor lost); every row holds at least one entry, so the window looks at no more
+    than ``chunk`` rows."""
     raw = session.connection().connection.driver_connection
     postgres = session.get_bind().dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     cur = raw.cursor()
-    cur.execute(f"DELETE FROM tlog_pending WHERE id IN (SELECT id FROM tlog_pending ORDER BY id LIMIT {mark}) "
-                f"RETURNING {_PENDING_COLUMNS}", (chunk,))
+    cur.execute(f"DELETE FROM tlog_pending WHERE id IN (SELECT id FROM "
+                f"(SELECT id, sum(count) OVER (ORDER BY id) - count AS ahead FROM "
+                f"(SELECT id, count FROM tlog_pending ORDER BY id LIMIT {mark}) head) taken WHERE ahead < {mark}) "
+                f"RETURNING {_PENDING_COLUMNS}", (chunk, chunk))
     rows = cur.fetchall()
     cur.close()
     rows.sort(key=lambda row: row[0])
     out = []
-    for id_, action, number, institution_id, batch_id, quarter, at, salt, sha256 in rows:
+    for id_, action, number, institution_id, batch_id, quarter, at, salt, sha256, count, numbers, salts, sha256s in rows:
         at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)  # SQLite keeps text
-        out.append((id_, action, number, institution_id, batch_id, quarter, at.replace(tzinfo=dt.timezone.utc),
-                    bytes(salt), sha256))
+        at = at.replace(tzinfo=dt.timezone.utc)
+        if numbers is None:
+            out.append((id_, action, number, institution_id, batch_id, quarter, at, bytes(salt), sha256))
+        else:
+            out.extend([(id_, action, name, institution_id, batch_id, quarter, at, cut, digest)
+                        for name, cut, digest in unpack(count, numbers, salts, sha256s)])
     return out
+
+
+def _pending(session: Session) -> int:
+    """Entries waiting for the integrator (a span counts its entries)."""
+    return session.scalar(select(func.coalesce(func.sum(PendingEntry.count), 0)))
+
+
+def _waiting_in_span(session: Session, number: str, institution_id: int):
+    """The registration row of ``number`` when a pending span of its batch waits (its register
+    entry is then in one of the batch's spans: the loaders write every new row of a chunk into
+    the chunk's span, in the same transaction), else None."""
+    from registry.registration.models import ReportNumber
+
+    return session.execute(
+        select(ReportNumber.batch_id, ReportNumber.quarter, ReportNumber.registered_at, ReportNumber.salt,
+               ReportNumber.sha256)
+        .where(ReportNumber.number == number, ReportNumber.institution_id == institution_id,
+               select(PendingEntry.id).where(PendingEntry.batch_id == ReportNumber.batch_id,
+                                             PendingEntry.institution_id == ReportNumber.institution_id,
+                                             PendingEntry.numbers.is_not(None)).exists())).first()
 
 
 def _store_entries(session: Session, rows: list[tuple]) -> None:
@@ -523,7 +568,12 @@ def check_log(session: Session, verifiers: Sequence, *, chunk: int = VERIFY_CHUN
                                                   LogEntry.action == "register").exists(),
                ~select(PendingEntry.id).where(PendingEntry.number == ReportNumber.number,
                                               PendingEntry.institution_id == ReportNumber.institution_id,
-                                              PendingEntry.action == "register").exists())
+                                              PendingEntry.action == "register").exists(),
+               # a registration whose batch still has a span waiting counts as pending (its entry
+               # is in one of them: the span is written with its rows, in their transaction)
+               ~select(PendingEntry.id).where(PendingEntry.batch_id == ReportNumber.batch_id,
+                                              PendingEntry.institution_id == ReportNumber.institution_id,
+                                              PendingEntry.numbers.is_not(None)).exists())
         .limit(20)).all()
     for number, institution_id, batch_id in unlogged:
         check.problems.append(Problem(expected, f"report_numbers holds {number} of {usccs.get(institution_id)} "

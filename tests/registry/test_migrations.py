@@ -1,5 +1,6 @@
 """Migrations run up and down on scratch databases of their own."""
 import uuid
+from contextlib import contextmanager
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
@@ -26,14 +27,25 @@ def test_sqlite_up_down(tmp_path):
     engine.dispose()
 
 
-def test_postgres_up_down_and_partitions(postgres_server_url):
+@contextmanager
+def scratch_postgres(server_url):
+    """An engine on a PostgreSQL database of its own, dropped afterwards."""
     name = f"rnr_mig_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
+    engine = make_engine(make_url(server_url).set(database=name).render_as_string(hide_password=False))
     try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_postgres_up_down_and_partitions(postgres_server_url):
+    with scratch_postgres(postgres_server_url) as engine:
         _roundtrip(engine)
         with engine.connect() as conn:
             parts = conn.execute(text(
@@ -43,11 +55,6 @@ def test_postgres_up_down_and_partitions(postgres_server_url):
         assert parts == 16
         # a lookup by number prunes to one partition
         assert sum("report_numbers_p" in line for line in plan) == 1
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_models_match_migrations(tmp_path):
@@ -115,12 +122,7 @@ def test_admin_log_entries_get_a_nullable_key_id(tmp_path):
 def test_postgres_query_log_becomes_daily_partitions_keeping_its_rows(postgres_server_url):
     """0012: the rows of the unpartitioned log land in their days' partitions, ids go on from the
     same sequence; the downgrade puts them back in one table."""
-    name = f"rnr_mig_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False))
-    try:
+    with scratch_postgres(postgres_server_url) as engine:
         upgrade(engine, "0011")
         with engine.begin() as conn:
             for i, at in enumerate(("2025-03-01 10:00", "2025-03-01 23:59:59", "2025-07-09 00:00")):
@@ -139,8 +141,49 @@ def test_postgres_query_log_becomes_daily_partitions_keeping_its_rows(postgres_s
         with engine.connect() as conn:
             assert conn.execute(text("SELECT number FROM query_log ORDER BY id")).scalars().all() == ["M0", "M1", "M2", "M3"]
             assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'query_log'")).scalar() == "r"
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+
+PENDING = "INSERT INTO tlog_pending (action, number, institution_id, batch_id, quarter, at, salt, sha256{more}) " \
+          "VALUES (:action, :number, 1, 7, '2026Q3', '2026-08-01 00:00:00', :salt, :sha256{values})"
+
+
+def _pending_spans_migration(engine):
+    """0020: rows pending before it stay (count 1); a span and the rows after it come back, a row
+    per entry in the same order, when downgrading."""
+    upgrade(engine, "0019")
+    with engine.begin() as conn:
+        conn.execute(text(PENDING.format(more="", values="")),
+                     {"action": "register", "number": "OLD-1", "salt": b"\x01" * 16, "sha256": None})
+    upgrade(engine)
+    digest = "ab" * 32
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count, numbers FROM tlog_pending")).all() == [(1, None)]
+        conn.execute(text(PENDING.format(more=", count, numbers, salts, sha256s", values=", 3, :n, :s, :d")),
+                     {"action": "register", "number": None, "salt": None, "sha256": None, "n": "A\nB\nC",
+                      "s": b"\x0a" * 16 + b"\x0b" * 16 + b"\x0c" * 16, "d": f"\n{digest}\n"})
+        conn.execute(text(PENDING.format(more="", values="")),
+                     {"action": "withdraw", "number": "B", "salt": b"\x0b" * 16, "sha256": digest})
+    downgrade(engine, "0019")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, number, salt, sha256 FROM tlog_pending ORDER BY id")).all()
+    assert [tuple(row[:2]) + (bytes(row[2]), row[3]) for row in rows] == [
+        ("register", "OLD-1", b"\x01" * 16, None), ("register", "A", b"\x0a" * 16, None),
+        ("register", "B", b"\x0b" * 16, digest), ("register", "C", b"\x0c" * 16, None),
+        ("withdraw", "B", b"\x0b" * 16, digest)]
+    upgrade(engine)
+
+
+def test_pending_spans_sqlite(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _pending_spans_migration(engine)
+    engine.dispose()
+
+
+def test_pending_spans_postgres(postgres_server_url):
+    with scratch_postgres(postgres_server_url) as engine:
+        _pending_spans_migration(engine)
+        with engine.connect() as conn:  # the packed columns out of line, uncompressed
+            storage = dict(conn.execute(text(
+                "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'tlog_pending'::regclass "
+                "AND attname IN ('numbers', 'salts', 'sha256s')")).all())
+        assert storage == {"numbers": "e", "salts": "e", "sha256s": "e"}

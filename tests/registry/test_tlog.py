@@ -16,6 +16,7 @@ from registry.tlog.models import LogEntry, PendingEntry, StoredCheckpoint, Tile
 from registry.tlog.note import (Checkpoint, KeyFormatError, NoteError, Signer, open_checkpoint, parse_signer,
                                 parse_verifier, sign_checkpoint)
 from registry.tlog.service import LogBroken
+from registry.tlog.spans import unpack
 from registry.tlog.tiles import TileReader
 from tests.builders import make_institution, register
 
@@ -179,19 +180,39 @@ def stored_leaves(reg) -> list[bytes]:
                        commitment=commitment(usccs[r.institution_id], r.number, r.salt)).encode() for r in rows]
 
 
+def pending_entries(reg) -> list[tuple]:
+    """The pending entries in the order the integrator takes them: (action, number, salt,
+    sha256, batch, at), each span expanded; and the pending rows."""
+    with reg.sessions() as s:
+        rows = s.scalars(select(PendingEntry).order_by(PendingEntry.id)).all()
+    out = []
+    for row in rows:
+        if row.numbers is None:
+            assert row.count == 1 and row.salts is None and row.sha256s is None
+            out.append((row.action, row.number, row.salt, row.sha256, row.batch_id, row.at))
+        else:
+            assert row.action == "register" and row.number is None and row.salt is None
+            out += [(row.action, number, salt, sha256, row.batch_id, row.at)
+                    for number, salt, sha256 in unpack(row.count, row.numbers, row.salts, row.sha256s)]
+    return out, rows
+
+
 def test_registration_withdrawal_restore_are_logged(reg):
     with reg.sessions() as s:
         lab = make_institution(s)
     receipt = register(reg, lab, ["WT-1", "WT-2", "WT-2"])
     reg.registration.withdraw(institution_id=lab.id, items=[(1, "WT-1", "typo")])
     reg.registration.restore(institution_id=lab.id, items=[(1, "WT-1", "not a typo")])
+    pending, rows = pending_entries(reg)
     with reg.sessions() as s:
-        pending = s.scalars(select(PendingEntry).order_by(PendingEntry.id)).all()
         salts = dict(s.execute(select(ReportNumber.number, ReportNumber.salt)).all())
-    assert sorted((p.action, p.number) for p in pending[:2]) == [("register", "WT-1"), ("register", "WT-2")]
-    assert [(p.action, p.number) for p in pending[2:]] == [("withdraw", "WT-1"), ("restore", "WT-1")]
+    # the registration's two entries wait as one span; the withdrawal and the restore after it
+    assert [(r.action, r.count) for r in rows] == [("register", 2), ("withdraw", 1), ("restore", 1)]
+    assert sorted((p[0], p[1]) for p in pending[:2]) == [("register", "WT-1"), ("register", "WT-2")]
+    assert [(p[0], p[1]) for p in pending[2:]] == [("withdraw", "WT-1"), ("restore", "WT-1")]
     assert all(len(salt) == 16 for salt in salts.values()) and salts["WT-1"] != salts["WT-2"]
-    assert [p.salt for p in pending if p.number == "WT-1"] == [salts["WT-1"]] * 3
+    assert [p[2] for p in pending if p[1] == "WT-1"] == [salts["WT-1"]] * 3
+    assert reg.tlog.pending_count() == 4
 
     done = reg.tlog.integrate()
     assert done.added == 4 and done.size == 4 and done.signed == [4]
@@ -245,6 +266,165 @@ def test_integration_refuses_a_tree_that_does_not_extend_the_last_checkpoint(reg
     with pytest.raises(LogBroken):
         reg.tlog.integrate()
     assert reg.tlog.checkpoint().size == 3 and reg.tlog.pending_count() == 1
+
+
+# --- pending spans: a registration chunk waits as one row ---------------------------------------
+def _digest(i: int) -> str:
+    return hashlib.sha256(f"document {i}".encode()).hexdigest()
+
+
+def expected_entry(reg, number: str, action: str = "register", at=None) -> str:
+    """The entry text of ``number``'s registration (or of a change of it at ``at``), from its
+    ``report_numbers`` row: what the integrator must append, byte for byte."""
+    from registry.institutions.models import Institution
+
+    with reg.sessions() as s:
+        row = s.execute(select(ReportNumber, Institution.uscc).join(
+            Institution, Institution.id == ReportNumber.institution_id).where(ReportNumber.number == number)).one()
+    rn, uscc = row
+    return entry_text(action=action, at=at or rn.registered_at, batch=rn.batch_id, quarter=rn.quarter,
+                      commitment=commitment(uscc, number, rn.salt, rn.sha256))
+
+
+def logged_texts(reg) -> list[tuple[str, str]]:
+    from registry.tlog.service import text_of
+
+    with reg.sessions() as s:
+        return [(row.number, text_of(row)) for row in s.scalars(select(LogEntry).order_by(LogEntry.leaf_index))]
+
+
+def register_file(reg, lab, numbers, documents=None):
+    from registry.numbers.quarters import Quarter
+
+    digest = hashlib.sha256(("\n".join(numbers) + repr(documents)).encode()).hexdigest()
+    receipt = reg.registration.register(institution_id=lab.id, quarter=Quarter.parse("2026Q3"), numbers=numbers,
+                                        sha256=digest, documents=dict(documents) if documents else None)
+    reg.refresh()
+    return receipt
+
+
+def test_a_chunk_waits_as_one_span_on_both_paths(reg):
+    """Direct path: a span per chunk of 10,000, the file's order, the rows' own salts and
+    fingerprints (NULL when the chunk has none). After a clash (the careful path): a span of
+    exactly the numbers inserted, none when nothing was new. Integrated, the entries are those of
+    the registrations, byte for byte, in the spans' order."""
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    numbers = [f"SP-{i:05d}" for i in range(25_000)]
+    documents = {numbers[i]: _digest(i) for i in range(0, 10_000, 7)}
+    first = register_file(reg, lab, numbers, documents)
+    assert first.accepted == 25_000
+    pending, rows = pending_entries(reg)
+    assert [r.count for r in rows] == [10_000, 10_000, 5_000]
+    assert rows[0].sha256s is not None and rows[1].sha256s is None and rows[2].sha256s is None
+    assert [p[1] for p in pending] == numbers
+    with reg.sessions() as s:
+        stored = {r.number: (r.salt, r.sha256) for r in s.execute(
+            select(ReportNumber.number, ReportNumber.salt, ReportNumber.sha256))}
+    assert all((p[2], p[3]) == stored[p[1]] for p in pending)
+    assert sum(p[3] is not None for p in pending) == len(documents)
+    assert {(p[4], p[5]) for p in pending} == {(first.batch_id, first.created_at)}
+
+    # a clash: this file is loaded the careful way; its span holds the three new numbers only
+    second = register_file(reg, lab, ["SP-00001", "NEW-1", "NEW-2", "NEW-1", "SP-00002", "NEW-3"],
+                           {"NEW-2": _digest(-2), "SP-00001": _digest(-1)})
+    assert (second.accepted, second.already_registered, second.in_file_duplicates) == (3, 2, 1)
+    pending, rows = pending_entries(reg)
+    assert [r.count for r in rows] == [10_000, 10_000, 5_000, 3]
+    assert sorted(p[1] for p in pending[25_000:]) == ["NEW-1", "NEW-2", "NEW-3"]
+    assert {p[1]: p[3] for p in pending[25_000:]} == {"NEW-1": None, "NEW-2": _digest(-2), "NEW-3": None}
+    with reg.sessions() as s:
+        salts = dict(s.execute(select(ReportNumber.number, ReportNumber.salt)
+                               .where(ReportNumber.batch_id == second.batch_id)).all())
+    assert {p[1]: p[2] for p in pending[25_000:]} == salts
+    # a careful chunk without fingerprints; then one where nothing is new: no span at all
+    register_file(reg, lab, ["NEW-1", "NEW-4"])
+    register_file(reg, lab, ["NEW-1", "NEW-4"], {"NEW-4": _digest(4)})
+    pending, rows = pending_entries(reg)
+    assert [r.count for r in rows][3:] == [3, 1] and rows[4].sha256s is None
+    assert reg.tlog.pending_count() == 25_004
+
+    order = [p[1] for p in pending]
+    done = reg.tlog.integrate(chunk=4_000)  # at least one span a transaction, never half of one
+    assert done.added == 25_004 and done.signed == [10_000, 20_000, 25_000, 25_004]
+    texts = logged_texts(reg)
+    assert [number for number, _ in texts] == order
+    assert all(text == expected_entry(reg, number) for number, text in texts[::97] + texts[24_990:])
+    assert reg.tlog.pending_count() == 0
+    assert reg.tlog.verify([reg.tlog.signer.verifier]).ok
+
+
+def test_spans_and_single_entry_rows_integrate_together_in_id_order(reg):
+    """Rows pending from before spans (one per number) and spans, withdrawals between them, a
+    withdrawal of a registration still pending: all appended in id order, spans expanded."""
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    old = register_file(reg, lab, ["OLD-1", "OLD-2", "OLD-3"])
+    # the registration as it waited before 0020: a row per number
+    with reg.sessions() as s:
+        span = s.scalars(select(PendingEntry)).one()
+        entries = unpack(span.count, span.numbers, span.salts, span.sha256s)
+        s.delete(span)
+        s.flush()
+        for number, salt, sha256 in entries:
+            s.add(PendingEntry(action="register", number=number, institution_id=lab.id, batch_id=old.batch_id,
+                               quarter="2026Q3", at=span.at, salt=salt, sha256=sha256))
+        s.commit()
+    reg.registration.withdraw(institution_id=lab.id, items=[(1, "OLD-2", "作废")])
+    register_file(reg, lab, ["NEW-1", "NEW-2"], {"NEW-2": _digest(2)})
+    reg.registration.withdraw(institution_id=lab.id, items=[(1, "NEW-2", "作废")])  # still pending
+    pending, rows = pending_entries(reg)
+    assert [(r.action, r.count) for r in rows] == [("register", 1)] * 3 + [("withdraw", 1), ("register", 2),
+                                                                          ("withdraw", 1)]
+    assert reg.tlog.pending_count() == 7
+
+    # the withdrawal of a pending registration: proof=1 lists the register entry, then it
+    uscc = lab.uscc
+    before = reg.tlog.evidence([("NEW-2", lab.id, uscc), ("OLD-1", lab.id, uscc)])["entries"]
+    assert [(e["number"], json.loads(e["entry"])["action"], e["pending"]) for e in before] == [
+        ("NEW-2", "register", True), ("NEW-2", "withdraw", True), ("OLD-1", "register", True)]
+    assert before[0]["sha256"] == _digest(2) and before[0]["entry"] == expected_entry(reg, "NEW-2")
+    assert reg.tlog.verify([reg.tlog.signer.verifier]).ok  # nothing pending is taken for unlogged
+
+    done = reg.tlog.integrate(chunk=2)
+    assert done.size == 7 and done.signed == [2, 4, 6, 7]
+    texts = logged_texts(reg)
+    assert [number for number, _ in texts] == ["OLD-1", "OLD-2", "OLD-3", "OLD-2", "NEW-1", "NEW-2", "NEW-2"]
+    with reg.sessions() as s:
+        withdrawn = dict(s.execute(select(ReportNumber.number, ReportNumber.withdrawn_at)
+                                   .where(ReportNumber.withdrawn_at.is_not(None))).all())
+    assert [text for _, text in texts] == [
+        expected_entry(reg, "OLD-1"), expected_entry(reg, "OLD-2"), expected_entry(reg, "OLD-3"),
+        expected_entry(reg, "OLD-2", "withdraw", withdrawn["OLD-2"]), expected_entry(reg, "NEW-1"),
+        expected_entry(reg, "NEW-2"), expected_entry(reg, "NEW-2", "withdraw", withdrawn["NEW-2"])]
+    after = reg.tlog.evidence([("NEW-2", lab.id, uscc), ("OLD-1", lab.id, uscc)])["entries"]
+    assert [e["entry"] for e in after] == [e["entry"] for e in before]
+    assert all("pending" not in e and len(e["inclusion"]) > 0 for e in after)
+    assert reg.tlog.verify([reg.tlog.signer.verifier]).ok
+
+
+def test_a_registration_sneaked_into_a_batch_whose_span_waits_is_reported_once_it_is_in(reg):
+    """``tlog verify`` takes a registration whose batch still has a span waiting for pending (the
+    span is written with the rows, in their transaction); once the batch is integrated, a row
+    that none of its spans held is reported."""
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    with reg.sessions() as s:
+        lab = make_institution(s)
+    receipt = register_file(reg, lab, ["IN-1", "IN-2"])
+    with reg.sessions() as s:
+        s.execute(insert(ReportNumber).values(number="SNEAKED-1", institution_id=lab.id, quarter="2026Q3",
+                                              batch_id=receipt.batch_id, salt=b"\x00" * 16,
+                                              registered_at=dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc)))
+        s.commit()
+    assert reg.tlog.verify([reg.tlog.signer.verifier]).ok
+    assert reg.tlog.evidence([("SNEAKED-1", lab.id, lab.uscc)])["entries"][0]["pending"] is True
+    reg.tlog.integrate()
+    check = reg.tlog.verify([reg.tlog.signer.verifier])
+    assert not check.ok and check.first.index == 2 and "SNEAKED-1" in check.first.message
+    assert reg.tlog.evidence([("SNEAKED-1", lab.id, lab.uscc)])["entries"] == []
 
 
 # --- settings: the key never in the database, generated for the embedded default --------------
