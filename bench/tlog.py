@@ -7,7 +7,8 @@ checkpoint per 200,000 entries). Reported per backend, measured in the same run:
 
 - the import rate with the log on, and the integration (append) rate, as a ratio of the import's;
 - bytes per entry: ``tlog_entries`` (heap and indexes), ``tlog_tiles`` (the hashes), the pending
-  table left over, and the salt column ``report_numbers`` gained;
+  table left over, and the salt column ``report_numbers`` gained; apart, the pending table while
+  the entries wait (a span of up to 10,000 entries a row);
 - the time of an inclusion proof at the final size (a few tile reads).
 
     .venv/bin/python -m bench.tlog [--numbers 1000000] [--sqlite] [--no-postgres]
@@ -58,6 +59,7 @@ def run(database_url: str, work: Path, n: int) -> dict:
         t = time.perf_counter()
         reg.registration.register(institution_id=iid, quarter=Quarter(2026, 3), numbers=numbers, sha256=f"{f:064x}")
         import_s += time.perf_counter() - t
+    waiting = _pending_bytes(reg.engine)
     t = time.perf_counter()
     done = reg.tlog.integrate()
     integrate_s = time.perf_counter() - t
@@ -86,7 +88,17 @@ def run(database_url: str, work: Path, n: int) -> dict:
         proof_ms = (time.perf_counter() - t) / 200 * 1000
     reg.close()
     return {"import_s": import_s, "integrate_s": integrate_s, "sizes": sizes, "proof_ms": proof_ms,
-            "checkpoints": len(done.signed)}
+            "checkpoints": len(done.signed), "waiting": waiting}
+
+
+def _pending_bytes(engine) -> int:
+    """``tlog_pending``'s bytes (heap, TOAST and index) with every entry still waiting."""
+    from sqlalchemy import text
+
+    with engine.connect() as c:
+        if engine.dialect.name == "postgresql":
+            return c.execute(text("SELECT pg_total_relation_size('tlog_pending')")).scalar()
+        return c.execute(text("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'tlog_pending'")).scalar()
 
 
 def report(name: str, n: int, r: dict) -> None:
@@ -100,6 +112,7 @@ def report(name: str, n: int, r: dict) -> None:
         print(f"  {table:<32} {size / n:>10.1f} B/entry")
     print(f"  {'total':<32} {total / n:>10.1f} B/entry   → {total / n * 1.6e9 / 1e9:,.0f} GB at 16 亿")
     print(f"  inclusion proof at this size      {r['proof_ms']:>10.2f} ms")
+    print(f"  tlog_pending while waiting        {r['waiting'] / n:>10.1f} B/entry")
 
 
 def main(argv=None) -> int:
