@@ -489,6 +489,12 @@ redis.call('BITOP', 'OR', KEYS[1], KEYS[1], KEYS[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
+def merge_key(shard_key: str) -> str:
+    """A new temporary key for a merge into ``shard_key``, tagged with the shard's key: both hash
+    to the same slot, as the script that ORs one into the other needs on Redis Cluster."""
+    return f"{{{shard_key}}}:merge:{uuid.uuid4().hex}"
+
+
 #: bytes of a shard's bitmap a merge sends per command (the client copies each while packing it)
 MERGE_SLICE = 4 * 1024 * 1024
 #: a merge's temporary key outlives a client that died between sending it and merging it by this long
@@ -789,7 +795,7 @@ class RedisStore:
     def _merge(self, pointer: Pointer, shard: int, pieces) -> bool:
         """Send ``(byte offset, bytes)`` pieces of a bitmap as a temporary key, then OR it into the shard."""
         key = self.key(pointer.generation, shard)
-        temp = f"{key}:merge:{uuid.uuid4().hex}"
+        temp = merge_key(key)
         client = self._merging()
         first = True
         for start, piece in pieces:

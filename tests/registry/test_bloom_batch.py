@@ -106,7 +106,7 @@ def test_a_merge_into_a_lost_shard_says_so(open_index, session_factory, store_ki
         os.unlink(tmp_path / "bloom" / "shard-001.bin")
     assert gathered.write(index._store, [(pointer, False)], sync=True) == {pointer.generation: False}
     if store_kind == "redis":  # the temporary keys went with the refused merge
-        assert not list(index._store.client.scan_iter("rnr:bloom:*:merge:*"))
+        assert not list(index._store.client.scan_iter("*:merge:*"))
 
 
 KILLED_AFTER_MERGE = r"""
@@ -183,3 +183,17 @@ def test_writer_killed_between_merge_and_commit_loses_nothing(open_index, sessio
     report = index.check()
     assert report["mode"] == "bloom" and report["missing_count"] == 0 and report["items"] == len(batch)
     assert all(index.lookup(n) is True for n in batch)
+
+
+def test_a_merge_key_shares_its_shard_key_slot():
+    """On Redis Cluster the merge script touches the shard's key and the temporary key: they must
+    hash to one slot (the shard key is the temporary key's hash tag)."""
+    from redis.crc import key_slot
+
+    from registry.bloom.stores import RedisStore, merge_key
+
+    for generation, shard in ((1, 0), (1796141487914007, 41), (7, 103)):
+        shard_key = RedisStore.key(generation, shard)
+        temp = merge_key(shard_key)
+        assert temp != merge_key(shard_key)  # a new one each merge
+        assert key_slot(temp.encode()) == key_slot(shard_key.encode())
