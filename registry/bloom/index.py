@@ -165,6 +165,10 @@ class Writer:
 
     def __init__(self, index: "BloomIndex"):
         self._index = index
+        # generations that lost a shard during this unit of work: their marker stays where it
+        # was for the rest of it, even through the batch's last (empty) add, so every other
+        # process finds it behind the newest batch and asks the database
+        self._lost: set[int] = set()
 
     def add(self, numbers: Iterable[str], *, batch_id: int, sync: bool = True) -> None:
         """Set the bits of ``numbers`` in every live generation, durably, then advance the
@@ -234,10 +238,14 @@ class Writer:
     def _advance(self, targets: list[tuple[Pointer, bool]], valid: dict[int, bool], batch_id: int) -> None:
         index = self._index
         for pointer, building in targets:
-            if valid.get(pointer.generation, True):
-                index._store.advance_marker(pointer.generation, batch_id)
-            elif not building:
-                index._distrust(f"shard of generation {pointer.generation} lost (seen by a writer)", rebuild=True)
+            generation = pointer.generation
+            if generation not in self._lost and valid.get(generation, True):
+                index._store.advance_marker(generation, batch_id)
+                continue
+            newly = generation not in self._lost
+            self._lost.add(generation)
+            if newly and not building:
+                index._distrust(f"shard of generation {generation} lost (seen by a writer)", rebuild=True)
 
 
     def sync(self) -> None:

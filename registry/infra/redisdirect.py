@@ -49,13 +49,16 @@ class DirectRedis:
         if conn is None:
             conn = self._connection_class(**self._connection_kwargs)
             check = self.on_connect
-            if check is not None:
-                try:
-                    conn.connect()
+            try:
+                # connected here, as redis-py's pool does, never lazily by the first send: a
+                # Sentinel-managed connection learns the primary's address in its connect(), which
+                # the lazy path of send_packed_command skips (it then reached localhost:6379)
+                conn.connect()
+                if check is not None:
                     check(conn)
-                except BaseException:
-                    conn.disconnect()
-                    raise
+            except BaseException:
+                conn.disconnect()
+                raise
             slots.conn = conn
         return conn
 

@@ -109,6 +109,30 @@ def test_a_merge_into_a_lost_shard_says_so(open_index, session_factory, store_ki
         assert not list(index._store.client.scan_iter("*:merge:*"))
 
 
+
+@pytest.mark.parametrize("size", [50, index_module.MANY + 10])  # offset by offset, and merged per shard
+def test_a_shard_lost_mid_batch_keeps_the_marker_back_through_the_last_add(open_index, session_factory, store_kind,
+                                                                          tmp_path, size):
+    """A writer that saw a shard lost never advances that generation's marker in the same unit of
+    work, not even with the batch's closing empty add (``RegistrationService`` ends every batch
+    with one): every other process then finds the marker behind the newest batch and asks the
+    database, instead of trusting a shard that lacks the batch's bits."""
+    index = open_index(capacity=20_000, shards=2)
+    index.check_marker(None)
+    pointer = index._store.read_pointer()
+    before = index._store.read_marker(pointer.generation)
+    with session_factory() as session:
+        with index.writing(session) as writer:
+            if store_kind == "redis":
+                index._store.client.delete(index._store.key(pointer.generation, 1))
+            else:
+                os.unlink(tmp_path / "bloom" / "shard-001.bin")
+            writer.add(numbers("LOSTW", size), batch_id=7)
+            writer.add((), batch_id=7)
+    assert index._store.read_marker(pointer.generation) == before
+    assert index.status()["mode"] == "database"
+
+
 KILLED_AFTER_MERGE = r"""
 import json, os, signal, sys
 from pathlib import Path

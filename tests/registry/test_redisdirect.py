@@ -93,3 +93,34 @@ def test_on_connect_sees_each_new_connection_and_may_refuse_it(direct):
     assert direct.call("PING") in (b"PONG", True, "PONG")
     assert direct.call("PING") in (b"PONG", True, "PONG")
     assert len(seen) == 3  # asked once per connection, not per call
+
+
+class _AddressedOnConnect(redis.Connection):
+    """Like redis-py's Sentinel-managed connection: it learns its server's address in connect()."""
+
+    def __init__(self, *, address: tuple[str, int], **kwargs):
+        super().__init__(**kwargs)
+        self.address = address
+
+    def connect(self):
+        self.host, self.port = self.address
+        super().connect()
+
+
+def test_a_connection_that_learns_its_server_in_connect_reaches_that_server(redis_client):
+    """Each new connection is connected explicitly, as redis-py's pool connects them: a Sentinel-
+    managed connection asks the Sentinels for the primary in connect(), which the lazy connect of
+    a first send skips — it then reached the default localhost:6379, and an import's Bloom writes
+    went to that server (the Sentinel drill's false negative)."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    address = (kwargs.get("host", "localhost"), kwargs.get("port", 6379))
+    unusable = {**kwargs, "host": "127.0.0.1", "port": 1}  # nothing listens there
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=_AddressedOnConnect,
+                                                              address=address, **unusable))
+    direct = DirectRedis(client)
+    redis_client.set("addressed", "here")
+    try:
+        assert direct.call("GET", "addressed") == b"here"
+    finally:
+        direct.drop()
+        client.close()
