@@ -247,9 +247,9 @@ def verify_rate(state: State, args) -> dict:
 def prewarm(state: State) -> dict:
     """What a production database keeps in memory (README: RAM for the primary-key indexes,
     ``shared_buffers`` a quarter of it): ``report_numbers``' indexes read into shared buffers and
-    its heap handed to the OS's read-ahead (``pg_prewarm``), as a restarted primary or a new
-    replica is warmed before it takes lookups. Without it the 3-second warm-up leaves a 100 M
-    registry's lookups waiting on the disk."""
+    its heap into the OS's page cache (``pg_prewarm``), as a restarted primary or a new replica
+    is warmed before it takes lookups. Without it a 100 M registry's lookups wait on the disk
+    (docs/scale.md); where the heap does not fit in memory, they still do."""
     from registry.infra.db import make_engine
 
     engine = make_engine(state.data["database_url"], isolation_level="AUTOCOMMIT")
@@ -260,7 +260,7 @@ def prewarm(state: State) -> dict:
             "SELECT coalesce(sum(pg_prewarm(i.indexrelid)), 0) FROM pg_index i JOIN pg_inherits h "
             "ON h.inhrelid = i.indrelid WHERE h.inhparent = 'report_numbers'::regclass")).scalar()
         heap = c.execute(text(
-            "SELECT coalesce(sum(pg_prewarm(h.inhrelid, 'prefetch')), 0) FROM pg_inherits h "
+            "SELECT coalesce(sum(pg_prewarm(h.inhrelid, 'read')), 0) FROM pg_inherits h "
             "WHERE h.inhparent = 'report_numbers'::regclass")).scalar()
     engine.dispose()
     return {"index_blocks": int(indexes), "heap_blocks": int(heap), "seconds": round(time.monotonic() - started, 1)}
