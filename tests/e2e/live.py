@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 @contextmanager
 def live_server(app, name: str = "e2e-server") -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    httpd = make_server("127.0.0.1", 0, _read_whole(app), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
     thread.start()
     try:
@@ -21,6 +21,24 @@ def live_server(app, name: str = "e2e-server") -> Iterator[str]:
         httpd.shutdown()
         thread.join(5)
         httpd.server_close()
+
+
+def _read_whole(app):
+    """``app`` with each response read whole and its iterable closed before the server writes it.
+    werkzeug's development server skips ``close()`` when the browser drops a connection while the
+    server drains the request (a favicon fetch abandoned by a navigation): the static file it
+    served then stayed open until the collector warned, in whichever test was running then."""
+
+    def served(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    return served
 
 
 PHONE = {"width": 375, "height": 812}
