@@ -120,11 +120,7 @@ def _many_offsets_function(num_slices: int, bits_per_slice: int):
     def many(keys: list[bytes]):
         if seeded is not None:
             hashfn, seeds = seeded
-            if len(seeds) == 1:
-                seed = seeds[0]
-                digests = [hashfn(seed + key).digest() for key in keys]
-            else:
-                digests = [hashfn(seed + key).digest() for key in keys for seed in seeds]
+            digests = [hashfn(seed + key).digest() for key in keys for seed in seeds]
         elif len(salts) == 1:
             salt = salts[0]
             digests = []
