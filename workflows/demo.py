@@ -15,7 +15,8 @@ from registry.institutions.directory import bump_directory_version
 from registry.institutions.service import create_institution, rename_institution
 from registry.institutions.models import Authority, Certificate, CertificateEvent, Institution, InstitutionAddress
 from registry.registration.models import Batch
-from registry.numbers.normalize import USCC_CHARSET, make_uscc
+from registry.infra.settings import DEMO_REPORT
+from registry.numbers.normalize import USCC_CHARSET, make_uscc, normalize_number
 from registry.numbers.quarters import SHANGHAI, Quarter
 from registry.registration.service import RegistrationService
 
@@ -41,6 +42,9 @@ FORMATS = ("prefix", "provincial", "document", "quarterly", "digits")
 
 # Numbers used by two labs, to show the `ambiguous` verdict.
 SHARED_NUMBERS = ("2020-0001", "BG2021-0001")
+# The first lab's sample report (portal/static/demo/sample-report.pdf, made by tools/demo_report.py)
+# is registered in its current quarter with the file's SHA-256, to show the document check.
+SAMPLE_NUMBER = "WTYB-0001"
 
 
 @dataclass
@@ -140,12 +144,15 @@ def load_demo_data(
             numbers = [number_for(fmt, ABBR[code], index, quarter, start + k) for k in range(numbers_per_quarter)]
             if index < 2 and quarter == quarters[0]:
                 numbers.extend(SHARED_NUMBERS)
-            from registry.numbers.normalize import normalize_number
-
+            documents = None
+            if index == 0 and quarter == current and DEMO_REPORT.is_file():
+                numbers.append(SAMPLE_NUMBER)
+                documents = {normalize_number(SAMPLE_NUMBER): hashlib.sha256(DEMO_REPORT.read_bytes()).hexdigest()}
             normalised = [normalize_number(n) for n in numbers]
             digest = hashlib.sha256(("demo:%d:%s" % (iid, quarter)).encode()).hexdigest()
             receipt = registration.register(institution_id=iid, quarter=quarter, numbers=normalised, sha256=digest,
-                                            file_name=f"{quarter}-报告编号.xlsx", created_by="demo")
+                                            file_name=f"{quarter}-报告编号.xlsx", created_by="demo",
+                                            documents=documents)
             total += receipt.accepted
             batches += 1
             _backdate(session_factory, receipt.batch_id, quarter, late=index % 9 == 8, today=today)

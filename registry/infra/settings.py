@@ -13,6 +13,8 @@ TEMPLATES_DIR = ROOT / "templates"
 TRANSLATIONS_DIR = ROOT / "translations"
 MIGRATIONS_DIR = ROOT / "migrations"
 ALEMBIC_INI = ROOT / "alembic.ini"
+# the demo's sample report, its fingerprint registered by the demo data (tools/demo_report.py)
+DEMO_REPORT = ROOT / "portal" / "static" / "demo" / "sample-report.pdf"
 
 
 def _int(value: str, name: str) -> int:

@@ -55,6 +55,32 @@ def test_demo_data_loads_once(runner, reg):
     assert withdrawn == 6
 
 
+def test_demo_data_registers_the_sample_reports_fingerprint(runner, reg, client):
+    """A fresh demo shows the document check: the sample report in portal/static/demo is
+    registered with its number and SHA-256; the same file matches, a changed one does not."""
+    import hashlib
+
+    from registry.infra.settings import DEMO_REPORT
+    from workflows.demo import SAMPLE_NUMBER
+
+    result = runner.invoke(args=["demo-data", "--institutions", "2", "--numbers-per-quarter", "3"])
+    assert result.exit_code == 0, result.output
+    reg.refresh()
+    sample = DEMO_REPORT.read_bytes()
+    assert sample.startswith(b"%PDF-")
+    served = client.get("/static/demo/sample-report.pdf")
+    assert served.status_code == 200 and served.data == sample
+    served.close()
+    same = client.get("/api/v1/verify", query_string={"number": SAMPLE_NUMBER,
+                                                      "sha256": hashlib.sha256(sample).hexdigest()})
+    assert same.status_code == 200
+    assert same.json["status"] == "found" and same.json["document"] == "match"
+    assert same.json["institution"]["name"] == "北京产品质量检验所（演示）"
+    changed = client.get("/api/v1/verify", query_string={"number": SAMPLE_NUMBER,
+                                                         "sha256": hashlib.sha256(sample + b" ").hexdigest()})
+    assert changed.json["document"] == "mismatch"
+
+
 @pytest.mark.parametrize("institutions", [1, 2, 3])
 def test_demo_data_with_few_institutions(runner, reg, institutions):
     result = runner.invoke(args=["demo-data", "--institutions", str(institutions), "--numbers-per-quarter", "2"])
