@@ -210,7 +210,7 @@ def verify_rate(state: State, args) -> dict:
     import statistics
 
     from bench.common import free_port, gunicorn, wait_http
-    from bench.verify import run_wrk
+    from bench.verify import cpu_seconds, cpu_used, run_wrk
 
     rows = len(state.data["files"]) * state.data["file_size"]
     rng = random.Random(7)
@@ -230,9 +230,14 @@ def verify_rate(state: State, args) -> dict:
         wait_http(f"http://127.0.0.1:{bare_port}/api/v1/verify?number=1")
         run_wrk(app_port, paths, 3)
         run_wrk(bare_port, paths, 3)
+        pids = {app_port: procs[0].pid, bare_port: procs[1].pid}
         for i in range(args.verify_rounds):
             for port, runs in ([(bare_port, bare), (app_port, ours)][:: 1 if i % 2 == 0 else -1]):
-                runs.append(run_wrk(port, paths, args.verify_seconds))
+                before = cpu_seconds(pids[port])
+                run = run_wrk(port, paths, args.verify_seconds)
+                used = cpu_used(before, cpu_seconds(pids[port]))
+                run["cpu_us"] = {k: round(v / (run["rps"] * args.verify_seconds) * 1e6) for k, v in used.items()}
+                runs.append(run)
     finally:
         for proc in procs:
             proc.terminate()
@@ -241,7 +246,9 @@ def verify_rate(state: State, args) -> dict:
             "bare_rps": statistics.median(r["rps"] for r in bare),
             "ratio": statistics.median(o["rps"] / b["rps"] for o, b in zip(ours, bare)),
             "p99_ms": statistics.median(r["p99"] for r in ours), "errors": sum(r["errors"] for r in ours),
-            "prewarmed": prewarmed}
+            "prewarmed": prewarmed,
+            "cpu_us": {k: statistics.median(r["cpu_us"][k] for r in ours) for k in ours[0]["cpu_us"]},
+            "bare_cpu_us": statistics.median(r["cpu_us"]["workers"] for r in bare)}
 
 
 def prewarm(state: State) -> dict:
