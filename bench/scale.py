@@ -301,6 +301,10 @@ def report(state: State) -> None:
     if v:
         print(f"  verify: {v['rps']:,.0f} req/s with {v['workers']} workers, {v['ratio']:.2f}× the bare endpoint "
               f"({v['bare_rps']:,.0f} req/s), p99 {v['p99_ms']} ms, {v['errors']} errors")
+        if "cpu_us" in v:
+            c = v["cpu_us"]
+            print(f"  (explains: CPU per request, µs — bare: its workers {v['bare_cpu_us']:.0f}; verify: its workers "
+                  f"{c['workers']:.0f}, PostgreSQL {c['PostgreSQL']:.0f}, Redis {c['Redis']:.0f})")
     print("\n" + json.dumps({k: v for k, v in d.items() if k != "files"}, indent=1))
 
 
