@@ -7,19 +7,9 @@ app's services (``registry()``) and the workflows, and print.
 """
 from __future__ import annotations
 
-import atexit
-import gc
-
 from flask import Flask
 
 from . import accounts, audit, backup, bloom, db, institutions, numbers, platforms, retention, statistics, tlog
-
-# A command's process ends without the interpreter's final collection of everything it made:
-# that collection took 0.7–0.9 s after a big import (bench/import), for memory the OS takes
-# back anyway. ``gc.freeze()`` from an exit handler moves the heap out of its reach; the exit
-# handlers registered after this one (the query log's flush, …) run before it, and objects
-# freed by reference counting are still freed. (gunicorn's workers leave with ``os._exit``.)
-atexit.register(gc.freeze)
 
 
 def register_commands(app: Flask) -> None:

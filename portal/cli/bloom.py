@@ -10,6 +10,7 @@ from registry.bloom import RebuildInProgress
 from registry.bloom.snapshot import SnapshotUnavailable
 
 from ..extensions import registry
+from .common import no_final_collection
 
 bloom = AppGroup("bloom", help="Maintain the Bloom index of registered numbers.")
 
@@ -23,6 +24,7 @@ def bloom_rebuild(capacity: int | None):
     except RebuildInProgress:
         click.echo("error: another rebuild is running; try again when it has finished", err=True)
         sys.exit(1)
+    no_final_collection()
     click.echo(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

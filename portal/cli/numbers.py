@@ -17,7 +17,7 @@ from workflows.problems import not_registered_problems, write_rejected_csv_or_er
 from workflows.withdrawals import read_withdrawal_file, restore_items, withdraw_items
 
 from ..extensions import registry
-from .common import Progress, echo_problems, echo_rejected_csv_error, institution, open_input, refuse
+from .common import Progress, echo_problems, echo_rejected_csv_error, institution, no_final_collection, open_input, refuse
 
 
 @click.command("import-numbers")
@@ -58,6 +58,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
             progress.close()
             refuse(f"{name}: {exc}; nothing registered")
         progress.close()
+    no_final_collection()
     receipt = done.receipt
     if receipt.repeated:
         click.echo(f"{name}: already registered as batch {receipt.batch_id} on {receipt.created_at:%Y-%m-%d}; nothing changed")
