@@ -100,6 +100,12 @@ class ReadConnections:
                     # ``number = ANY(array)``); both read statements are primary-key lookups, so
                     # this connection never scans sequentially.
                     driver.execute("SET enable_seqscan = off")
+                    # Nor is a lookup ever compiled: on a table whose statistics are missing or
+                    # stale (autovacuum not yet through a big load, a restored database), the
+                    # generic plan's estimate (3,331 rows a partition) passed jit_above_cost at
+                    # 100 M numbers, and each lookup spent 4–5 ms compiling its expressions
+                    # against 0.05 ms running them (docs/scale.md).
+                    driver.execute("SET jit = off")
                 reader = slots.reader = _Reader(conn, driver, driver.cursor())
             except (OperationalError, DBAPIError) as exc:
                 raise Unavailable("the registry database is unreachable") from exc
