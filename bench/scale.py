@@ -18,7 +18,7 @@ take hours). At the target it reports:
     .venv/bin/python -m bench.scale --target 100000000 [--state bench-scale-state]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--redis-url redis://…/3]
         [--file-size 1000000] [--absent 1000000] [--query-log 500000] [--verify-seconds 8] [--workers 4] [--drop]
-        [--no-rebuild]
+        [--no-rebuild] [--database rnr_scale]
 
 Not in CI. Give PostgreSQL the ``shared_buffers`` README says (a quarter of the host's memory);
 the report names the value it ran with.
@@ -73,11 +73,11 @@ def set_up(state: State, args) -> None:
 
     admin = make_engine(args.database_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        c.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+        c.execute(text(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)'))
+        c.execute(text(f'CREATE DATABASE "{args.database}"'))
     admin.dispose()
     redis.Redis.from_url(args.redis_url).flushdb()
-    state.data = {"database_url": args.database_url.rsplit("/", 1)[0] + "/" + DATABASE, "redis_url": args.redis_url,
+    state.data = {"database_url": args.database_url.rsplit("/", 1)[0] + "/" + args.database, "redis_url": args.redis_url,
                   "capacity": max(args.target, 10_000_000), "file_size": args.file_size, "files": []}
     code = """
 from portal import create_app
@@ -313,6 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=int, required=True, help="numbers in the registry at the end")
     parser.add_argument("--state", type=Path, default=ROOT / "bench-scale-state")
     parser.add_argument("--database-url", default=PG_SERVER, help="any database of the server (the run makes its own)")
+    parser.add_argument("--database", default=DATABASE,
+                        help="the run's own database (made at set-up, dropped by --drop); another name keeps two runs side by side")
     parser.add_argument("--redis-url", default=REDIS, help="a Redis db of the run's own (flushed at set-up)")
     parser.add_argument("--file-size", type=int, default=1_000_000)
     parser.add_argument("--absent", type=int, default=1_000_000)
@@ -326,6 +328,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-rebuild", action="store_true",
                         help="skip timing `bloom rebuild` (9.5 s a million at 100 M: docs/scale.md)")
     args = parser.parse_args(argv)
+    if not args.database.replace("_", "").isalnum():
+        parser.error("--database: letters, digits and _ only")
     args.state.mkdir(parents=True, exist_ok=True)
     state = State(args.state)
     if not state.data:
@@ -362,7 +366,8 @@ def main(argv=None) -> int:
 
         admin = make_engine(args.database_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            database = state.data["database_url"].rsplit("/", 1)[1]
+            c.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
         state.path.unlink()
     return 0
