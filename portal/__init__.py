@@ -53,7 +53,10 @@ def _ratelimit_storage(settings: Mapping[str, Any]) -> dict:
                 "RATELIMIT_STORAGE_OPTIONS": {}}
     timeouts = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
     if not settings.get("REDIS_SENTINELS"):
-        return {"RATELIMIT_STORAGE_URI": settings["REDIS_URL"], "RATELIMIT_STORAGE_OPTIONS": timeouts}
+        url = settings["REDIS_URL"]
+        if url.startswith("unix://"):  # a Redis on this host's socket: the limits library names it so
+            url = "redis+unix://" + url.removeprefix("unix://")
+        return {"RATELIMIT_STORAGE_URI": url, "RATELIMIT_STORAGE_OPTIONS": timeouts}
     from workflows.services import url_auth
 
     sentinels = ",".join(f"{host}:{port}" for host, port in settings["REDIS_SENTINELS"])
