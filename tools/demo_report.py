@@ -18,9 +18,9 @@ import sys
 
 from portal.receipt import find_font
 from registry.infra.settings import DEMO_REPORT
+from workflows.demo import SAMPLE_NUMBER
 
 OUT = DEMO_REPORT
-NUMBER = "WTYB-0001"  # workflows/demo.py SAMPLE_NUMBER
 LAB = "北京产品质量检验所（演示）"
 
 ROWS = (
@@ -49,7 +49,7 @@ def build() -> bytes:
     pdf.set_font("cjk", size=20)
     pdf.cell(0, 14, "检 验 报 告", align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("cjk", size=10)
-    pdf.cell(0, 7, f"报告编号：{NUMBER}", align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 7, f"报告编号：{SAMPLE_NUMBER}", align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     for label, value in ROWS:
         pdf.set_font("cjk", size=10)
