@@ -17,7 +17,7 @@ from registry.institutions.models import Authority, Certificate, CertificateEven
 from registry.registration.models import Batch
 from registry.infra.settings import DEMO_REPORT
 from registry.numbers.normalize import USCC_CHARSET, make_uscc, normalize_number
-from registry.numbers.quarters import SHANGHAI, Quarter
+from registry.numbers.quarters import REPORTING_BEGAN, SHANGHAI, Quarter
 from registry.registration.service import RegistrationService
 
 CITY = {
@@ -120,7 +120,7 @@ def load_demo_data(
             if status != "valid":
                 cert.status = status
                 session.add(CertificateEvent(certificate_id=cert.id, status=status, source="demo"))
-            plan.append((inst, code, prefix, FORMATS[i % len(FORMATS)]))
+            plan.append((inst, code, prefix, FORMATS[i % len(FORMATS)], issued))
         # one abnormal, one renamed (its former name still resolves): the 4th and the 6th, or the
         # last ones of a smaller plan
         if len(plan) > 1:
@@ -129,14 +129,26 @@ def load_demo_data(
         rename_institution(session, renamed, renamed.name.replace("（演示）", "集团有限公司（演示）"))
         bump_directory_version(session)
         session.commit()
-        plan_ids = [(inst.id, code, prefix, fmt) for inst, code, prefix, fmt in plan]
+        plan_ids = [(inst.id, code, prefix, fmt, issued) for inst, code, prefix, fmt, issued in plan]
 
     current = Quarter.containing(today)
     quarters = [current]
     for _ in range(5):
         quarters.insert(0, quarters[0].previous())
     total = batches = 0
-    for index, (iid, code, prefix, fmt) in enumerate(plan_ids):
+    for index, (iid, code, prefix, fmt, issued) in enumerate(plan_ids):
+        # the years before the window: every quarter since the lab's certificate reported on time,
+        # fewer numbers each (its overview then shows a history, not years of 未报送)
+        history = max(1, numbers_per_quarter // 4)
+        for quarter in _quarters_before(quarters[0], since=issued):
+            start = (quarter.q - 1) * numbers_per_quarter + 1
+            numbers = [normalize_number(number_for(fmt, ABBR[code], index, quarter, start + k)) for k in range(history)]
+            digest = hashlib.sha256(("demo:%d:%s" % (iid, quarter)).encode()).hexdigest()
+            receipt = registration.register(institution_id=iid, quarter=quarter, numbers=numbers, sha256=digest,
+                                            file_name=f"{quarter}-报告编号.xlsx", created_by="demo")
+            total += receipt.accepted
+            batches += 1
+            _backdate(session_factory, receipt.batch_id, quarter, late=False, today=today)
         for quarter in quarters:
             if index % 7 == 6 and quarter == quarters[-2]:
                 continue  # some institutions missed a quarter, for the compliance views
@@ -160,6 +172,16 @@ def load_demo_data(
         first = normalize_number(number_for(fmt, ABBR[code], index, quarters[0], (quarters[0].q - 1) * numbers_per_quarter + 1))
         registration.withdraw(institution_id=iid, items=[(None, first, "报告信息有误，已作废重新出具")])
     return DemoSummary(len(plan_ids), total, batches, created=True)
+
+
+def _quarters_before(first_shown: Quarter, *, since: dt.date) -> list[Quarter]:
+    """The quarters from the one containing ``since`` (not before reporting began) up to the one
+    before ``first_shown``."""
+    quarter, out = max(Quarter.containing(since), REPORTING_BEGAN), []
+    while quarter < first_shown:
+        out.append(quarter)
+        quarter = quarter.next()
+    return out
 
 
 def _backdate(session_factory, batch_id: int, quarter: Quarter, *, late: bool, today: dt.date) -> None:

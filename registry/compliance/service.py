@@ -24,7 +24,7 @@ from registry.compliance.models import AbnormalMark
 from registry.institutions.models import Certificate, CertificateEvent, Institution
 from registry.registration.models import Batch, ReportNumber
 from registry.verification.models import QueryLog
-from registry.numbers.quarters import Clock, Quarter, SHANGHAI, quarters_between, system_clock
+from registry.numbers.quarters import REPORTING_BEGAN, Clock, Quarter, SHANGHAI, quarters_between, system_clock
 
 STANDINGS = ("on_time", "late", "zero", "missing", "pending")
 LEAD_STATUSES = ("not_found", "mismatch")
@@ -174,7 +174,7 @@ class ComplianceService:
         first = last
         for _ in range(count - 1):
             first = first.previous()
-        first = max(first, Quarter(2019, 1))
+        first = max(first, REPORTING_BEGAN)
         return self.summaries(officer, first, last, with_rows=False)
 
     def timeline(self, officer: Officer, institution_id: int, *, count: int = 12) -> InstitutionTimeline | None:
@@ -183,7 +183,7 @@ class ComplianceService:
         first = last
         for _ in range(count - 1):
             first = first.previous()
-        first = max(first, Quarter(2019, 1))
+        first = max(first, REPORTING_BEGAN)
         with self._sessions() as session:
             inst = session.get(Institution, institution_id)
             if inst is None:

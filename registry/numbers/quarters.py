@@ -109,6 +109,10 @@ class Quarter:
         return today > self.deadline
 
 
+#: The first quarter whose report numbers had to be reported: none is owed, nor accepted, before it.
+REPORTING_BEGAN = Quarter(2019, 1)
+
+
 @functools.lru_cache(maxsize=4)
 def pending_window(today: dt.date) -> tuple[dt.date, dt.date]:
     """First day and deadline of the earliest quarter whose deadline has not passed."""

@@ -15,7 +15,7 @@ from registry.registration.pipeline import BitsPipeline, RowsPipeline
 from registry.institutions.models import Institution
 from registry.registration.models import Batch, NumberEvent, ReportNumber
 from registry.numbers.normalize import clean_text, normalize_number
-from registry.numbers.quarters import SHANGHAI, Clock, Quarter, system_clock
+from registry.numbers.quarters import REPORTING_BEGAN, SHANGHAI, Clock, Quarter, system_clock
 from registry.tlog.models import PendingEntry
 
 # Numbers per chunk through the pipelines. A few chunks are in flight (parsed, hashed, loading),
@@ -151,7 +151,7 @@ class RegistrationService:
     def check_quarter(self, quarter: Quarter) -> bool:
         """Refuse a quarter that has not started; return whether an upload now is late."""
         today = self._clock().astimezone(SHANGHAI).date()
-        if quarter < Quarter(2019, 1):
+        if quarter < REPORTING_BEGAN:
             raise RegistrationRefused("quarter_too_early", f"{quarter} 早于 2019 年第一季度，无需报送", f"{quarter} is before 2019Q1, when reporting began")
         if not quarter.has_started(today):
             raise RegistrationRefused(
@@ -470,7 +470,7 @@ class RegistrationService:
                 select(Batch.quarter, Batch.late, Batch.accepted, Batch.source).where(
                     Batch.institution_id == institution_id)
             ).all()
-        first = max(Quarter(2019, 1), Quarter.containing(first_issued) if first_issued else Quarter(2019, 1))
+        first = max(REPORTING_BEGAN, Quarter.containing(first_issued)) if first_issued else REPORTING_BEGAN
         current = Quarter.containing(today)
         by_quarter: dict[str, list] = {}
         for row in rows:

@@ -81,6 +81,20 @@ def test_demo_data_registers_the_sample_reports_fingerprint(runner, reg, client)
     assert changed.json["document"] == "mismatch"
 
 
+def test_demo_labs_reported_every_quarter_since_their_certificate(runner, reg):
+    """A demo lab's overview shows a history: every quarter owed since its certificate was issued
+    (2021–2023) reported on time, not years of 未报送 before the six quarters the demo details;
+    the deliberate gaps of a larger demo (one lab in seven skips a quarter) stay."""
+    result = runner.invoke(args=["demo-data", "--institutions", "8", "--numbers-per-quarter", "4"])
+    assert result.exit_code == 0, result.output
+    with reg.sessions() as s:
+        ids = s.scalars(select(Institution.id).order_by(Institution.id)).all()
+    states = {iid: [q.state for q in reg.registration.quarter_overview(institution_id=iid)] for iid in ids}
+    assert all(len(quarters) >= 12 for quarters in states.values())  # certificates of 2021–2023
+    assert all(set(quarters) <= {"on_time", "open"} for iid, quarters in states.items() if iid != ids[6])
+    assert states[ids[6]].count("missing") == 1  # the seventh lab's deliberate gap
+
+
 @pytest.mark.parametrize("institutions", [1, 2, 3])
 def test_demo_data_with_few_institutions(runner, reg, institutions):
     result = runner.invoke(args=["demo-data", "--institutions", str(institutions), "--numbers-per-quarter", "2"])
