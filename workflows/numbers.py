@@ -68,7 +68,28 @@ def register_number_file(
             progress=progress, documents=parsed.documents,
         )
     done = FileImport(receipt=receipt, problems=list(parsed.problems), warnings=list(parsed.warnings))
+    kept = documents_kept_warning(receipt)
+    if kept is not None:
+        done.warnings.append(kept)
     if rejected_csv and parsed.problems:
         # the batch is registered; only the report of its rejected rows may fail (a full disk)
         done.rejected_csv_error = write_rejected_csv_or_error(rejected_csv, parsed.problems)
     return done
+
+
+def documents_kept_warning(receipt: Receipt) -> FileWarning | None:
+    """A warning when some document fingerprints the batch carried were not stored: their numbers
+    were registered before, and a registration keeps the fingerprint it came with (or none) — the
+    transparency log has committed to it. None when every fingerprint given was stored."""
+    given = receipt.documents_given or 0
+    kept = given - receipt.documents
+    if kept <= 0:
+        return None
+    return FileWarning(
+        code="documents_kept",
+        message_zh=f"{kept:,} 个文件摘要（SHA-256）未登记：这些编号此前已登记，保留登记时的文件摘要（或无摘要）；"
+                   f"已登记的编号不能补登文件摘要。",
+        message_en=f"{kept:,} document fingerprint(s) (SHA-256) not registered: their numbers were registered "
+                   f"before and keep the fingerprint they were registered with (or none); a registered number "
+                   f"cannot be given one afterwards.",
+    )

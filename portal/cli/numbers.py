@@ -71,6 +71,7 @@ def import_numbers(file: str, uscc: str, quarter: str, rejected_csv: str | None)
         f"{name}: batch {receipt.batch_id} for {inst.name} {q}{' (late)' if receipt.late else ''}: "
         f"registered {receipt.accepted:,}, already registered {receipt.already_registered:,}, "
         f"duplicate in file {receipt.in_file_duplicates:,}, rejected {len(done.problems):,}"
+        + (f"; with a document fingerprint {receipt.documents:,}" if receipt.documents_given else "")
     )
     echo_rejected_csv_error(rejected_csv, done.rejected_csv_error, f"batch {receipt.batch_id} is registered")
     sys.exit(1 if done.problems else 0)

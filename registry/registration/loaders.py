@@ -37,6 +37,8 @@ class LoadCounts:
     inserted: int     # newly registered
     in_file_duplicates: int
     already_registered: int
+    documents: int = 0  # of the newly registered, those stored with a document fingerprint
+    documents_given: int = 0  # fingerprints handed over (a number registered before keeps its own)
 
 
 class NumberLoader(Protocol):
@@ -48,10 +50,11 @@ class NumberLoader(Protocol):
 
 class _Tally:
     def __init__(self) -> None:
-        self.staged = self.distinct = self.inserted = 0
+        self.staged = self.distinct = self.inserted = self.documents = 0
 
     def counts(self) -> LoadCounts:
-        return LoadCounts(self.staged, self.inserted, self.staged - self.distinct, self.distinct - self.inserted)
+        return LoadCounts(self.staged, self.inserted, self.staged - self.distinct, self.distinct - self.inserted,
+                          self.documents)
 
 
 # 16 random bytes from PostgreSQL's CSPRNG without an extension: two random UUIDs (244 random
@@ -82,7 +85,7 @@ WITH d AS MATERIALIZED (SELECT DISTINCT number{sha} FROM {source}),
              WHERE r.number = ANY (ARRAY (SELECT number FROM clash))
                AND r.institution_id = %(iid)s AND r.batch_id <> %(batch)s
              ON CONFLICT DO NOTHING RETURNING 1)
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM old){documents}
 """
 
 
@@ -140,6 +143,7 @@ def _with_documents(statement: str, documents: bool) -> str:
             .replace("{shas}", ", sha256s" if documents else "", 1)
             .replace("{shas}", _PG_SHAS if documents else "", 1)
             .replace("{sha}", ", sha256" if documents else "")
+            .replace("{documents}", ", (SELECT count(sha256) FROM ins)" if documents else ", 0")
             .replace("{source}", "stage_numbers LEFT JOIN stage_documents USING (number)" if documents
                      else "stage_numbers"))
 
@@ -182,14 +186,15 @@ class PostgresLoader(_Tally):
             cur.execute("RELEASE SAVEPOINT rnr_direct")
             self._direct = False
             return False
-        count, packed, salts, sha256s = pack(
-            numbers, salts, [documents.get(number) for number in numbers] if documents else None)
+        digests = [documents.get(number) for number in numbers] if documents else None
+        count, packed, salts, sha256s = pack(numbers, salts, digests)
         cur.execute(_PG_SPAN, {**self._params, "count": count, "numbers": packed, "salts": salts,
                                "sha256s": sha256s})
         cur.execute("RELEASE SAVEPOINT rnr_direct")
         self.staged += len(numbers)
         self.distinct += len(numbers)
         self.inserted += len(numbers)
+        self.documents += len(digests) - digests.count(None) if digests else 0
         return True
 
     def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None:
@@ -206,10 +211,11 @@ class PostgresLoader(_Tally):
             if documents:
                 self._stage_documents(cur, documents)
             cur.execute(_PG_LOADS[bool(documents)], self._params)
-            inserted, old = cur.fetchone()
+            inserted, old, stored = cur.fetchone()
         self.staged += len(numbers)
         self.distinct += inserted + old
         self.inserted += inserted
+        self.documents += stored
 
     @staticmethod
     def _stage_documents(cur, documents: dict[str, str]) -> None:
@@ -284,6 +290,7 @@ class SQLiteLoader(_Tally):
         self.staged += len(numbers)
         self.distinct += len(unique)
         self.inserted += len(unique)
+        self.documents += len(digests) - digests.count(None) if digests else 0
         return True
 
     def load(self, numbers: list[str], documents: dict[str, str] | None = None) -> None:
@@ -324,6 +331,8 @@ class SQLiteLoader(_Tally):
         self.staged += len(numbers)
         self.distinct += fresh
         self.inserted += inserted
+        if documents:
+            self.documents += sum(1 for row in fresh_rows if row[2] is not None)
 
     def finish(self) -> None:
         """Empty the staging tables, which live as long as the pooled connection."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol
 
 from sqlalchemy import func, select, update
@@ -62,6 +62,8 @@ class Receipt:
     repeated: bool = False          # the same file again: the earlier receipt, nothing changed
     in_file_duplicates: int | None = None
     already_registered: int | None = None
+    documents: int = 0              # of ``accepted``, those registered with a document fingerprint
+    documents_given: int | None = None  # fingerprints this call handed over (None: a receipt read back)
 
     def to_json(self) -> dict:
         from registry.numbers.quarters import iso_local
@@ -124,6 +126,7 @@ def receipt_of(batch: Batch, institution: Institution, *, repeated: bool = False
         created_by=batch.created_by,
         created_at=batch.created_at,
         repeated=repeated,
+        documents=batch.documents or 0,
     )
 
 
@@ -224,6 +227,7 @@ class RegistrationService:
                                         documents=documents)
                     batch.accepted = counts.inserted
                     batch.duplicates = counts.in_file_duplicates + counts.already_registered
+                    batch.documents = counts.documents
                     batch.rejected = rejected()
                     session.commit()
             except IntegrityError:
@@ -237,6 +241,7 @@ class RegistrationService:
             receipt = receipt_of(batch, institution)
             receipt.in_file_duplicates = counts.in_file_duplicates
             receipt.already_registered = counts.already_registered
+            receipt.documents_given = counts.documents_given
             return receipt
 
     def _load(self, session: Session, writer, batch: Batch, numbers: Iterable[str], *, now: dt.datetime,
@@ -248,12 +253,14 @@ class RegistrationService:
         try:
             bits = BitsPipeline(writer, batch.id)
             rows = RowsPipeline(loader.load)
-            done = 0
+            done = given = 0
             try:
                 for chunk in chunked(numbers, CHUNK):
                     bits.submit(chunk)
                     # the chunk's own fingerprints (a sandboxed reader may hold the next record's too)
-                    rows.submit(chunk, {n: documents.pop(n) for n in chunk if n in documents} if documents else None)
+                    own = {n: documents.pop(n) for n in chunk if n in documents} if documents else None
+                    given += len(own) if own else 0
+                    rows.submit(chunk, own)
                     done += len(chunk)
                     if progress:
                         progress(done)
@@ -265,7 +272,7 @@ class RegistrationService:
                 raise rows_error or bits_error
             # advances the newest-batch marker even for a batch without numbers (a zero declaration)
             writer.add((), batch_id=batch.id)
-            counts = loader.counts()
+            counts = replace(loader.counts(), documents_given=given)
             loader.finish()
         finally:
             loader.close()
@@ -432,7 +439,7 @@ class RegistrationService:
                     if batch is None:
                         batch = Batch(institution_id=institution_id, quarter=str(quarter), source="api",
                                       file_name=None, sha256=digest, late=late, created_by=created_by,
-                                      created_at=now, accepted=0, duplicates=0, rejected=0)
+                                      created_at=now, accepted=0, duplicates=0, rejected=0, documents=0)
                         session.add(batch)
                         try:
                             session.flush()
@@ -445,6 +452,7 @@ class RegistrationService:
                     duplicates = counts.in_file_duplicates + counts.already_registered
                     batch.accepted += counts.inserted
                     batch.duplicates += duplicates
+                    batch.documents = (batch.documents or 0) + counts.documents
                     session.commit()
                 return receipt_of(batch, institution), ContinuousCounts(counts.inserted, duplicates)
         raise AssertionError("unreachable")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
 import re
 
@@ -17,7 +18,7 @@ from sqlalchemy import select, update
 
 from registry.accounts.tokens import TokenService
 from registry.infra.settings import ROOT
-from registry.registration.models import ReportNumber
+from registry.registration.models import Batch, ReportNumber
 from registry.tlog.models import LogEntry
 from tests.builders import make_institution, register
 from tests.importers.file_builders import xlsx_bytes
@@ -159,6 +160,8 @@ def test_the_api_registers_numbers_with_fingerprints(client, reg):
                         headers=headers).get_json()
     assert again["accepted"] == 0 and again["duplicates"] == 1
     assert fingerprints(reg, "API-2") == {"API-2": GENUINE}
+    with reg.sessions() as s:  # the day's batch counts the two registered with a fingerprint
+        assert s.scalar(select(Batch.documents).where(Batch.source == "api")) == 2
     reg.tlog.integrate()
     mine = client.get("/api/v1/log/mine", headers=headers).get_json()["entries"]
     assert {e["number"]: e["sha256"] for e in mine} == {"API-1": None, "API-2": GENUINE, "API-4": None,
@@ -268,3 +271,47 @@ def test_the_verdict_page_lets_the_browser_fetch_its_log_evidence(client, reg, d
     assert client.get(url).status_code == 400  # expired: the page asks to be reloaded
     # not found: no registration named, no log section, no ticket
     assert 'id="log-check"' not in client.get("/verify", query_string={"number": "NEVER-9"}).get_data(as_text=True)
+
+
+def test_the_receipt_counts_fingerprints_and_warns_of_those_not_registered(runner, client, reg, documented, tmp_path):
+    """The command's summary and the batch count the numbers registered with a fingerprint, on the
+    direct path (a file of new numbers) and the careful one (a file that clashes); a fingerprint
+    given to a number registered before is kept out and said so: the command's warning, the upload
+    API's ``documents_kept``."""
+    lab, _ = documented
+    assert "with a document fingerprint" not in runner.invoke(args=["import-numbers", str(_csv(tmp_path, "n.csv", [
+        ("NEW-0", "")])), "--institution", lab.uscc, "--quarter", "2026Q3"]).output  # a file without any says nothing
+    fresh = _csv(tmp_path, "fresh.csv", [("NEW-1", GENUINE), ("NEW-2", ""), ("NEW-3", OTHER)])
+    result = runner.invoke(args=["import-numbers", str(fresh), "--institution", lab.uscc, "--quarter", "2026Q3"])
+    assert result.exit_code == 0 and "registered 3," in result.output, result.output
+    assert "with a document fingerprint 2" in result.output and "warning" not in result.output
+    # DOC-1 (registered with GENUINE) and DOC-2 (registered without) given fingerprints now; NEW-4 is new
+    clash = _csv(tmp_path, "clash.csv", [("DOC-1", ALTERED), ("DOC-2", ALTERED), ("NEW-4", ALTERED), ("NEW-4", "")])
+    result = runner.invoke(args=["import-numbers", str(clash), "--institution", lab.uscc, "--quarter", "2026Q3"])
+    assert result.exit_code == 0 and "registered 1," in result.output, result.output
+    assert "with a document fingerprint 1" in result.output
+    assert "warning: 2 document fingerprint(s) (SHA-256) not registered" in result.output
+    assert "2 个文件摘要（SHA-256）未登记" in result.output
+    with reg.sessions() as s:  # DOC-1 is the other institution's too (without a fingerprint)
+        stored = dict(s.execute(select(ReportNumber.number, ReportNumber.sha256).where(
+            ReportNumber.institution_id == lab.id, ReportNumber.number.in_(["DOC-1", "DOC-2", "NEW-4"]))).all())
+    assert stored == {"DOC-1": GENUINE, "DOC-2": None, "NEW-4": ALTERED}
+    with reg.sessions() as s:
+        counts = s.execute(select(Batch.file_name, Batch.documents).where(Batch.institution_id == lab.id)).all()
+    assert {"q3.csv": 2, "n.csv": 0, "fresh.csv": 2, "clash.csv": 1}.items() <= dict(counts).items()
+
+    _, token = TokenService(sessions=reg.sessions, clock=reg.clock).create(institution_id=lab.id, name="lims",
+                                                                          created_by="t")
+    body = f"报告编号,文件摘要\nDOC-7,{GENUINE}\nNEW-5,{GENUINE}\n".encode()
+    response = client.post("/api/v1/batches", data={"quarter": "2026Q3", "file": (io.BytesIO(body), "api.csv")},
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert answer["accepted"] == 1
+    assert [(w["code"], w["message"][:2]) for w in answer["warnings"]] == [("documents_kept", "1 ")]
+
+
+def _csv(tmp_path, name: str, rows: list[tuple[str, str]]):
+    path = tmp_path / name
+    path.write_text("报告编号,文件摘要\n" + "".join(f"{number},{digest}\n" for number, digest in rows), encoding="utf-8")
+    return path

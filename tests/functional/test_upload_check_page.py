@@ -119,3 +119,27 @@ def test_check_page_counts_document_fingerprints_and_registers_them(portal_app, 
         stored = dict(session.execute(select(ReportNumber.number, ReportNumber.sha256)
                                       .where(ReportNumber.number.in_(["FP-1", "FP-2", "FP-3"]))).all())
     assert stored == {"FP-1": digest, "FP-2": None, "FP-3": hashlib.sha256(b"FP-3").hexdigest()}
+
+
+def test_the_receipt_counts_the_fingerprints_registered_and_tells_of_those_kept(portal_app, preg):
+    """The receipt says how many numbers the batch registered with a fingerprint; fingerprints a
+    file gave to numbers registered before (which keep theirs) are said to be not registered."""
+    import hashlib
+
+    client, _ = signed_in(portal_app, preg)
+    first, second, third = (hashlib.sha256(f"%PDF-1.7 report {n}".encode()).hexdigest() for n in range(3))
+    receipt = confirm(client, upload_file(client, f"报告编号,文件摘要\nKP-1,{first}\nKP-2,\nKP-3,{second}\n".encode(),
+                                          name="first.csv").headers["Location"]).headers["Location"]
+    page = _text(client.get(receipt + "?lang=zh").get_data(as_text=True))
+    assert "附文件摘要 2" in page and "上传文件中有" not in page
+    # KP-1 again with another fingerprint (kept as registered), KP-2 now with one (it had none), KP-4 new
+    content = f"报告编号,文件摘要\nKP-1,{third}\nKP-2,{third}\nKP-4,{third}\nKP-5,\n".encode()
+    receipt = confirm(client, upload_file(client, content, name="second.csv").headers["Location"]).headers["Location"]
+    page = _text(client.get(receipt + "?lang=zh").get_data(as_text=True))
+    assert "附文件摘要 1 上传文件中有 3 个；其余编号此前已登记，保留登记时的文件摘要（或无摘要）" in page, page
+    english = _text(client.get(receipt + "?lang=en").get_data(as_text=True))
+    assert "With a document fingerprint 1 The file carried 3; the other numbers were registered before" in english
+    with preg.sessions() as session:
+        assert [b.documents for b in session.query(Batch).order_by(Batch.id)] == [2, 1]
+    plain = confirm(client, upload_file(client, "报告编号\nKP-9\n".encode(), name="plain.csv").headers["Location"])
+    assert "文件摘要" not in _text(client.get(plain.headers["Location"]).get_data(as_text=True))
