@@ -47,25 +47,29 @@ def _pending_bytes() -> int:
     """``tlog_pending``'s bytes (heap, TOAST and index) with every entry still waiting."""
     from sqlalchemy import text
 
-    from bench.import_numbers import _services
+    from workflows.services import services_from_environment
 
-    services = _services()
-    with services.engine.connect() as c:
-        if services.engine.dialect.name == "postgresql":
-            size = c.execute(text("SELECT pg_total_relation_size('tlog_pending')")).scalar()
-        else:
-            size = c.execute(text("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'tlog_pending'")).scalar()
-    services.close()
-    return int(size)
+    engine = services_from_environment().engine
+    with engine.connect() as c:
+        if engine.dialect.name == "postgresql":
+            return int(c.execute(text("SELECT pg_total_relation_size('tlog_pending')")).scalar())
+        return int(c.execute(text("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'tlog_pending'")).scalar())
 
 
-def _sizes(n: int) -> dict[str, int]:
-    """Bytes of the log's tables (with their indexes) and of the salt column, after integration."""
-    from sqlalchemy import text
+def _integrated(n: int) -> dict:
+    """After the integration: the bytes of the log's tables (with their indexes) and of the salt
+    column, how many checkpoints were signed, and the milliseconds of an inclusion proof of a
+    random entry at tree size ``n`` (200 proofs, in this process: it explains, it is no headline)."""
+    import random
 
-    from bench.import_numbers import _services
+    from sqlalchemy import func, select, text
 
-    services = _services()
+    from registry.tlog.merkle import Tree
+    from registry.tlog.models import StoredCheckpoint
+    from registry.tlog.tiles import TileReader
+    from workflows.services import services_from_environment
+
+    services = services_from_environment()
     sizes = {}
     with services.engine.connect() as c:
         if services.engine.dialect.name == "postgresql":
@@ -78,43 +82,15 @@ def _sizes(n: int) -> dict[str, int]:
                     "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = :t OR name IN "
                     "(SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t)"), {"t": table}).scalar()
             sizes["report_numbers.salt"] = 17 * n  # 16 bytes and a length byte in each record
-    services.close()
-    return {k: int(v or 0) for k, v in sizes.items()}
-
-
-def _checkpoints() -> int:
-    """How many checkpoints the integration signed."""
-    from sqlalchemy import func, select
-
-    from bench.import_numbers import _services
-    from registry.tlog.models import StoredCheckpoint
-
-    services = _services()
-    with services.sessions() as s:
-        count = s.scalar(select(func.count()).select_from(StoredCheckpoint))
-    services.close()
-    return int(count)
-
-
-def _proof_ms(n: int) -> float:
-    """Milliseconds per inclusion proof of a random entry at tree size ``n`` (200 proofs)."""
-    import random
-
-    from registry.tlog.merkle import Tree
-    from registry.tlog.tiles import TileReader
-
-    from bench.import_numbers import _services
-
-    services = _services()
     rng = random.Random(1)
     with services.sessions() as s:
+        checkpoints = s.scalar(select(func.count()).select_from(StoredCheckpoint))
         tree = Tree(TileReader(s))
         started = time.perf_counter()
         for _ in range(200):
             tree.inclusion(rng.randrange(n), n)
-        ms = (time.perf_counter() - started) / 200 * 1000
-    services.close()
-    return ms
+        proof_ms = (time.perf_counter() - started) / 200 * 1000
+    return {"sizes": {k: int(v or 0) for k, v in sizes.items()}, "checkpoints": int(checkpoints), "proof_ms": proof_ms}
 
 
 def one_round(name: str, work: Path, n: int, r: int) -> dict:
@@ -153,9 +129,7 @@ def one_round(name: str, work: Path, n: int, r: int) -> dict:
 
         for step in ((baseline, registry) if r % 2 == 0 else (registry, baseline)):
             step()
-        out["sizes"] = stack._run_child(_sizes, n)
-        out["checkpoints"] = stack._run_child(_checkpoints)
-        out["proof_ms"] = stack._run_child(_proof_ms, n)
+        out.update(stack._run_child(_integrated, n))
     finally:
         stack.close()
         for path in files:
