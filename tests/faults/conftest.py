@@ -629,15 +629,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         time.sleep(interval)
 
 
-def all_correct(server: Gunicorn, registered: list[str], absent: list[str], rounds: int = 2) -> bool:
+class Checked(list):
+    """What :func:`all_correct` found: true when every answer was right; else false, holding the
+    first wrong answer (number, HTTP status, answer), which a failed ``assert`` then shows."""
+
+    def __bool__(self) -> bool:
+        return len(self) == 0
+
+
+def all_correct(server: Gunicorn, registered: list[str], absent: list[str], rounds: int = 2) -> Checked:
     """Every number answered right, on fresh connections (so by every worker, likely)."""
     for _ in range(rounds):
-        for number in registered:
-            status, body, _ = server.verify(number)
-            if status != 200 or body.get("status") != "found":
-                return False
-        for number in absent:
-            status, body, _ = server.verify(number)
-            if status != 200 or body.get("status") != "not_found":
-                return False
-    return True
+        for numbers, expected in ((registered, "found"), (absent, "not_found")):
+            for number in numbers:
+                status, body, _ = server.verify(number)
+                if status != 200 or body.get("status") != expected:
+                    return Checked([(number, status, body)])
+    return Checked()
